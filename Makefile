@@ -1,0 +1,77 @@
+# fc-gateway: the entry point.  `make run` and `make test` are the front door.
+#
+#   make deps    install the Debian packages (idempotent; skips apt when present)
+#   make         build build/ngx_http_fc_module.so and build/fc-runner
+#   make test    build, then run every test through ctest
+#   make run     build, then serve conf-examples/quickstart on 127.0.0.1:8080
+#   make bench   wrk benchmarks (tests/bench/)
+#   make fuzz    run the wire-protocol fuzzer for 60 s
+
+SHELL      := /bin/bash
+ROOT       := $(CURDIR)
+BUILD      := $(ROOT)/build
+NGX_SRC    ?= /usr/share/nginx/src
+NGX_COPY   := $(BUILD)/nginx-src
+NGX_OBJS   := $(BUILD)/nginx
+CMAKE_DIR  := $(BUILD)/cmake
+JOBS       ?= $(shell nproc)
+FC_WERROR  ?= 0
+CTEST_ARGS ?=
+
+DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev \
+	libuv1-dev libmsgpack-dev libspdlog-dev libyaml-cpp-dev libhttp-parser-dev \
+	googletest libgtest-dev libcurl4-openssl-dev curl \
+	python3 python3-flask python3-django gunicorn nodejs npm wrk \
+	clang libclang-rt-14-dev iproute2 procps
+
+MODULE_SOURCES := config $(wildcard ngx_module/*.c ngx_module/*.h) src/fc_proto.c src/fc_proto.h src/fc_limits.h
+
+.PHONY: all deps module runner test run bench fuzz clean install
+
+all: module runner
+
+deps:
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>/dev/null \
+		| awk '$$4 != "installed" {print $$1}'; \
+		for p in $(DEB_PACKAGES); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done); \
+	missing=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
+	if [ -n "$${missing// /}" ]; then \
+		echo "deps: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	else echo "deps: all Debian packages present"; fi
+
+# The module is built against Debian's nginx sources (nginx-dev) with the
+# distribution's configure flags, so the .so loads into /usr/sbin/nginx.
+# The sources are copied so the system tree is never written to.
+$(NGX_OBJS)/Makefile: config $(NGX_SRC)/conf_flags
+	rm -rf $(NGX_COPY) && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(NGX_COPY)
+	cd $(NGX_COPY) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+		--with-compat --add-dynamic-module=$(ROOT) --builddir=$(NGX_OBJS) >$(BUILD)/nginx-configure.log \
+		|| { tail -30 $(BUILD)/nginx-configure.log; exit 1; }
+
+$(BUILD)/ngx_http_fc_module.so: $(NGX_OBJS)/Makefile $(MODULE_SOURCES)
+	$(MAKE) -C $(NGX_COPY) -f $(NGX_OBJS)/Makefile modules
+	cp $(NGX_OBJS)/ngx_http_fc_module.so $@
+
+module: $(BUILD)/ngx_http_fc_module.so
+
+$(CMAKE_DIR)/CMakeCache.txt: CMakeLists.txt tests/CMakeLists.txt
+	cmake -S $(ROOT) -B $(CMAKE_DIR) -DFC_WERROR=$(if $(filter 1 ON on yes,$(FC_WERROR)),ON,OFF) >/dev/null
+
+runner: $(CMAKE_DIR)/CMakeCache.txt
+	cmake --build $(CMAKE_DIR) -j $(JOBS)
+
+test: deps all
+	cd $(CMAKE_DIR) && ctest --output-on-failure --timeout 300 -j 2 $(CTEST_ARGS)
+
+run: all
+	@exec $(ROOT)/conf-examples/quickstart/run.sh
+
+bench: all
+	@exec $(ROOT)/tests/bench/run.sh
+
+fuzz: deps
+	@exec $(ROOT)/tests/fuzz/run.sh 60
+
+clean:
+	rm -rf $(BUILD)

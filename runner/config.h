@@ -1,0 +1,111 @@
+// Runner configuration (DESIGN §5): YAML with the property names of
+// Serverless Devs s.yaml (component fc, FC 2.0) plus the runner's own
+// extensions.  Parsing happens once at start-up (and on reload); errors are
+// ConfigError exceptions that name the file, the key path and the line.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace fc {
+
+struct Address {
+  enum class Kind { kUnix, kTcp };
+  Kind kind = Kind::kUnix;
+  std::string path;  // kUnix
+  std::string host;  // kTcp: a literal IPv4/IPv6 address (no DNS on the loop)
+  int port = 0;      // kTcp
+  std::string to_string() const;  // "unix:/path" or "host:port"
+};
+
+// "unix:/path", "/path" (unix), "host:port", "[::1]:port".  Throws
+// std::invalid_argument with a reason.
+Address parse_address(const std::string& text);
+
+enum class Runtime { kCustom, kPython3, kNodejs };
+enum class FunctionType { kHttp, kEvent };
+
+const char* to_string(Runtime runtime);
+const char* to_string(FunctionType type);
+
+struct PreStopConfig {
+  std::string handler;  // informational (FC s.yaml); the call is GET /pre-stop
+  double timeout_s = 3;
+};
+
+struct FunctionConfig {
+  std::string name;
+  int line = 0;  // where the function's entry starts, for messages
+
+  Runtime runtime = Runtime::kCustom;
+  FunctionType type = FunctionType::kHttp;      // extension: `type`
+  std::string code_uri;                         // absolute path
+  std::string handler;                          // FC default "index.handler"
+  std::string initializer;                      // empty: none
+  double initialization_timeout_s = 10;         // FC `initializationTimeout`
+  double timeout_s = 60;                        // FC `timeout`
+  int memory_size_mb = 512;                     // FC `memorySize`
+  int instance_concurrency = 1;                 // FC `instanceConcurrency`, 1..100
+  std::vector<std::pair<std::string, std::string>> environment;  // ordered
+
+  // Custom runtime (FC `customRuntimeConfig`, `caPort`).
+  std::vector<std::string> command;
+  std::vector<std::string> args;
+  int ca_port = 9000;
+  bool ca_port_set = false;  // true: the app listens on caPort itself
+
+  // Built-in runtimes: the interpreter (extension `interpreter`), e.g.
+  // /usr/bin/python3 so Debian's Flask is importable.
+  std::string interpreter;
+
+  std::optional<PreStopConfig> pre_stop;  // instanceLifecycleConfig.preStop
+
+  // Extensions: pool bounds, idle reaping, queue.
+  int min_instances = 0;
+  int max_instances = 10;
+  double idle_timeout_s = 300;
+  int max_queue_size = 100;
+  double max_queue_time_s = 10;
+
+  // A digest of every field above but `line`: equal digests mean an
+  // unchanged function on reload.
+  std::string digest() const;
+};
+
+struct RunnerConfig {
+  std::string path;      // the config file, absolute
+  Address listen;        // default unix:/run/fc-runner/fc.sock
+  int listen_mode = 0660;  // extension `listenMode` (unix sockets), octal string or int
+  std::optional<Address> admin;
+  std::string log_level = "info";  // extension `logLevel`
+  double shutdown_timeout_s = 10;  // extension `shutdownTimeout`: SIGTERM drain bound
+  std::vector<FunctionConfig> functions;  // in file order
+
+  const FunctionConfig* find(std::string_view name) const;
+};
+
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(const std::string& file, int line, const std::string& key, const std::string& reason);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string file_;
+  int line_;
+  std::string key_;
+};
+
+// Reads and validates a config file.  Throws ConfigError.
+RunnerConfig load_config(const std::string& path);
+
+// The same, from text; `path` is used for messages and to resolve relative
+// codeUri values (against its directory).
+RunnerConfig parse_config(const std::string& yaml_text, const std::string& path);
+
+}  // namespace fc
