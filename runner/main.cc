@@ -1,0 +1,2 @@
+// placeholder: replaced by the runner implementation
+int main() { return 0; }

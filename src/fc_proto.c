@@ -1,0 +1,2 @@
+/* placeholder: replaced by the codec implementation */
+#include "fc_proto.h"
