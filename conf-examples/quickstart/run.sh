@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make run`: serve the quickstart functions on 127.0.0.1:8080 through real
+# nginx + fc-runner, in the foreground.  Ctrl-C stops both and every instance.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+prefix="$root/build/quickstart"
+mkdir -p "$prefix/tmp"
+
+runner_pid=""
+nginx_pid=""
+stop() {
+  trap - INT TERM EXIT
+  [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null || true
+  [ -n "$runner_pid" ] && kill -TERM "$runner_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+}
+trap stop INT TERM EXIT
+
+"$root/build/fc-runner" --config "$here/fc-runner.yaml" &
+runner_pid=$!
+
+user_directive=()
+[ "$(id -u)" = 0 ] && user_directive=(-g "user root;")
+/usr/sbin/nginx -p "$prefix/" -c "$here/nginx.conf" "${user_directive[@]}" &
+nginx_pid=$!
+
+echo "fc-gateway quickstart on http://127.0.0.1:8080/  (Ctrl-C stops)"
+echo "  curl http://127.0.0.1:8080/hello"
+echo "  curl http://127.0.0.1:8080/flask/"
+echo "  curl -d 'to be or not to be' http://127.0.0.1:8080/wordcount"
+# Whichever exits first ends the quickstart.
+wait -n "$runner_pid" "$nginx_pid" || true
