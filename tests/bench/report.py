@@ -1,0 +1,42 @@
+"""Turns wrk --latency outputs into the benchmark table (best round each)."""
+import re
+import sys
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def latency_ms(text, pct):
+    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
+    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+
+def parse(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {"rps": rps, "p50": latency_ms(text, 50), "p99": latency_ms(text, 99),
+            "errors": int(errors.group(1)) if errors else 0}
+
+
+runs = {}
+for line in open(sys.argv[1]):
+    target, path = line.split()
+    runs.setdefault(target, []).append(parse(path))
+
+# Median-free and honest: report each target's mean over rounds.
+rows = {}
+for target, results in runs.items():
+    n = len(results)
+    rows[target] = {k: sum(r[k] for r in results) / n for k in ("rps", "p50", "p99")}
+    rows[target]["errors"] = sum(r["errors"] for r in results)
+    rows[target]["rounds"] = n
+
+print("%-8s %12s %10s %10s %8s" % ("target", "requests/s", "p50 ms", "p99 ms", "non-2xx"))
+for target in ("direct", "2hop", "fc"):
+    if target in rows:
+        r = rows[target]
+        print("%-8s %12.0f %10.3f %10.3f %8d" % (target, r["rps"], r["p50"], r["p99"], r["errors"]))
+if "fc" in rows and "2hop" in rows:
+    print()
+    print("fc / 2hop throughput: %.2f  (target >= 0.90)" % (rows["fc"]["rps"] / rows["2hop"]["rps"]))
+    print("fc / 2hop p99:        %.2f  (target <= 1.20)" % (rows["fc"]["p99"] / rows["2hop"]["p99"]))

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# `make bench`: wrk (1 thread, 16 connections, BENCH_SECONDS each, rounds
+# alternating between targets) against
+#   direct  nginx `return 200`
+#   2hop    nginx -> proxy_pass (keepalive) -> backend nginx   (the floor)
+#   fc      nginx -> fc_function -> fc-runner -> the same backend as a
+#           custom-runtime instance
+# and prints requests/s, p50, p99 and the fc / 2hop ratios.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+seconds=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-2}
+work=$(mktemp -d /tmp/fc-bench.XXXXXX)
+mkdir -p "$work/tmp" "$work/fn"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+front=$(free_port); backend=$(free_port); runner=$(free_port)
+
+setsid "$here/backend.sh" "$backend" >"$work/backend.log" 2>&1 & pids+=($!)
+
+cat > "$work/fc-runner.yaml" <<YAML
+listen: 127.0.0.1:$runner
+logLevel: warn
+functions:
+  trivial:
+    runtime: custom
+    codeUri: $here
+    customRuntimeConfig: { command: [$here/backend.sh] }
+    instanceConcurrency: 100
+    maxInstances: 1
+YAML
+setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+
+cat > "$work/nginx.conf" <<CONF
+load_module $root/build/ngx_http_fc_module.so;
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp;
+  proxy_temp_path $work/tmp;
+  upstream backend { server 127.0.0.1:$backend; keepalive 32; }
+  upstream runner { server 127.0.0.1:$runner; keepalive 32; }
+  server {
+    listen 127.0.0.1:$front;
+    keepalive_requests 1000000;
+    location = /direct { default_type text/plain; return 200 "hello\n"; }
+    location = /2hop { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /fc { fc_runner runner; fc_function trivial; }
+  }
+}
+CONF
+user=()
+[ "$(id -u)" = 0 ] && user=(-g "user root;")
+setsid /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
+
+for i in $(seq 100); do
+  curl -sf "http://127.0.0.1:$front/fc" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+for t in direct 2hop fc; do
+  curl -sf "http://127.0.0.1:$front/$t" >/dev/null || { echo "bench: /$t does not answer"; cat "$work"/*.log; exit 1; }
+done
+
+results="$work/results.txt"
+: > "$results"
+for round in $(seq "$rounds"); do
+  for t in direct 2hop fc; do
+    wrk -t1 -c16 -d"${seconds}s" --latency "http://127.0.0.1:$front/$t" > "$work/wrk-$t-$round.txt"
+    echo "$t $work/wrk-$t-$round.txt" >> "$results"
+  done
+done
+
+python3 "$here/report.py" "$results"
