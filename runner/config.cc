@@ -1,2 +1,832 @@
-// placeholder: replaced by the config implementation
+// Runner configuration: YAML (FC s.yaml property names) to RunnerConfig.
+//
+// Every problem becomes one ConfigError naming the file, the line and the key
+// path, so an operator can fix the file without reading this code.  Errors
+// point at the line of the key they are about (for list items, the item);
+// cross-field checks point at the key that has to change.
+
 #include "config.h"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <span>
+#include <sstream>
+#include <string_view>
+#include <system_error>
+#include <unordered_set>
+
+namespace fc {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------
+// Keys.  The lists are the whole vocabulary: anything else is an error.
+
+constexpr std::string_view kTopLevelKeys[] = {
+    "listen", "listenMode", "admin", "logLevel", "shutdownTimeout", "functions",
+};
+
+constexpr std::string_view kFunctionKeys[] = {
+    // FC s.yaml (component fc, FC 2.0).  `name` is accepted so a pasted s.yaml
+    // block works; it must match the map key.
+    "name", "runtime", "codeUri", "handler", "initializer", "initializationTimeout", "timeout",
+    "memorySize", "instanceConcurrency", "environmentVariables", "caPort", "customRuntimeConfig",
+    "instanceLifecycleConfig",
+    // Runner extensions.
+    "type", "interpreter", "minInstances", "maxInstances", "idleTimeout", "maxQueueSize",
+    "maxQueueTime",
+};
+
+// FC keys that are harmless to ignore on a local runner: accepted with any
+// value, no effect, nothing logged here.
+constexpr std::string_view kIgnoredFunctionKeys[] = {
+    "description", "cpu", "diskSize", "instanceType", "internetAccess", "logConfig", "role",
+    "vpcConfig", "nasConfig", "ossMountConfig", "layers", "tracingConfig", "customDNS",
+    "gpuMemorySize",
+};
+
+constexpr std::string_view kCustomRuntimeConfigKeys[] = {"command", "args"};
+constexpr std::string_view kLifecycleKeys[] = {"preStop", "preFreeze"};
+constexpr std::string_view kHookKeys[] = {"handler", "timeout"};
+
+constexpr std::string_view kLogLevels[] = {"trace", "debug", "info", "warn", "error"};
+
+constexpr std::string_view kDefaultListen = "unix:/run/fc-runner/fc.sock";
+constexpr size_t kMaxUnixPathBytes = 107;  // sizeof(sockaddr_un::sun_path) - 1
+constexpr size_t kMaxFunctionNameBytes = 128;
+
+bool contains(std::span<const std::string_view> keys, std::string_view key) {
+  return !key.empty() && std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+// Optimal string alignment distance (Levenshtein plus adjacent swaps), so
+// "timeotu" suggests "timeout".
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+std::string nearest_key(std::string_view key, std::span<const std::string_view> a,
+                        std::span<const std::string_view> b = {}) {
+  std::string best;
+  size_t best_distance = 3;  // suggest only within distance 2
+  for (auto keys : {a, b}) {
+    for (std::string_view candidate : keys) {
+      if (candidate.empty()) continue;
+      size_t distance = edit_distance(key, candidate);
+      if (distance < best_distance) {
+        best_distance = distance;
+        best = candidate;
+      }
+    }
+  }
+  return best;
+}
+
+std::string in_quotes(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string join(std::span<const std::string_view> items) {
+  std::string out;
+  for (std::string_view item : items) {
+    if (item.empty()) continue;
+    if (!out.empty()) out += ", ";
+    out += item;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Scalars.
+
+int line_of(const YAML::Node& node) { return node.Mark().line + 1; }
+
+bool is_quoted(const YAML::Node& node) { return node.Tag() != "?"; }  // "!" or an explicit tag
+
+bool parse_int(std::string_view text, long long& out, bool& overflow) {
+  overflow = false;
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (end != text.data() + text.size()) return false;
+  if (ec == std::errc::result_out_of_range) {
+    overflow = true;
+    return true;
+  }
+  return ec == std::errc();
+}
+
+bool parse_double(std::string_view text, double& out) {
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  if (text.empty()) return false;
+  for (char c : text) {
+    if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == 'e' ||
+          c == 'E' || c == '+')) {
+      return false;  // keeps from_chars from accepting "inf", "nan", hex
+    }
+  }
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  if (end != text.data() + text.size()) return false;
+  if (ec == std::errc::result_out_of_range) {
+    out = text.front() == '-' ? -HUGE_VAL : HUGE_VAL;
+    return true;
+  }
+  return ec == std::errc();
+}
+
+bool is_bool_literal(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text == "true" || text == "false" || text == "yes" || text == "no" || text == "on" ||
+         text == "off";
+}
+
+// What a node is, for "expected X, got Y".
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return "an empty value";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Scalar:
+      break;
+  }
+  const std::string& text = node.Scalar();
+  if (!is_quoted(node)) {
+    double ignored;
+    if (parse_double(text, ignored)) return "the number " + text;
+    if (is_bool_literal(text)) return "the boolean " + text;
+  }
+  return "the string " + in_quotes(text);
+}
+
+std::string format_number(double value) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  return ec == std::errc() ? std::string(buf, end) : std::string("?");
+}
+
+// ---------------------------------------------------------------------------
+// The parser: one per file, knows the file name for messages and the
+// directory that relative codeUri values start from.
+
+// One `key: value` of a map (or one item of a list: key is empty).
+struct Entry {
+  std::string key;
+  std::string path;  // "functions.hello.timeout", "...command[0]"
+  int line = 0;      // the key's line (the item's, for list items)
+  YAML::Node value;
+};
+
+class Parser {
+ public:
+  Parser(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
+
+  RunnerConfig parse_document(const YAML::Node& root);
+
+ private:
+  [[noreturn]] void fail(int line, const std::string& path, const std::string& reason) const {
+    throw ConfigError(file_, line, path, reason);
+  }
+  [[noreturn]] void fail(const Entry& entry, const std::string& reason) const {
+    fail(entry.line, entry.path, reason);
+  }
+
+  // The entries of `map` in file order.  Unknown keys (when `known` is not
+  // empty), non-scalar keys and duplicates are errors.  Keys in `ignored`
+  // are dropped.
+  std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
+                             std::span<const std::string_view> known,
+                             std::span<const std::string_view> ignored = {}) const;
+
+  // A map-valued entry: null reads as an empty map.
+  std::vector<Entry> map_entries(const Entry& entry, std::span<const std::string_view> known,
+                                 std::span<const std::string_view> ignored = {}) const;
+
+  std::string as_string(const Entry& entry) const;
+  std::string as_nonempty_string(const Entry& entry) const;
+  long long as_int(const Entry& entry, long long min, long long max) const;
+  // Seconds: ints or floats.  `min_exclusive`: the value must be > min.
+  double as_seconds(const Entry& entry, double min, double max, bool min_exclusive = false) const;
+  std::vector<std::string> as_string_list(const Entry& entry) const;
+
+  Address as_address(const Entry& entry) const;
+  int as_mode(const Entry& entry) const;
+  FunctionConfig parse_function(const Entry& entry) const;
+  PreStopConfig parse_hook(const Entry& entry) const;
+  std::string as_code_dir(const Entry& entry) const;
+
+  std::string file_;
+  fs::path base_dir_;
+};
+
+std::vector<Entry> Parser::entries(const YAML::Node& map, const std::string& path,
+                                   std::span<const std::string_view> known,
+                                   std::span<const std::string_view> ignored) const {
+  std::vector<Entry> out;
+  std::unordered_set<std::string> seen;
+  for (const auto& item : map) {
+    const YAML::Node& key_node = item.first;
+    int line = line_of(key_node);
+    std::string prefix = path.empty() ? "" : path + ".";
+    if (!key_node.IsScalar()) {
+      fail(line, path, "keys must be plain names, got " + describe(key_node) + " as a key");
+    }
+    std::string key = key_node.Scalar();
+    std::string key_path = prefix + key;
+    if (!seen.insert(key).second) fail(line, key_path, "duplicate key");
+    if (contains(ignored, key)) continue;
+    if (!known.empty() && !contains(known, key)) {
+      std::string reason = "unknown key";
+      std::string suggestion = nearest_key(key, known, ignored);
+      if (!suggestion.empty()) reason += " (did you mean " + in_quotes(suggestion) + "?)";
+      fail(line, key_path, reason);
+    }
+    out.push_back(Entry{std::move(key), std::move(key_path), line, item.second});
+  }
+  return out;
+}
+
+std::vector<Entry> Parser::map_entries(const Entry& entry, std::span<const std::string_view> known,
+                                       std::span<const std::string_view> ignored) const {
+  if (entry.value.IsNull()) return {};
+  if (!entry.value.IsMap()) fail(entry, "expected a map, got " + describe(entry.value));
+  return entries(entry.value, entry.path, known, ignored);
+}
+
+std::string Parser::as_string(const Entry& entry) const {
+  if (!entry.value.IsScalar()) fail(entry, "expected a string, got " + describe(entry.value));
+  return entry.value.Scalar();
+}
+
+std::string Parser::as_nonempty_string(const Entry& entry) const {
+  std::string text = as_string(entry);
+  if (text.empty()) fail(entry, "must not be empty");
+  return text;
+}
+
+long long Parser::as_int(const Entry& entry, long long min, long long max) const {
+  const YAML::Node& node = entry.value;
+  if (!node.IsScalar() || is_quoted(node)) fail(entry, "expected an integer, got " + describe(node));
+  long long value = 0;
+  bool overflow = false;
+  double number = 0;
+  bool is_int = parse_int(node.Scalar(), value, overflow);
+  if (!is_int && !parse_double(node.Scalar(), number)) fail(entry, "expected an integer, got " + describe(node));
+  if (!is_int || overflow || value < min || value > max) {
+    fail(entry, "must be an integer between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+                    node.Scalar());
+  }
+  return value;
+}
+
+double Parser::as_seconds(const Entry& entry, double min, double max, bool min_exclusive) const {
+  const YAML::Node& node = entry.value;
+  double value;
+  if (!node.IsScalar() || is_quoted(node) || !parse_double(node.Scalar(), value)) {
+    fail(entry, "expected a number (seconds), got " + describe(node));
+  }
+  bool ok = std::isfinite(value) && (min_exclusive ? value > min : value >= min) && value <= max;
+  if (!ok) {
+    if (min_exclusive) {
+      fail(entry, "must be a number greater than " + format_number(min) + " and at most " +
+                      format_number(max));
+    }
+    fail(entry, "must be a number between " + format_number(min) + " and " + format_number(max));
+  }
+  return value;
+}
+
+std::vector<std::string> Parser::as_string_list(const Entry& entry) const {
+  if (!entry.value.IsSequence()) fail(entry, "expected a list of strings, got " + describe(entry.value));
+  std::vector<std::string> out;
+  size_t index = 0;
+  for (const YAML::Node& item : entry.value) {
+    Entry item_entry{"", entry.path + "[" + std::to_string(index++) + "]", line_of(item), item};
+    out.push_back(as_string(item_entry));
+  }
+  return out;
+}
+
+Address Parser::as_address(const Entry& entry) const {
+  std::string text = as_nonempty_string(entry);
+  try {
+    return parse_address(text);
+  } catch (const std::invalid_argument& e) {
+    fail(entry, e.what());
+  }
+}
+
+// Octal string ("0660", "660" quoted, "0o660") or an int; see README.
+int Parser::as_mode(const Entry& entry) const {
+  const YAML::Node& node = entry.value;
+  const std::string reason = "must be a file mode between 0000 and 0777, written in octal (e.g. \"0660\")";
+  if (!node.IsScalar()) fail(entry, "expected an octal string like \"0660\", got " + describe(node));
+  std::string_view text = node.Scalar();
+  bool octal = is_quoted(node) || text.starts_with("0");
+  if (text.starts_with("0o")) text.remove_prefix(2);
+  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    fail(entry, "expected an octal string like \"0660\", got " + describe(node));
+  }
+  long value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, octal ? 8 : 10);
+  if (ec != std::errc() || end != text.data() + text.size() || value < 0 || value > 0777) {
+    fail(entry, reason + ", got " + node.Scalar());
+  }
+  return static_cast<int>(value);
+}
+
+std::string Parser::as_code_dir(const Entry& entry) const {
+  fs::path path = as_nonempty_string(entry);
+  if (path.is_relative()) path = base_dir_ / path;
+  path = path.lexically_normal();
+  std::string text = path.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  std::error_code ec;
+  fs::file_status status = fs::status(text, ec);
+  if (ec || !fs::exists(status)) fail(entry, "directory " + text + " does not exist");
+  if (!fs::is_directory(status)) fail(entry, text + " is not a directory");
+  return text;
+}
+
+PreStopConfig Parser::parse_hook(const Entry& entry) const {
+  PreStopConfig hook;
+  bool has_handler = false;
+  for (const Entry& field : map_entries(entry, kHookKeys)) {
+    if (field.key == "handler") {
+      hook.handler = as_string(field);
+      has_handler = true;
+    } else if (field.key == "timeout") {
+      hook.timeout_s = as_seconds(field, 1, 600);
+    }
+  }
+  if (!has_handler) {
+    fail(entry.line, entry.path + ".handler",
+         "required (FC enables the hook by its handler; an empty string turns it off)");
+  }
+  return hook;
+}
+
+bool valid_function_name(std::string_view name) {
+  auto head = [](char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; };
+  auto tail = [&](char c) { return head(c) || std::isdigit(static_cast<unsigned char>(c)) || c == '-'; };
+  return !name.empty() && name.size() <= kMaxFunctionNameBytes && head(name.front()) &&
+         std::all_of(name.begin() + 1, name.end(), tail);
+}
+
+// FC's runtime names, versioned aliases included, folded to what the runner
+// runs: "python3.10" is python3 (the interpreter is whatever is installed).
+std::optional<Runtime> runtime_from_name(std::string_view name) {
+  auto versioned = [&](std::string_view base, std::string_view separator) {
+    if (!name.starts_with(base)) return false;
+    std::string_view rest = name.substr(base.size());
+    if (rest.empty()) return true;
+    if (!rest.starts_with(separator)) return false;
+    rest.remove_prefix(separator.size());
+    if (rest.empty()) return false;
+    return std::all_of(rest.begin(), rest.end(), [](char c) {
+      return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
+    });
+  };
+  if (name == "custom" || name.starts_with("custom.debian")) {
+    std::string_view version = name.substr(std::min(name.size(), std::string_view("custom.debian").size()));
+    if (name == "custom" || (!version.empty() && std::all_of(version.begin(), version.end(), [](char c) {
+                               return std::isdigit(static_cast<unsigned char>(c));
+                             }))) {
+      return Runtime::kCustom;
+    }
+    return std::nullopt;
+  }
+  if (versioned("python3", ".")) return Runtime::kPython3;
+  if (versioned("nodejs", "")) return Runtime::kNodejs;
+  return std::nullopt;
+}
+
+FunctionConfig Parser::parse_function(const Entry& entry) const {
+  FunctionConfig fn;
+  fn.name = entry.key;
+  fn.line = entry.line;
+  fn.handler = "index.handler";
+  if (!valid_function_name(fn.name)) {
+    fail(entry, "invalid function name: it must start with a letter or _, contain only letters, "
+                "digits, _ and -, and be at most 128 characters");
+  }
+  if (!entry.value.IsMap()) fail(entry, "expected a map of function settings, got " + describe(entry.value));
+
+  const Entry* runtime = nullptr;
+  const Entry* code_uri = nullptr;
+  const Entry* custom_runtime_config = nullptr;
+  std::optional<Entry> command;  // customRuntimeConfig.command
+  const Entry* interpreter = nullptr;
+  const Entry* min_instances = nullptr;
+  const Entry* max_instances = nullptr;
+
+  std::vector<Entry> fields = entries(entry.value, entry.path, kFunctionKeys, kIgnoredFunctionKeys);
+  for (const Entry& field : fields) {
+    const std::string& key = field.key;
+    if (key == "name") {
+      if (as_string(field) != fn.name) {
+        fail(field, "must match the function's key " + in_quotes(fn.name) + " (or be left out)");
+      }
+    } else if (key == "runtime") {
+      std::string name = as_nonempty_string(field);
+      std::optional<Runtime> parsed = runtime_from_name(name);
+      if (!parsed) {
+        fail(field, "unsupported runtime " + in_quotes(name) +
+                        "; use custom, python3 or nodejs (FC's versioned names such as "
+                        "custom.debian10, python3.10, nodejs18 are accepted)");
+      }
+      fn.runtime = *parsed;
+      runtime = &field;
+    } else if (key == "type") {
+      std::string type = as_string(field);
+      if (type == "http") {
+        fn.type = FunctionType::kHttp;
+      } else if (type == "event") {
+        fn.type = FunctionType::kEvent;
+      } else {
+        fail(field, "must be http or event, got " + in_quotes(type));
+      }
+    } else if (key == "codeUri") {
+      fn.code_uri = as_code_dir(field);
+      code_uri = &field;
+    } else if (key == "handler") {
+      fn.handler = as_nonempty_string(field);
+    } else if (key == "initializer") {
+      fn.initializer = as_string(field);
+    } else if (key == "initializationTimeout") {
+      fn.initialization_timeout_s = as_seconds(field, 1, 600);
+    } else if (key == "timeout") {
+      fn.timeout_s = as_seconds(field, 1, 86400);
+    } else if (key == "memorySize") {
+      fn.memory_size_mb = static_cast<int>(as_int(field, 64, 32768));
+    } else if (key == "instanceConcurrency") {
+      fn.instance_concurrency = static_cast<int>(as_int(field, 1, 100));
+    } else if (key == "environmentVariables") {
+      for (const Entry& var : map_entries(field, {})) {
+        if (var.key.empty() || var.key.find('=') != std::string::npos ||
+            var.key.find('\0') != std::string::npos) {
+          fail(var, "invalid environment variable name (empty, or contains = or NUL)");
+        }
+        std::string value;
+        if (var.value.IsScalar()) {
+          value = var.value.Scalar();
+        } else if (!var.value.IsNull()) {
+          fail(var, "expected a string, number or boolean, got " + describe(var.value));
+        }
+        if (value.find('\0') != std::string::npos) fail(var, "value contains a NUL byte");
+        fn.environment.emplace_back(var.key, std::move(value));
+      }
+    } else if (key == "caPort") {
+      fn.ca_port = static_cast<int>(as_int(field, 1, 65535));
+      fn.ca_port_set = true;
+    } else if (key == "customRuntimeConfig") {
+      custom_runtime_config = &field;
+      for (const Entry& sub : map_entries(field, kCustomRuntimeConfigKeys)) {
+        if (sub.key == "command") {
+          fn.command = as_string_list(sub);
+          command = sub;
+        } else if (sub.key == "args") {
+          fn.args = as_string_list(sub);
+        }
+      }
+    } else if (key == "interpreter") {
+      fn.interpreter = as_nonempty_string(field);
+      interpreter = &field;
+    } else if (key == "instanceLifecycleConfig") {
+      for (const Entry& hook : map_entries(field, kLifecycleKeys)) {
+        PreStopConfig parsed = parse_hook(hook);  // preFreeze: checked, then ignored
+        if (hook.key == "preStop" && !parsed.handler.empty()) fn.pre_stop = parsed;
+      }
+    } else if (key == "minInstances") {
+      fn.min_instances = static_cast<int>(as_int(field, 0, 1000));
+      min_instances = &field;
+    } else if (key == "maxInstances") {
+      fn.max_instances = static_cast<int>(as_int(field, 1, 1000));
+      max_instances = &field;
+    } else if (key == "idleTimeout") {
+      fn.idle_timeout_s = as_seconds(field, 1, 31536000);
+    } else if (key == "maxQueueSize") {
+      fn.max_queue_size = static_cast<int>(as_int(field, 0, 100000));
+    } else if (key == "maxQueueTime") {
+      fn.max_queue_time_s = as_seconds(field, 0, 86400, /*min_exclusive=*/true);
+    }
+  }
+
+  if (!runtime) fail(entry.line, entry.path + ".runtime", "required (custom, python3 or nodejs)");
+  if (!code_uri) fail(entry.line, entry.path + ".codeUri", "required (the function's code directory)");
+
+  if (fn.runtime == Runtime::kCustom) {
+    if (interpreter) {
+      fail(*interpreter, "only applies to the built-in runtimes (python3, nodejs); "
+                         "runtime custom starts customRuntimeConfig.command");
+    }
+    if (!custom_runtime_config) {
+      fail(entry.line, entry.path + ".customRuntimeConfig",
+           "required for runtime custom: { command: [program, ...], args: [...] }");
+    }
+    if (!command) {
+      fail(custom_runtime_config->line, custom_runtime_config->path + ".command",
+           "required for runtime custom (the program to start, e.g. [python3])");
+    }
+    if (fn.command.empty() || fn.command.front().empty()) {
+      fail(*command, "must name the program to start, e.g. [python3]");
+    }
+  } else if (custom_runtime_config) {
+    fail(*custom_runtime_config, "only applies to runtime custom (this function's runtime is " +
+                                     std::string(to_string(fn.runtime)) + ")");
+  }
+
+  if (fn.min_instances > fn.max_instances) {
+    const Entry& culprit = min_instances ? *min_instances : *max_instances;
+    fail(culprit, "minInstances (" + std::to_string(fn.min_instances) + ") must not exceed maxInstances (" +
+                      std::to_string(fn.max_instances) + (max_instances ? ")" : ", the default)"));
+  }
+  return fn;
+}
+
+RunnerConfig Parser::parse_document(const YAML::Node& root) {
+  RunnerConfig config;
+  config.listen = parse_address(std::string(kDefaultListen));
+
+  if (root.IsNull()) fail(1, "functions", "required; the file is empty");
+  if (!root.IsMap()) fail(line_of(root), "", "expected a map of settings at the top level, got " + describe(root));
+
+  const Entry* admin = nullptr;
+  bool has_functions = false;
+  std::vector<Entry> fields = entries(root, "", kTopLevelKeys);
+  for (const Entry& field : fields) {
+    const std::string& key = field.key;
+    if (key == "listen") {
+      config.listen = as_address(field);
+    } else if (key == "listenMode") {
+      config.listen_mode = as_mode(field);
+    } else if (key == "admin") {
+      config.admin = as_address(field);
+      admin = &field;
+    } else if (key == "logLevel") {
+      std::string level = as_string(field);
+      if (!contains(kLogLevels, level)) fail(field, "must be one of " + join(kLogLevels) + ", got " + in_quotes(level));
+      config.log_level = level;
+    } else if (key == "shutdownTimeout") {
+      config.shutdown_timeout_s = as_seconds(field, 0, 86400);
+    } else if (key == "functions") {
+      has_functions = true;
+      if (!field.value.IsNull() && !field.value.IsMap()) {
+        fail(field, "expected a map of function name to settings, got " + describe(field.value));
+      }
+      for (const Entry& function : map_entries(field, {})) config.functions.push_back(parse_function(function));
+    }
+  }
+  if (!has_functions) {
+    fail(line_of(root), "functions", "required (a map of function name to settings; it may be empty: {})");
+  }
+  if (admin && config.admin->to_string() == config.listen.to_string()) {
+    fail(*admin, "must differ from listen (" + config.listen.to_string() + ")");
+  }
+  return config;
+}
+
+// ---------------------------------------------------------------------------
+// FNV-1a, 64 bit: stable across runs and builds (std::hash is not).
+
+class Digest {
+ public:
+  void add(std::string_view field, std::string_view value) {
+    // Length-prefixed so ("ab", "c") and ("a", "bc") differ.
+    mix(field);
+    mix(":" + std::to_string(value.size()) + ":");
+    mix(value);
+    mix(";");
+  }
+  void add(std::string_view field, long long value) { add(field, std::to_string(value)); }
+  void add(std::string_view field, double value) { add(field, format_number(value)); }
+  std::string hex() const {
+    char buf[17];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(hash_));
+    return buf;
+  }
+
+ private:
+  void mix(std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      hash_ ^= c;
+      hash_ *= 0x100000001b3ULL;
+    }
+  }
+  uint64_t hash_ = 0xcbf29ce484222325ULL;
+};
+
+fs::path absolute_path(const std::string& path) {
+  std::error_code ec;
+  fs::path absolute = fs::absolute(path.empty() ? fs::path(".") : fs::path(path), ec);
+  return ec ? fs::path(path) : absolute.lexically_normal();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+ConfigError::ConfigError(const std::string& file, int line, const std::string& key, const std::string& reason)
+    : std::runtime_error(file + ":" + std::to_string(line) + ": " + (key.empty() ? "" : key + ": ") + reason),
+      file_(file),
+      line_(line),
+      key_(key) {}
+
+std::string Address::to_string() const {
+  if (kind == Kind::kUnix) return "unix:" + path;
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+Address parse_address(const std::string& text) {
+  Address address;
+  if (text.empty()) throw std::invalid_argument("empty address");
+  std::string_view view = text;
+  if (view.starts_with("unix:") || view.starts_with("/")) {
+    if (view.starts_with("unix:")) view.remove_prefix(5);
+    if (!view.starts_with("/")) {
+      throw std::invalid_argument("unix socket path must be absolute, got " + in_quotes(view));
+    }
+    if (view.size() > kMaxUnixPathBytes) {
+      throw std::invalid_argument("unix socket path is longer than " + std::to_string(kMaxUnixPathBytes) +
+                                  " bytes");
+    }
+    address.kind = Address::Kind::kUnix;
+    address.path = std::string(view);
+    return address;
+  }
+
+  std::string host;
+  std::string_view port;
+  if (view.starts_with("[")) {
+    size_t close = view.find(']');
+    if (close == std::string_view::npos) throw std::invalid_argument("missing ] in " + in_quotes(text));
+    host = std::string(view.substr(1, close - 1));
+    std::string_view rest = view.substr(close + 1);
+    if (!rest.starts_with(":")) throw std::invalid_argument("expected [ipv6]:port, got " + in_quotes(text));
+    port = rest.substr(1);
+    in6_addr ignored;
+    if (inet_pton(AF_INET6, host.c_str(), &ignored) != 1) {
+      throw std::invalid_argument(in_quotes(host) + " is not an IPv6 address");
+    }
+  } else {
+    size_t colon = view.rfind(':');
+    if (colon == std::string_view::npos) {
+      throw std::invalid_argument("expected unix:/path, /path or host:port, got " + in_quotes(text));
+    }
+    if (view.find(':') != colon) {
+      throw std::invalid_argument("an IPv6 address needs brackets, as in [::1]:9100");
+    }
+    host = std::string(view.substr(0, colon));
+    port = view.substr(colon + 1);
+    if (host == "localhost") host = "127.0.0.1";
+    in_addr ignored;
+    if (inet_pton(AF_INET, host.c_str(), &ignored) != 1) {
+      throw std::invalid_argument("host must be an IP address or localhost (no DNS), got " + in_quotes(host));
+    }
+  }
+  int port_number = -1;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), port_number);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || port_number < 0 ||
+      port_number > 65535) {
+    throw std::invalid_argument("port must be a number between 0 and 65535, got " + in_quotes(port));
+  }
+  address.kind = Address::Kind::kTcp;
+  address.host = std::move(host);
+  address.port = port_number;
+  return address;
+}
+
+const char* to_string(Runtime runtime) {
+  switch (runtime) {
+    case Runtime::kCustom:
+      return "custom";
+    case Runtime::kPython3:
+      return "python3";
+    case Runtime::kNodejs:
+      return "nodejs";
+  }
+  return "unknown";
+}
+
+const char* to_string(FunctionType type) {
+  switch (type) {
+    case FunctionType::kHttp:
+      return "http";
+    case FunctionType::kEvent:
+      return "event";
+  }
+  return "unknown";
+}
+
+std::string FunctionConfig::digest() const {
+  Digest d;
+  d.add("name", name);
+  d.add("runtime", to_string(runtime));
+  d.add("type", to_string(type));
+  d.add("codeUri", code_uri);
+  d.add("handler", handler);
+  d.add("initializer", initializer);
+  d.add("initializationTimeout", initialization_timeout_s);
+  d.add("timeout", timeout_s);
+  d.add("memorySize", static_cast<long long>(memory_size_mb));
+  d.add("instanceConcurrency", static_cast<long long>(instance_concurrency));
+  d.add("environment", static_cast<long long>(environment.size()));
+  for (const auto& [key, value] : environment) {
+    d.add("env.key", key);
+    d.add("env.value", value);
+  }
+  d.add("command", static_cast<long long>(command.size()));
+  for (const std::string& word : command) d.add("command[]", word);
+  d.add("args", static_cast<long long>(args.size()));
+  for (const std::string& word : args) d.add("args[]", word);
+  d.add("caPort", static_cast<long long>(ca_port));
+  d.add("caPortSet", static_cast<long long>(ca_port_set));
+  d.add("interpreter", interpreter);
+  d.add("preStop", static_cast<long long>(pre_stop.has_value()));
+  if (pre_stop) {
+    d.add("preStop.handler", pre_stop->handler);
+    d.add("preStop.timeout", pre_stop->timeout_s);
+  }
+  d.add("minInstances", static_cast<long long>(min_instances));
+  d.add("maxInstances", static_cast<long long>(max_instances));
+  d.add("idleTimeout", idle_timeout_s);
+  d.add("maxQueueSize", static_cast<long long>(max_queue_size));
+  d.add("maxQueueTime", max_queue_time_s);
+  return d.hex();
+}
+
+const FunctionConfig* RunnerConfig::find(std::string_view name) const {
+  for (const FunctionConfig& fn : functions) {
+    if (fn.name == name) return &fn;
+  }
+  return nullptr;
+}
+
+RunnerConfig parse_config(const std::string& yaml_text, const std::string& path) {
+  fs::path absolute = absolute_path(path);
+  Parser parser(path, absolute.parent_path());
+  std::vector<YAML::Node> documents;
+  try {
+    documents = YAML::LoadAll(yaml_text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(path, e.mark.line + 1, "", "YAML syntax error: " + e.msg);
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(path, e.mark.line + 1, "", "YAML error: " + e.msg);
+  }
+  if (documents.size() > 1) {
+    throw ConfigError(path, 0, "", "expected one YAML document, found " + std::to_string(documents.size()));
+  }
+  RunnerConfig config;
+  try {
+    config = parser.parse_document(documents.empty() ? YAML::Node() : documents.front());
+  } catch (const YAML::Exception& e) {
+    // Defensive: the parser checks types before reading values.
+    throw ConfigError(path, e.mark.line + 1, "", "YAML error: " + e.msg);
+  }
+  config.path = absolute.string();
+  return config;
+}
+
+RunnerConfig load_config(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw ConfigError(path, 0, "", "cannot read the config file: it is a directory");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int saved = errno;
+    throw ConfigError(path, 0, "", std::string("cannot read the config file: ") +
+                                       (saved ? std::strerror(saved) : "open failed"));
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) throw ConfigError(path, 0, "", "cannot read the config file: read error");
+  return parse_config(text.str(), path);
+}
+
+}  // namespace fc
