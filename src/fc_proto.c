@@ -1,2 +1,1182 @@
-/* placeholder: replaced by the codec implementation */
+/*
+ * fc wire protocol v1 codec (DESIGN §3).  See fc_proto.h for the contract.
+ *
+ * Compiled both by CMake (C11) and inside nginx (gcc default std, nginx's
+ * warning flags), so: nginx-like style, no C++ keywords as identifiers, no
+ * global mutable state, no allocation of its own.  msgpack-c allocates only
+ * in its zone while decoding, and the zone is freed before returning.
+ */
+
+#include <limits.h>
+#include <string.h>
+
+#include <msgpack.h>
+
 #include "fc_proto.h"
+
+
+/* ---- status names ----------------------------------------------------- */
+
+const char *
+fc_strerror(int status)
+{
+    switch (status) {
+    case FC_OK:
+        return "ok";
+    case FC_EVERSION:
+        return "unknown protocol version";
+    case FC_ETYPE:
+        return "unknown frame type";
+    case FC_ETOOBIG:
+        return "payload length over the limit";
+    case FC_EMSGPACK:
+        return "payload is not one whole msgpack object";
+    case FC_ESCHEMA:
+        return "msgpack field missing or of the wrong type";
+    case FC_ENOSPACE:
+        return "output buffer too small";
+    case FC_ENOMEM:
+        return "out of memory";
+    case FC_ETOOMANY:
+        return "too many headers";
+    default:
+        return "unknown error";
+    }
+}
+
+
+/* ---- frame header ----------------------------------------------------- */
+
+void
+fc_frame_header_encode(uint8_t *out, uint8_t type, uint16_t flags,
+    uint32_t length)
+{
+    out[0] = FC_PROTO_VERSION;
+    out[1] = type;
+    out[2] = (uint8_t) (flags >> 8);
+    out[3] = (uint8_t) flags;
+    out[4] = (uint8_t) (length >> 24);
+    out[5] = (uint8_t) (length >> 16);
+    out[6] = (uint8_t) (length >> 8);
+    out[7] = (uint8_t) length;
+}
+
+
+int
+fc_frame_header_decode(const uint8_t *in, fc_frame_header_t *hdr)
+{
+    uint32_t  limit;
+
+    /* filled in even when invalid, so the caller can log what it got */
+    hdr->version = in[0];
+    hdr->type = in[1];
+    hdr->flags = (uint16_t) (((uint16_t) in[2] << 8) | in[3]);
+    hdr->length = ((uint32_t) in[4] << 24) | ((uint32_t) in[5] << 16)
+                  | ((uint32_t) in[6] << 8) | (uint32_t) in[7];
+
+    if (hdr->version != FC_PROTO_VERSION) {
+        return FC_EVERSION;
+    }
+
+    switch (hdr->type) {
+    case FC_FRAME_DATA:
+        limit = FC_MAX_FRAME_PAYLOAD;
+        break;
+    case FC_FRAME_REQUEST:
+    case FC_FRAME_RESPONSE:
+    case FC_FRAME_ERROR:
+        limit = FC_MAX_META_PAYLOAD;
+        break;
+    default:
+        return FC_ETYPE;
+    }
+
+    if (hdr->length > limit) {
+        return FC_ETOOBIG;
+    }
+
+    return FC_OK;
+}
+
+
+/* ---- incremental frame parser ----------------------------------------- */
+
+void
+fc_parser_init(fc_parser_t *p, void *data)
+{
+    memset(p, 0, sizeof(fc_parser_t));
+    p->data = data;
+}
+
+
+size_t
+fc_parser_execute(fc_parser_t *p, const fc_parser_callbacks_t *cb,
+    const uint8_t *data, size_t len)
+{
+    int     rc;
+    size_t  pos, n;
+
+    if (p->error) {
+        return 0;
+    }
+
+    /* calling again is how a paused parser resumes */
+    p->paused = 0;
+    pos = 0;
+
+    for ( ;; ) {
+
+        if (p->in_payload) {
+
+            if (p->payload_left == 0) {
+                /*
+                 * Reached also with no input left: a zero-length frame, or a
+                 * pause in the last on_payload, still owes its frame end.
+                 */
+                p->in_payload = 0;
+                p->header_have = 0;
+
+                if (cb->on_frame_end && cb->on_frame_end(p) != 0) {
+                    p->paused = 1;
+                    return pos;
+                }
+
+                continue;
+            }
+
+            if (pos == len) {
+                return pos;
+            }
+
+            n = len - pos;
+            if (n > p->payload_left) {
+                n = p->payload_left;
+            }
+
+            p->payload_left -= (uint32_t) n;
+            pos += n;
+
+            if (cb->on_payload && cb->on_payload(p, data + pos - n, n) != 0) {
+                p->paused = 1;
+                return pos;
+            }
+
+            continue;
+        }
+
+        if (pos == len) {
+            return pos;
+        }
+
+        n = FC_FRAME_HEADER_SIZE - p->header_have;
+        if (n > len - pos) {
+            n = len - pos;
+        }
+
+        memcpy(p->header_buf + p->header_have, data + pos, n);
+        p->header_have += n;
+        pos += n;
+
+        if (p->header_have < FC_FRAME_HEADER_SIZE) {
+            return pos;
+        }
+
+        rc = fc_frame_header_decode(p->header_buf, &p->hdr);
+        if (rc != FC_OK) {
+            p->error = rc;
+            return pos;
+        }
+
+        p->in_payload = 1;
+        p->payload_left = p->hdr.length;
+
+        if (cb->on_header && cb->on_header(p, &p->hdr) != 0) {
+            p->paused = 1;
+            return pos;
+        }
+    }
+}
+
+
+/* ---- encoding ---------------------------------------------------------- */
+
+/*
+ * msgpack_packer writes through this.  It never fails mid-way: it keeps
+ * counting what would have been written, so the end result can tell "buffer
+ * too small" (FC_ENOSPACE) from "over the protocol limit" (FC_ETOOBIG).
+ */
+typedef struct {
+    uint8_t  *buf;
+    size_t    cap;
+    size_t    used;
+    int       oversize;
+} fc_writer_t;
+
+
+static int
+fc_writer_write(void *data, const char *buf, size_t len)
+{
+    fc_writer_t  *w = data;
+
+    if (len == 0) {
+        return 0;
+    }
+
+    if (len > FC_MAX_META_PAYLOAD || w->used > FC_MAX_META_PAYLOAD) {
+        w->oversize = 1;
+        return 0;
+    }
+
+    if (w->used <= w->cap && len <= w->cap - w->used) {
+        memcpy(w->buf + w->used, buf, len);
+    }
+
+    w->used += len;
+
+    return 0;
+}
+
+
+static void
+fc_pack_key(msgpack_packer *pk, const char *key)
+{
+    size_t  len = strlen(key);
+
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, key, len);
+}
+
+
+static void
+fc_pack_str(msgpack_packer *pk, fc_writer_t *w, const fc_str_t *s)
+{
+    if (s->len > FC_MAX_META_PAYLOAD) {
+        /* also keeps msgpack's u32 length field from truncating */
+        w->oversize = 1;
+        return;
+    }
+
+    msgpack_pack_str(pk, s->len);
+    msgpack_pack_str_body(pk, s->data, s->len);
+}
+
+
+static void
+fc_pack_headers(msgpack_packer *pk, fc_writer_t *w,
+    const fc_header_t *headers, size_t nheaders)
+{
+    size_t  i;
+
+    msgpack_pack_array(pk, nheaders);
+
+    for (i = 0; i < nheaders; i++) {
+        msgpack_pack_array(pk, 2);
+        fc_pack_str(pk, w, &headers[i].name);
+        fc_pack_str(pk, w, &headers[i].value);
+    }
+}
+
+
+static int
+fc_writer_finish(const fc_writer_t *w, size_t *written)
+{
+    if (w->oversize || w->used > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
+    }
+
+    if (w->used > w->cap) {
+        return FC_ENOSPACE;
+    }
+
+    *written = w->used;
+
+    return FC_OK;
+}
+
+
+int
+fc_request_encode(const fc_request_t *req, uint8_t *buf, size_t cap,
+    size_t *written)
+{
+    fc_writer_t     w;
+    msgpack_packer  pk;
+
+    if (req->nheaders > FC_MAX_HEADERS) {
+        return FC_ETOOMANY;
+    }
+
+    w.buf = buf;
+    w.cap = cap;
+    w.used = 0;
+    w.oversize = 0;
+    msgpack_packer_init(&pk, &w, fc_writer_write);
+
+    msgpack_pack_map(&pk, 12);
+
+    fc_pack_key(&pk, "function");
+    fc_pack_str(&pk, &w, &req->function);
+    fc_pack_key(&pk, "method");
+    fc_pack_str(&pk, &w, &req->method);
+    fc_pack_key(&pk, "uri");
+    fc_pack_str(&pk, &w, &req->uri);
+    fc_pack_key(&pk, "version");
+    fc_pack_str(&pk, &w, &req->version);
+    fc_pack_key(&pk, "headers");
+    fc_pack_headers(&pk, &w, req->headers, req->nheaders);
+    fc_pack_key(&pk, "remote_addr");
+    fc_pack_str(&pk, &w, &req->remote_addr);
+    fc_pack_key(&pk, "remote_port");
+    msgpack_pack_uint32(&pk, req->remote_port);
+    fc_pack_key(&pk, "scheme");
+    fc_pack_str(&pk, &w, &req->scheme);
+    fc_pack_key(&pk, "host");
+    fc_pack_str(&pk, &w, &req->host);
+    fc_pack_key(&pk, "request_id");
+    fc_pack_str(&pk, &w, &req->request_id);
+    fc_pack_key(&pk, "content_length");
+    msgpack_pack_int64(&pk, req->content_length);
+    fc_pack_key(&pk, "deadline_ms");
+    msgpack_pack_uint64(&pk, req->deadline_ms);
+
+    return fc_writer_finish(&w, written);
+}
+
+
+int
+fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
+    size_t *written)
+{
+    fc_writer_t     w;
+    msgpack_packer  pk;
+
+    if (resp->nheaders > FC_MAX_HEADERS) {
+        return FC_ETOOMANY;
+    }
+
+    w.buf = buf;
+    w.cap = cap;
+    w.used = 0;
+    w.oversize = 0;
+    msgpack_packer_init(&pk, &w, fc_writer_write);
+
+    msgpack_pack_map(&pk, 4);
+
+    fc_pack_key(&pk, "status");
+    msgpack_pack_uint32(&pk, resp->status);
+    fc_pack_key(&pk, "headers");
+    fc_pack_headers(&pk, &w, resp->headers, resp->nheaders);
+    fc_pack_key(&pk, "cold_start");
+    if (resp->cold_start) {
+        msgpack_pack_true(&pk);
+    } else {
+        msgpack_pack_false(&pk);
+    }
+    fc_pack_key(&pk, "instance");
+    fc_pack_str(&pk, &w, &resp->instance);
+
+    return fc_writer_finish(&w, written);
+}
+
+
+int
+fc_error_encode(const fc_error_t *err, uint8_t *buf, size_t cap,
+    size_t *written)
+{
+    fc_writer_t     w;
+    msgpack_packer  pk;
+
+    w.buf = buf;
+    w.cap = cap;
+    w.used = 0;
+    w.oversize = 0;
+    msgpack_packer_init(&pk, &w, fc_writer_write);
+
+    msgpack_pack_map(&pk, 3);
+
+    fc_pack_key(&pk, "status");
+    msgpack_pack_uint32(&pk, err->status);
+    fc_pack_key(&pk, "code");
+    fc_pack_str(&pk, &w, &err->code);
+    fc_pack_key(&pk, "message");
+    fc_pack_str(&pk, &w, &err->message);
+
+    return fc_writer_finish(&w, written);
+}
+
+
+/* ---- size bounds ------------------------------------------------------- */
+
+/* msgpack overhead: str header <= 5 bytes, array/map header <= 5, integer
+ * <= 9, bool 1.  Keys are short fixstr: 1 byte of header. */
+#define FC_MP_STR_HDR   5
+#define FC_MP_CONT_HDR  5
+#define FC_MP_INT       9
+
+
+static size_t
+fc_bound_add(size_t a, size_t b)
+{
+    return (a > SIZE_MAX - b) ? SIZE_MAX : a + b;
+}
+
+
+static size_t
+fc_bound_key(const char *key)
+{
+    return 1 + strlen(key);
+}
+
+
+static size_t
+fc_bound_str(size_t acc, const char *key, const fc_str_t *s)
+{
+    acc = fc_bound_add(acc, fc_bound_key(key) + FC_MP_STR_HDR);
+    return fc_bound_add(acc, s->len);
+}
+
+
+static size_t
+fc_bound_headers(size_t acc, const fc_header_t *headers, size_t nheaders)
+{
+    size_t  i;
+
+    acc = fc_bound_add(acc, fc_bound_key("headers") + FC_MP_CONT_HDR);
+
+    for (i = 0; i < nheaders; i++) {
+        acc = fc_bound_add(acc, 1 + 2 * FC_MP_STR_HDR);
+        acc = fc_bound_add(acc, headers[i].name.len);
+        acc = fc_bound_add(acc, headers[i].value.len);
+    }
+
+    return acc;
+}
+
+
+size_t
+fc_request_size_bound(const fc_request_t *req)
+{
+    size_t  n = FC_MP_CONT_HDR;
+
+    n = fc_bound_str(n, "function", &req->function);
+    n = fc_bound_str(n, "method", &req->method);
+    n = fc_bound_str(n, "uri", &req->uri);
+    n = fc_bound_str(n, "version", &req->version);
+    n = fc_bound_headers(n, req->headers, req->nheaders);
+    n = fc_bound_str(n, "remote_addr", &req->remote_addr);
+    n = fc_bound_add(n, fc_bound_key("remote_port") + FC_MP_INT);
+    n = fc_bound_str(n, "scheme", &req->scheme);
+    n = fc_bound_str(n, "host", &req->host);
+    n = fc_bound_str(n, "request_id", &req->request_id);
+    n = fc_bound_add(n, fc_bound_key("content_length") + FC_MP_INT);
+    n = fc_bound_add(n, fc_bound_key("deadline_ms") + FC_MP_INT);
+
+    return n;
+}
+
+
+size_t
+fc_response_size_bound(const fc_response_t *resp)
+{
+    size_t  n = FC_MP_CONT_HDR;
+
+    n = fc_bound_add(n, fc_bound_key("status") + FC_MP_INT);
+    n = fc_bound_headers(n, resp->headers, resp->nheaders);
+    n = fc_bound_add(n, fc_bound_key("cold_start") + 1);
+    n = fc_bound_str(n, "instance", &resp->instance);
+
+    return n;
+}
+
+
+size_t
+fc_error_size_bound(const fc_error_t *err)
+{
+    size_t  n = FC_MP_CONT_HDR;
+
+    n = fc_bound_add(n, fc_bound_key("status") + FC_MP_INT);
+    n = fc_bound_str(n, "code", &err->code);
+    n = fc_bound_str(n, "message", &err->message);
+
+    return n;
+}
+
+
+/* ---- decoding ---------------------------------------------------------- */
+
+/*
+ * Checks that buf[0..len) is exactly one well-formed msgpack object before
+ * msgpack-c sees it.  msgpack-c allocates a container's elements as soon as
+ * it reads the count, so "array32 of 4G elements" in 5 bytes would ask its
+ * zone for ~100 GiB; here every element still owed must fit in the bytes
+ * left (each takes at least one), which bounds msgpack-c's zone by the
+ * payload size.  Nesting is capped below msgpack-c's own cap (32,
+ * MSGPACK_EMBED_STACK_SIZE), so that a failure of msgpack_unpack() afterwards
+ * really means memory; our maps need 3 levels.  No recursion.
+ */
+#define FC_MSGPACK_MAX_DEPTH  16
+
+static int
+fc_msgpack_check(const uint8_t *buf, size_t len)
+{
+    int       container;
+    uint8_t   b;
+    size_t    pos, lenlen, skip, extra, i, depth;
+    uint64_t  owed, count, v;
+    uint64_t  left[FC_MSGPACK_MAX_DEPTH];  /* elements left per open level */
+
+    pos = 0;
+    depth = 0;
+    owed = 1;           /* objects not yet started: the root */
+
+    for ( ;; ) {
+
+        if (pos >= len) {
+            return FC_EMSGPACK;         /* truncated */
+        }
+
+        b = buf[pos++];
+        owed--;
+
+        container = 0;
+        count = 0;      /* container elements */
+        lenlen = 0;     /* size of a big-endian length field */
+        extra = 0;      /* bytes after the length field besides the body */
+        skip = 0;       /* fixed-size body */
+
+        if (b <= 0x7f || b >= 0xe0) {
+            /* fixint */
+
+        } else if (b <= 0x8f) {
+            container = 1;
+            count = 2 * (uint64_t) (b & 0x0f);
+
+        } else if (b <= 0x9f) {
+            container = 1;
+            count = b & 0x0f;
+
+        } else if (b <= 0xbf) {
+            skip = b & 0x1f;
+
+        } else {
+            switch (b) {
+            case 0xc0: case 0xc2: case 0xc3:
+                break;
+            case 0xc4: case 0xd9: lenlen = 1; break;        /* bin8, str8 */
+            case 0xc5: case 0xda: lenlen = 2; break;        /* ... 16 */
+            case 0xc6: case 0xdb: lenlen = 4; break;        /* ... 32 */
+            case 0xc7: lenlen = 1; extra = 1; break;        /* ext8 */
+            case 0xc8: lenlen = 2; extra = 1; break;        /* ext16 */
+            case 0xc9: lenlen = 4; extra = 1; break;        /* ext32 */
+            case 0xca: skip = 4; break;                     /* float32 */
+            case 0xcb: skip = 8; break;                     /* float64 */
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;                     /* fixext1 */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;                    /* fixext16 */
+            case 0xdc: case 0xde: lenlen = 2; container = 1; break;
+            case 0xdd: case 0xdf: lenlen = 4; container = 1; break;
+            default:
+                return FC_EMSGPACK;     /* 0xc1: never used */
+            }
+        }
+
+        if (lenlen > 0) {
+            if (lenlen > len - pos) {
+                return FC_EMSGPACK;
+            }
+
+            v = 0;
+            for (i = 0; i < lenlen; i++) {
+                v = (v << 8) | buf[pos++];
+            }
+
+            if (b == 0xde || b == 0xdf) {
+                count = 2 * v;
+
+            } else if (container) {
+                count = v;
+
+            } else {
+                if (v > len - pos) {
+                    return FC_EMSGPACK;
+                }
+                skip = (size_t) v + extra;
+            }
+        }
+
+        if (skip > len - pos) {
+            return FC_EMSGPACK;
+        }
+        pos += skip;
+
+        if (container) {
+            if (depth == FC_MSGPACK_MAX_DEPTH) {
+                return FC_EMSGPACK;     /* msgpack-c would refuse it too */
+            }
+
+            if (count > 0) {
+                owed += count;
+                if (owed > len - pos) {
+                    return FC_EMSGPACK;
+                }
+
+                left[depth++] = count;
+                continue;
+            }
+        }
+
+        /* one object complete: close every container it completes */
+
+        while (depth > 0) {
+            if (--left[depth - 1] > 0) {
+                break;
+            }
+            depth--;
+        }
+
+        if (depth == 0) {
+            break;
+        }
+    }
+
+    if (pos != len) {
+        return FC_EMSGPACK;             /* trailing bytes */
+    }
+
+    return FC_OK;
+}
+
+
+/* Unpacks the one map in payload; the caller destroys the zone on FC_OK. */
+static int
+fc_unpack_map(const uint8_t *payload, size_t len, msgpack_zone *zone,
+    msgpack_object *obj)
+{
+    int                    rc;
+    size_t                 off;
+    msgpack_unpack_return  ret;
+
+    if (len > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
+    }
+
+    rc = fc_msgpack_check(payload, len);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    if (!msgpack_zone_init(zone, 2048)) {
+        return FC_ENOMEM;
+    }
+
+    off = 0;
+    ret = msgpack_unpack((const char *) payload, len, &off, zone, obj);
+
+    if (ret != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_zone_destroy(zone);
+        return (ret == MSGPACK_UNPACK_NOMEM_ERROR) ? FC_ENOMEM : FC_EMSGPACK;
+    }
+
+    if (obj->type != MSGPACK_OBJECT_MAP) {
+        msgpack_zone_destroy(zone);
+        return FC_ESCHEMA;
+    }
+
+    return FC_OK;
+}
+
+
+/* Returns the index of a string key in names[], or -1 (unknown: ignored). */
+static int
+fc_key_index(const msgpack_object *key, const char *const *names, int n)
+{
+    int          i;
+    size_t       len;
+    const char  *s;
+
+    if (key->type == MSGPACK_OBJECT_STR) {
+        s = key->via.str.ptr;
+        len = key->via.str.size;
+
+    } else if (key->type == MSGPACK_OBJECT_BIN) {
+        s = key->via.bin.ptr;
+        len = key->via.bin.size;
+
+    } else {
+        return -1;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * A str or bin object as an fc_str_t pointing into the payload.  msgpack_unpack
+ * references the input for str/bin rather than copying into the zone; the
+ * range check keeps that assumption from ever turning into a pointer to the
+ * freed zone.
+ */
+static int
+fc_get_str(const msgpack_object *o, const uint8_t *payload, size_t len,
+    fc_str_t *out)
+{
+    const char  *s;
+    size_t       n;
+    uintptr_t    lo, hi, at;
+
+    if (o->type == MSGPACK_OBJECT_STR) {
+        s = o->via.str.ptr;
+        n = o->via.str.size;
+
+    } else if (o->type == MSGPACK_OBJECT_BIN) {
+        s = o->via.bin.ptr;
+        n = o->via.bin.size;
+
+    } else {
+        return FC_ESCHEMA;
+    }
+
+    lo = (uintptr_t) payload;
+    hi = lo + len;
+    at = (uintptr_t) s;
+
+    if (at < lo || at > hi || n > hi - at) {
+        return FC_EMSGPACK;
+    }
+
+    out->data = s;
+    out->len = n;
+
+    return FC_OK;
+}
+
+
+static int
+fc_get_uint(const msgpack_object *o, uint64_t max, uint64_t *out)
+{
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) {
+        return FC_ESCHEMA;
+    }
+
+    *out = o->via.u64;
+
+    return FC_OK;
+}
+
+
+/* An HTTP status: three digits. */
+static int
+fc_get_status(const msgpack_object *o, uint32_t *out)
+{
+    uint64_t  v;
+
+    if (fc_get_uint(o, 999, &v) != FC_OK || v < 100) {
+        return FC_ESCHEMA;
+    }
+
+    *out = (uint32_t) v;
+
+    return FC_OK;
+}
+
+
+/* Validates a header array: [[name, value], ...], at most FC_MAX_HEADERS. */
+static int
+fc_check_headers(const msgpack_object *o, const uint8_t *payload, size_t len)
+{
+    int                    rc;
+    uint32_t               i;
+    fc_str_t               s;
+    const msgpack_object  *pair;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return FC_ESCHEMA;
+    }
+
+    if (o->via.array.size > FC_MAX_HEADERS) {
+        return FC_ETOOMANY;
+    }
+
+    for (i = 0; i < o->via.array.size; i++) {
+        pair = &o->via.array.ptr[i];
+
+        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2) {
+            return FC_ESCHEMA;
+        }
+
+        rc = fc_get_str(&pair->via.array.ptr[0], payload, len, &s);
+        if (rc != FC_OK) {
+            return rc;
+        }
+
+        rc = fc_get_str(&pair->via.array.ptr[1], payload, len, &s);
+        if (rc != FC_OK) {
+            return rc;
+        }
+    }
+
+    return FC_OK;
+}
+
+
+/* Copies a header array checked by fc_check_headers(); the only allocation
+ * a decoder makes, done last so a failed decode never leaves one behind. */
+static int
+fc_copy_headers(const msgpack_object *o, const uint8_t *payload, size_t len,
+    fc_alloc_pt alloc, void *alloc_ctx, fc_header_t **headers,
+    size_t *nheaders)
+{
+    size_t                 i, n;
+    fc_header_t           *h;
+    const msgpack_object  *pair;
+
+    *headers = NULL;
+    *nheaders = 0;
+
+    if (o == NULL || o->via.array.size == 0) {
+        return FC_OK;
+    }
+
+    n = o->via.array.size;
+
+    if (alloc == NULL) {
+        return FC_ENOMEM;
+    }
+
+    h = alloc(alloc_ctx, n * sizeof(fc_header_t));
+    if (h == NULL) {
+        return FC_ENOMEM;
+    }
+
+    for (i = 0; i < n; i++) {
+        pair = &o->via.array.ptr[i];
+        (void) fc_get_str(&pair->via.array.ptr[0], payload, len, &h[i].name);
+        (void) fc_get_str(&pair->via.array.ptr[1], payload, len, &h[i].value);
+    }
+
+    *headers = h;
+    *nheaders = n;
+
+    return FC_OK;
+}
+
+
+enum {
+    FC_REQ_FUNCTION = 0,
+    FC_REQ_METHOD,
+    FC_REQ_URI,
+    FC_REQ_VERSION,
+    FC_REQ_HEADERS,
+    FC_REQ_REMOTE_ADDR,
+    FC_REQ_REMOTE_PORT,
+    FC_REQ_SCHEME,
+    FC_REQ_HOST,
+    FC_REQ_REQUEST_ID,
+    FC_REQ_CONTENT_LENGTH,
+    FC_REQ_DEADLINE_MS,
+    FC_REQ_NKEYS
+};
+
+
+static int
+fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
+    size_t len, fc_request_t *r)
+{
+    uint64_t  u;
+
+    switch (key) {
+    case FC_REQ_FUNCTION:
+        return fc_get_str(v, payload, len, &r->function);
+    case FC_REQ_METHOD:
+        return fc_get_str(v, payload, len, &r->method);
+    case FC_REQ_URI:
+        return fc_get_str(v, payload, len, &r->uri);
+    case FC_REQ_VERSION:
+        return fc_get_str(v, payload, len, &r->version);
+    case FC_REQ_HEADERS:
+        return fc_check_headers(v, payload, len);
+    case FC_REQ_REMOTE_ADDR:
+        return fc_get_str(v, payload, len, &r->remote_addr);
+    case FC_REQ_REMOTE_PORT:
+        if (fc_get_uint(v, 65535, &u) != FC_OK) {
+            return FC_ESCHEMA;
+        }
+        r->remote_port = (uint32_t) u;
+        return FC_OK;
+    case FC_REQ_SCHEME:
+        return fc_get_str(v, payload, len, &r->scheme);
+    case FC_REQ_HOST:
+        return fc_get_str(v, payload, len, &r->host);
+    case FC_REQ_REQUEST_ID:
+        return fc_get_str(v, payload, len, &r->request_id);
+    case FC_REQ_CONTENT_LENGTH:
+        if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && v->via.i64 == -1) {
+            r->content_length = -1;
+            return FC_OK;
+        }
+        if (fc_get_uint(v, INT64_MAX, &u) != FC_OK) {
+            return FC_ESCHEMA;
+        }
+        r->content_length = (int64_t) u;
+        return FC_OK;
+    case FC_REQ_DEADLINE_MS:
+        return fc_get_uint(v, UINT64_MAX, &r->deadline_ms);
+    default:
+        return FC_OK;
+    }
+}
+
+
+int
+fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
+    fc_alloc_pt alloc, void *alloc_ctx)
+{
+    static const char *const  names[FC_REQ_NKEYS] = {
+        "function", "method", "uri", "version", "headers", "remote_addr",
+        "remote_port", "scheme", "host", "request_id", "content_length",
+        "deadline_ms"
+    };
+    static const unsigned     required = (1u << FC_REQ_FUNCTION)
+                                         | (1u << FC_REQ_METHOD)
+                                         | (1u << FC_REQ_URI);
+
+    int                    rc, key;
+    uint32_t               i;
+    unsigned               seen;
+    fc_request_t           r;
+    msgpack_zone           zone;
+    msgpack_object         root;
+    const msgpack_object  *headers;
+
+    rc = fc_unpack_map(payload, len, &zone, &root);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    memset(&r, 0, sizeof(fc_request_t));
+    r.content_length = -1;
+    headers = NULL;
+    seen = 0;
+
+    for (i = 0; i < root.via.map.size; i++) {
+        key = fc_key_index(&root.via.map.ptr[i].key, names, FC_REQ_NKEYS);
+        if (key < 0) {
+            continue;
+        }
+
+        if (seen & (1u << key)) {
+            rc = FC_ESCHEMA;            /* duplicate key: ambiguous */
+            goto done;
+        }
+        seen |= 1u << key;
+
+        rc = fc_request_field(key, &root.via.map.ptr[i].val, payload, len,
+                              &r);
+        if (rc != FC_OK) {
+            goto done;
+        }
+
+        if (key == FC_REQ_HEADERS) {
+            headers = &root.via.map.ptr[i].val;
+        }
+    }
+
+    if ((seen & required) != required) {
+        rc = FC_ESCHEMA;
+        goto done;
+    }
+
+    rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                         &r.headers, &r.nheaders);
+    if (rc == FC_OK) {
+        *req = r;
+    }
+
+done:
+
+    msgpack_zone_destroy(&zone);
+
+    return rc;
+}
+
+
+enum {
+    FC_RESP_STATUS = 0,
+    FC_RESP_HEADERS,
+    FC_RESP_COLD_START,
+    FC_RESP_INSTANCE,
+    FC_RESP_NKEYS
+};
+
+
+int
+fc_response_decode(const uint8_t *payload, size_t len,
+    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx)
+{
+    static const char *const  names[FC_RESP_NKEYS] = {
+        "status", "headers", "cold_start", "instance"
+    };
+
+    int                    rc, key;
+    uint32_t               i;
+    unsigned               seen;
+    fc_response_t          r;
+    msgpack_zone           zone;
+    msgpack_object         root;
+    const msgpack_object  *v, *headers;
+
+    rc = fc_unpack_map(payload, len, &zone, &root);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    memset(&r, 0, sizeof(fc_response_t));
+    headers = NULL;
+    seen = 0;
+
+    for (i = 0; i < root.via.map.size; i++) {
+        key = fc_key_index(&root.via.map.ptr[i].key, names, FC_RESP_NKEYS);
+        if (key < 0) {
+            continue;
+        }
+
+        if (seen & (1u << key)) {
+            rc = FC_ESCHEMA;
+            goto done;
+        }
+        seen |= 1u << key;
+
+        v = &root.via.map.ptr[i].val;
+
+        switch (key) {
+        case FC_RESP_STATUS:
+            rc = fc_get_status(v, &r.status);
+            break;
+        case FC_RESP_HEADERS:
+            rc = fc_check_headers(v, payload, len);
+            headers = v;
+            break;
+        case FC_RESP_COLD_START:
+            if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+                rc = FC_ESCHEMA;
+                break;
+            }
+            r.cold_start = v->via.boolean ? 1 : 0;
+            break;
+        default: /* FC_RESP_INSTANCE */
+            rc = fc_get_str(v, payload, len, &r.instance);
+            break;
+        }
+
+        if (rc != FC_OK) {
+            goto done;
+        }
+    }
+
+    if (!(seen & (1u << FC_RESP_STATUS))) {
+        rc = FC_ESCHEMA;
+        goto done;
+    }
+
+    rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                         &r.headers, &r.nheaders);
+    if (rc == FC_OK) {
+        *resp = r;
+    }
+
+done:
+
+    msgpack_zone_destroy(&zone);
+
+    return rc;
+}
+
+
+enum {
+    FC_ERR_STATUS = 0,
+    FC_ERR_CODE,
+    FC_ERR_MESSAGE,
+    FC_ERR_NKEYS
+};
+
+
+int
+fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
+{
+    static const char *const  names[FC_ERR_NKEYS] = {
+        "status", "code", "message"
+    };
+    static const unsigned     required = (1u << FC_ERR_STATUS)
+                                         | (1u << FC_ERR_CODE);
+
+    int                    rc, key;
+    uint32_t               i;
+    unsigned               seen;
+    fc_error_t             e;
+    msgpack_zone           zone;
+    msgpack_object         root;
+    const msgpack_object  *v;
+
+    rc = fc_unpack_map(payload, len, &zone, &root);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    memset(&e, 0, sizeof(fc_error_t));
+    seen = 0;
+
+    for (i = 0; i < root.via.map.size; i++) {
+        key = fc_key_index(&root.via.map.ptr[i].key, names, FC_ERR_NKEYS);
+        if (key < 0) {
+            continue;
+        }
+
+        if (seen & (1u << key)) {
+            rc = FC_ESCHEMA;
+            goto done;
+        }
+        seen |= 1u << key;
+
+        v = &root.via.map.ptr[i].val;
+
+        switch (key) {
+        case FC_ERR_STATUS:
+            rc = fc_get_status(v, &e.status);
+            break;
+        case FC_ERR_CODE:
+            rc = fc_get_str(v, payload, len, &e.code);
+            break;
+        default: /* FC_ERR_MESSAGE */
+            rc = fc_get_str(v, payload, len, &e.message);
+            break;
+        }
+
+        if (rc != FC_OK) {
+            goto done;
+        }
+    }
+
+    if ((seen & required) != required) {
+        rc = FC_ESCHEMA;
+        goto done;
+    }
+
+    *err = e;
+
+done:
+
+    msgpack_zone_destroy(&zone);
+
+    return rc;
+}

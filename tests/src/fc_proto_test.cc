@@ -1,0 +1,962 @@
+// Unit tests for the wire-protocol codec (src/fc_proto.c, DESIGN §3).
+
+#include <gtest/gtest.h>
+#include <msgpack.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fc_proto.h"
+
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+fc_str_t S(std::string_view s) { return fc_str_t{s.data(), s.size()}; }
+
+std::string_view V(const fc_str_t &s) {
+  return s.data ? std::string_view(s.data, s.len) : std::string_view();
+}
+
+// The caller's allocator: records every block so tests can count them.
+struct Arena {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  bool fail = false;
+
+  static void *Alloc(void *ctx, size_t size) {
+    auto *a = static_cast<Arena *>(ctx);
+    if (a->fail) return nullptr;
+    a->blocks.emplace_back(new char[size]);
+    return a->blocks.back().get();
+  }
+};
+
+// Builds msgpack by hand, for payloads the encoders would never produce.
+class Mp {
+ public:
+  Mp() {
+    msgpack_sbuffer_init(&sbuf_);
+    msgpack_packer_init(&pk_, &sbuf_, msgpack_sbuffer_write);
+  }
+  ~Mp() { msgpack_sbuffer_destroy(&sbuf_); }
+
+  Mp &Map(size_t n) { msgpack_pack_map(&pk_, n); return *this; }
+  Mp &Array(size_t n) { msgpack_pack_array(&pk_, n); return *this; }
+  Mp &Str(std::string_view s) {
+    msgpack_pack_str_with_body(&pk_, s.data(), s.size());
+    return *this;
+  }
+  Mp &Bin(std::string_view s) {
+    msgpack_pack_bin_with_body(&pk_, s.data(), s.size());
+    return *this;
+  }
+  Mp &Uint(uint64_t v) { msgpack_pack_uint64(&pk_, v); return *this; }
+  Mp &Int(int64_t v) { msgpack_pack_int64(&pk_, v); return *this; }
+  Mp &Bool(bool v) {
+    if (v) msgpack_pack_true(&pk_); else msgpack_pack_false(&pk_);
+    return *this;
+  }
+  Mp &Nil() { msgpack_pack_nil(&pk_); return *this; }
+  Mp &Header(std::string_view n, std::string_view v) {
+    return Array(2).Str(n).Str(v);
+  }
+
+  Bytes bytes() const {
+    return Bytes(sbuf_.data, sbuf_.data + sbuf_.size);
+  }
+
+ private:
+  msgpack_sbuffer sbuf_;
+  msgpack_packer pk_;
+};
+
+std::vector<fc_header_t> SampleHeaders() {
+  return {
+      {S("Host"), S("example.com")},
+      {S("Accept"), S("*/*")},
+      {S("X-Dup"), S("one")},
+      {S("X-Dup"), S("two")},
+      {S("X-Empty"), S("")},
+  };
+}
+
+fc_request_t SampleRequest(const std::vector<fc_header_t> &headers) {
+  fc_request_t r{};
+  r.function = S("hello_world-1");
+  r.method = S("POST");
+  r.uri = S("/path/to?q=1&r=%20x");
+  r.version = S("HTTP/1.1");
+  r.headers = const_cast<fc_header_t *>(headers.data());
+  r.nheaders = headers.size();
+  r.remote_addr = S("2001:db8::1");
+  r.remote_port = 65535;
+  r.scheme = S("https");
+  r.host = S("example.com");
+  r.request_id = S("0123456789abcdef0123456789abcdef");
+  r.content_length = INT64_MAX;
+  r.deadline_ms = UINT64_MAX;
+  return r;
+}
+
+Bytes EncodeRequest(const fc_request_t &r) {
+  Bytes buf(fc_request_size_bound(&r));
+  size_t n = 0;
+  EXPECT_EQ(fc_request_encode(&r, buf.data(), buf.size(), &n), FC_OK);
+  buf.resize(n);
+  return buf;
+}
+
+Bytes EncodeResponse(const fc_response_t &r) {
+  Bytes buf(fc_response_size_bound(&r));
+  size_t n = 0;
+  EXPECT_EQ(fc_response_encode(&r, buf.data(), buf.size(), &n), FC_OK);
+  buf.resize(n);
+  return buf;
+}
+
+Bytes EncodeError(const fc_error_t &e) {
+  Bytes buf(fc_error_size_bound(&e));
+  size_t n = 0;
+  EXPECT_EQ(fc_error_encode(&e, buf.data(), buf.size(), &n), FC_OK);
+  buf.resize(n);
+  return buf;
+}
+
+Bytes Frame(uint8_t type, uint16_t flags, const Bytes &payload) {
+  Bytes out(FC_FRAME_HEADER_SIZE);
+  fc_frame_header_encode(out.data(), type, flags,
+                         static_cast<uint32_t>(payload.size()));
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+void ExpectSameHeaders(const fc_header_t *got, size_t ngot,
+                       const std::vector<fc_header_t> &want) {
+  ASSERT_EQ(ngot, want.size());
+  for (size_t i = 0; i < ngot; i++) {
+    EXPECT_EQ(V(got[i].name), V(want[i].name)) << i;
+    EXPECT_EQ(V(got[i].value), V(want[i].value)) << i;
+  }
+}
+
+int DecodeRequest(const Bytes &payload, fc_request_t *r, Arena *arena) {
+  return fc_request_decode(payload.data(), payload.size(), r, Arena::Alloc,
+                           arena);
+}
+
+int DecodeResponse(const Bytes &payload, fc_response_t *r, Arena *arena) {
+  return fc_response_decode(payload.data(), payload.size(), r, Arena::Alloc,
+                            arena);
+}
+
+int DecodeError(const Bytes &payload, fc_error_t *e) {
+  return fc_error_decode(payload.data(), payload.size(), e);
+}
+
+// A minimal REQUEST map with the three required keys plus `extra` pairs.
+Bytes RequestWith(size_t extra_pairs, const std::function<void(Mp &)> &extra) {
+  Mp mp;
+  mp.Map(3 + extra_pairs)
+      .Str("function").Str("f")
+      .Str("method").Str("GET")
+      .Str("uri").Str("/");
+  extra(mp);
+  return mp.bytes();
+}
+
+// ---- frame header ----------------------------------------------------------
+
+TEST(FrameHeader, EncodesBigEndianFlagsAndLength) {
+  uint8_t b[FC_FRAME_HEADER_SIZE];
+  fc_frame_header_encode(b, FC_FRAME_DATA, 0x0102, 0x03040506);
+  const uint8_t want[] = {1, 3, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06};
+  EXPECT_EQ(0, memcmp(b, want, sizeof(want)));
+}
+
+TEST(FrameHeader, RoundTripsEveryFrameType) {
+  const uint8_t types[] = {FC_FRAME_REQUEST, FC_FRAME_RESPONSE, FC_FRAME_DATA,
+                           FC_FRAME_ERROR};
+  for (uint8_t type : types) {
+    for (uint16_t flags : {0, FC_FLAG_END_STREAM, 0xffff}) {
+      for (uint32_t len : {0u, 1u, 4096u}) {
+        uint8_t b[FC_FRAME_HEADER_SIZE];
+        fc_frame_header_encode(b, type, static_cast<uint16_t>(flags), len);
+        fc_frame_header_t h{};
+        ASSERT_EQ(fc_frame_header_decode(b, &h), FC_OK);
+        EXPECT_EQ(h.version, FC_PROTO_VERSION);
+        EXPECT_EQ(h.type, type);
+        EXPECT_EQ(h.flags, flags);
+        EXPECT_EQ(h.length, len);
+      }
+    }
+  }
+}
+
+TEST(FrameHeader, RejectsUnknownVersion) {
+  for (uint8_t version : {0, 2, 0xff}) {
+    uint8_t b[FC_FRAME_HEADER_SIZE];
+    fc_frame_header_encode(b, FC_FRAME_DATA, 0, 0);
+    b[0] = version;
+    fc_frame_header_t h{};
+    EXPECT_EQ(fc_frame_header_decode(b, &h), FC_EVERSION);
+    EXPECT_EQ(h.version, version);  // still reported, for the log line
+  }
+}
+
+TEST(FrameHeader, RejectsUnknownType) {
+  for (uint8_t type : {0, 5, 0x7f, 0xff}) {
+    uint8_t b[FC_FRAME_HEADER_SIZE];
+    fc_frame_header_encode(b, type, 0, 0);
+    fc_frame_header_t h{};
+    EXPECT_EQ(fc_frame_header_decode(b, &h), FC_ETYPE) << int(type);
+  }
+}
+
+TEST(FrameHeader, DataPayloadAtLimitAcceptedAndOneOverRejected) {
+  uint8_t b[FC_FRAME_HEADER_SIZE];
+  fc_frame_header_t h{};
+  fc_frame_header_encode(b, FC_FRAME_DATA, 0, FC_MAX_FRAME_PAYLOAD);
+  EXPECT_EQ(fc_frame_header_decode(b, &h), FC_OK);
+  fc_frame_header_encode(b, FC_FRAME_DATA, 0, FC_MAX_FRAME_PAYLOAD + 1);
+  EXPECT_EQ(fc_frame_header_decode(b, &h), FC_ETOOBIG);
+  fc_frame_header_encode(b, FC_FRAME_DATA, 0, UINT32_MAX);
+  EXPECT_EQ(fc_frame_header_decode(b, &h), FC_ETOOBIG);
+}
+
+TEST(FrameHeader, MetaPayloadAtLimitAcceptedAndOneOverRejected) {
+  for (uint8_t type : {FC_FRAME_REQUEST, FC_FRAME_RESPONSE, FC_FRAME_ERROR}) {
+    uint8_t b[FC_FRAME_HEADER_SIZE];
+    fc_frame_header_t h{};
+    fc_frame_header_encode(b, type, 0, FC_MAX_META_PAYLOAD);
+    EXPECT_EQ(fc_frame_header_decode(b, &h), FC_OK);
+    fc_frame_header_encode(b, type, 0, FC_MAX_META_PAYLOAD + 1);
+    EXPECT_EQ(fc_frame_header_decode(b, &h), FC_ETOOBIG);
+  }
+}
+
+TEST(FrameHeader, StrerrorNamesEveryStatus) {
+  for (int s = FC_OK; s >= FC_ETOOMANY; s--) {
+    EXPECT_STRNE(fc_strerror(s), "unknown error") << s;
+  }
+  EXPECT_STREQ(fc_strerror(-100), "unknown error");
+}
+
+// ---- parser ------------------------------------------------------------------
+
+// Records the callbacks as text, and can ask to pause at a chosen event.
+struct Recorder {
+  std::vector<std::string> events;
+  std::vector<fc_frame_header_t> headers;
+  std::vector<Bytes> payloads;  // one per frame, slices joined
+  std::vector<std::pair<const uint8_t *, size_t>> slices;
+  int pause_at = -1;            // event index to pause at
+
+  static Recorder *Of(fc_parser_t *p) { return static_cast<Recorder *>(p->data); }
+
+  int Pause() {
+    return static_cast<int>(events.size()) - 1 == pause_at ? 1 : 0;
+  }
+
+  static int OnHeader(fc_parser_t *p, const fc_frame_header_t *h) {
+    Recorder *r = Of(p);
+    r->headers.push_back(*h);
+    r->payloads.emplace_back();
+    r->events.push_back("header " + std::to_string(h->type) + " " +
+                        std::to_string(h->length));
+    return r->Pause();
+  }
+  static int OnPayload(fc_parser_t *p, const uint8_t *d, size_t n) {
+    Recorder *r = Of(p);
+    r->payloads.back().insert(r->payloads.back().end(), d, d + n);
+    r->slices.emplace_back(d, n);
+    r->events.push_back("payload " + std::to_string(n));
+    return r->Pause();
+  }
+  static int OnFrameEnd(fc_parser_t *p) {
+    Recorder *r = Of(p);
+    r->events.push_back("end");
+    return r->Pause();
+  }
+};
+
+const fc_parser_callbacks_t kRecorderCallbacks = {
+    Recorder::OnHeader, Recorder::OnPayload, Recorder::OnFrameEnd};
+
+// One exchange's worth of frames: REQUEST, two DATA, empty DATA END_STREAM.
+Bytes SampleStream() {
+  auto headers = SampleHeaders();
+  Bytes stream = Frame(FC_FRAME_REQUEST, 0, EncodeRequest(SampleRequest(headers)));
+  Bytes a = Frame(FC_FRAME_DATA, 0, Bytes{'h', 'e', 'l', 'l', 'o'});
+  Bytes b = Frame(FC_FRAME_DATA, 0, Bytes{' ', 'w'});
+  Bytes c = Frame(FC_FRAME_DATA, FC_FLAG_END_STREAM, Bytes{});
+  for (const Bytes *f : {&a, &b, &c}) stream.insert(stream.end(), f->begin(), f->end());
+  return stream;
+}
+
+// Merges adjacent payload events so slicing does not change the comparison.
+std::vector<std::string> Frames(const Recorder &r) {
+  std::vector<std::string> out;
+  size_t frame = 0;
+  for (const auto &e : r.events) {
+    if (e.rfind("payload", 0) == 0) continue;
+    if (e == "end") {
+      out.push_back("end " + std::to_string(r.payloads[frame++].size()));
+    } else {
+      out.push_back(e);
+    }
+  }
+  return out;
+}
+
+TEST(Parser, WholeStreamGivesHeaderPayloadEndPerFrame) {
+  Bytes stream = SampleStream();
+  Recorder r;
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size()),
+            stream.size());
+  EXPECT_EQ(p.error, 0);
+  EXPECT_EQ(p.paused, 0);
+  ASSERT_EQ(r.headers.size(), 4u);
+  EXPECT_EQ(r.headers[0].type, FC_FRAME_REQUEST);
+  EXPECT_EQ(r.headers[3].flags, FC_FLAG_END_STREAM);
+  EXPECT_EQ(r.payloads[1], (Bytes{'h', 'e', 'l', 'l', 'o'}));
+  EXPECT_EQ(r.events.back(), "end");
+  EXPECT_EQ(r.events[r.events.size() - 2], "header 3 0");  // no payload event
+}
+
+TEST(Parser, OneByteAtATimeGivesTheSameFrames) {
+  Bytes stream = SampleStream();
+  Recorder whole, bytewise;
+  fc_parser_t p;
+  fc_parser_init(&p, &whole);
+  fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size());
+
+  fc_parser_init(&p, &bytewise);
+  for (size_t i = 0; i < stream.size(); i++) {
+    ASSERT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, &stream[i], 1), 1u) << i;
+  }
+  EXPECT_EQ(p.error, 0);
+  EXPECT_EQ(Frames(bytewise), Frames(whole));
+  EXPECT_EQ(bytewise.payloads, whole.payloads);
+
+  // and the REQUEST reassembled from single bytes still decodes
+  Arena arena;
+  fc_request_t req{};
+  ASSERT_EQ(DecodeRequest(bytewise.payloads[0], &req, &arena), FC_OK);
+  EXPECT_EQ(V(req.function), "hello_world-1");
+}
+
+TEST(Parser, PayloadSlicesPointIntoCallerBuffer) {
+  Bytes stream = Frame(FC_FRAME_DATA, 0, Bytes(100, 'x'));
+  Recorder r;
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), 50);
+  fc_parser_execute(&p, &kRecorderCallbacks, stream.data() + 50, stream.size() - 50);
+  ASSERT_EQ(r.slices.size(), 2u);
+  EXPECT_EQ(r.slices[0].first, stream.data() + FC_FRAME_HEADER_SIZE);
+  EXPECT_EQ(r.slices[0].second, 50u - FC_FRAME_HEADER_SIZE);
+  EXPECT_EQ(r.slices[1].first, stream.data() + 50);
+  EXPECT_EQ(r.slices[1].second, stream.size() - 50);
+}
+
+TEST(Parser, ZeroLengthPayloadGivesHeaderThenFrameEnd) {
+  Bytes stream = Frame(FC_FRAME_DATA, FC_FLAG_END_STREAM, Bytes{});
+  Recorder r;
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size()),
+            stream.size());
+  EXPECT_EQ(r.events, (std::vector<std::string>{"header 3 0", "end"}));
+}
+
+TEST(Parser, NullCallbacksAreSkipped) {
+  Bytes stream = SampleStream();
+  fc_parser_callbacks_t none = {nullptr, nullptr, nullptr};
+  fc_parser_t p;
+  fc_parser_init(&p, nullptr);
+  EXPECT_EQ(fc_parser_execute(&p, &none, stream.data(), stream.size()), stream.size());
+  EXPECT_EQ(p.error, 0);
+}
+
+// Pauses at every event in turn; resuming with the rest of the buffer must
+// give the same callbacks as an uninterrupted run.
+TEST(Parser, PauseAtAnyCallbackThenResumeLosesNothing) {
+  Bytes stream = SampleStream();
+  Recorder whole;
+  fc_parser_t p;
+  fc_parser_init(&p, &whole);
+  fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size());
+
+  for (size_t at = 0; at < whole.events.size(); at++) {
+    Recorder r;
+    r.pause_at = static_cast<int>(at);
+    fc_parser_init(&p, &r);
+    size_t used = fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size());
+    ASSERT_EQ(p.paused, 1) << at;
+    EXPECT_EQ(r.events.size(), at + 1) << "stopped right at the pausing callback";
+    used += fc_parser_execute(&p, &kRecorderCallbacks, stream.data() + used,
+                              stream.size() - used);
+    EXPECT_EQ(p.paused, 0);
+    EXPECT_EQ(used, stream.size());
+    EXPECT_EQ(r.events, whole.events) << "pause at " << at;
+  }
+}
+
+TEST(Parser, PausedZeroLengthFrameEndsOnResumeWithoutInput) {
+  Bytes stream = Frame(FC_FRAME_DATA, FC_FLAG_END_STREAM, Bytes{});
+  Recorder r;
+  r.pause_at = 0;  // on_header
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size()),
+            stream.size());
+  EXPECT_EQ(p.paused, 1);
+  EXPECT_EQ(r.events, (std::vector<std::string>{"header 3 0"}));
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, nullptr, 0), 0u);
+  EXPECT_EQ(r.events, (std::vector<std::string>{"header 3 0", "end"}));
+}
+
+TEST(Parser, PauseInLastPayloadSliceStillEndsFrameOnResume) {
+  Bytes stream = Frame(FC_FRAME_DATA, 0, Bytes{'a', 'b'});
+  Recorder r;
+  r.pause_at = 1;  // on_payload
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size()),
+            stream.size());
+  EXPECT_EQ(p.paused, 1);
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, nullptr, 0), 0u);
+  EXPECT_EQ(r.events, (std::vector<std::string>{"header 3 2", "payload 2", "end"}));
+}
+
+TEST(Parser, BadVersionSetsErrorAndStops) {
+  Bytes stream = Frame(FC_FRAME_DATA, 0, Bytes{'a'});
+  stream[0] = 2;
+  Recorder r;
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size());
+  EXPECT_EQ(p.error, FC_EVERSION);
+  EXPECT_TRUE(r.events.empty());
+  // the error sticks: nothing more is consumed
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size()), 0u);
+}
+
+TEST(Parser, BadTypeAndOversizeLengthSetError) {
+  Bytes bad_type = Frame(9, 0, Bytes{});
+  Bytes too_big(FC_FRAME_HEADER_SIZE);
+  fc_frame_header_encode(too_big.data(), FC_FRAME_REQUEST, 0, FC_MAX_META_PAYLOAD + 1);
+  fc_parser_t p;
+  Recorder r;
+  fc_parser_init(&p, &r);
+  fc_parser_execute(&p, &kRecorderCallbacks, bad_type.data(), bad_type.size());
+  EXPECT_EQ(p.error, FC_ETYPE);
+  fc_parser_init(&p, &r);
+  for (uint8_t b : too_big) fc_parser_execute(&p, &kRecorderCallbacks, &b, 1);
+  EXPECT_EQ(p.error, FC_ETOOBIG);
+  EXPECT_TRUE(r.events.empty());
+}
+
+TEST(Parser, DataFrameAtMaxPayloadIsDelivered) {
+  Bytes stream = Frame(FC_FRAME_DATA, FC_FLAG_END_STREAM, Bytes(FC_MAX_FRAME_PAYLOAD, 7));
+  Recorder r;
+  fc_parser_t p;
+  fc_parser_init(&p, &r);
+  EXPECT_EQ(fc_parser_execute(&p, &kRecorderCallbacks, stream.data(), stream.size()),
+            stream.size());
+  EXPECT_EQ(p.error, 0);
+  ASSERT_EQ(r.payloads.size(), 1u);
+  EXPECT_EQ(r.payloads[0].size(), static_cast<size_t>(FC_MAX_FRAME_PAYLOAD));
+  EXPECT_EQ(r.events.back(), "end");
+}
+
+// ---- message round trips --------------------------------------------------
+
+TEST(Request, RoundTripsEveryField) {
+  auto headers = SampleHeaders();
+  fc_request_t in = SampleRequest(headers);
+  Bytes payload = EncodeRequest(in);
+  EXPECT_LE(payload.size(), fc_request_size_bound(&in));
+
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(V(out.function), V(in.function));
+  EXPECT_EQ(V(out.method), V(in.method));
+  EXPECT_EQ(V(out.uri), V(in.uri));
+  EXPECT_EQ(V(out.version), V(in.version));
+  ExpectSameHeaders(out.headers, out.nheaders, headers);
+  EXPECT_EQ(V(out.remote_addr), V(in.remote_addr));
+  EXPECT_EQ(out.remote_port, in.remote_port);
+  EXPECT_EQ(V(out.scheme), V(in.scheme));
+  EXPECT_EQ(V(out.host), V(in.host));
+  EXPECT_EQ(V(out.request_id), V(in.request_id));
+  EXPECT_EQ(out.content_length, in.content_length);
+  EXPECT_EQ(out.deadline_ms, in.deadline_ms);
+  EXPECT_EQ(arena.blocks.size(), 1u) << "one allocation: the header array";
+}
+
+TEST(Request, UnknownContentLengthRoundTripsAsMinusOne) {
+  fc_request_t in{};
+  in.function = S("f");
+  in.method = S("GET");
+  in.uri = S("/");
+  in.content_length = -1;
+  Bytes payload = EncodeRequest(in);
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(out.content_length, -1);
+  EXPECT_EQ(out.nheaders, 0u);
+  EXPECT_EQ(out.headers, nullptr);
+  EXPECT_TRUE(arena.blocks.empty()) << "no headers, no allocation";
+}
+
+TEST(Request, EncoderWritesAllKeys) {
+  fc_request_t in{};
+  Bytes payload = EncodeRequest(in);
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 1024);
+  msgpack_object obj;
+  size_t off = 0;
+  ASSERT_EQ(msgpack_unpack(reinterpret_cast<const char *>(payload.data()), payload.size(),
+                           &off, &zone, &obj),
+            MSGPACK_UNPACK_SUCCESS);
+  ASSERT_EQ(obj.type, MSGPACK_OBJECT_MAP);
+  std::vector<std::string> keys;
+  for (uint32_t i = 0; i < obj.via.map.size; i++) {
+    keys.emplace_back(obj.via.map.ptr[i].key.via.str.ptr, obj.via.map.ptr[i].key.via.str.size);
+  }
+  msgpack_zone_destroy(&zone);
+  EXPECT_EQ(keys, (std::vector<std::string>{"function", "method", "uri", "version", "headers",
+                                            "remote_addr", "remote_port", "scheme", "host",
+                                            "request_id", "content_length", "deadline_ms"}));
+}
+
+TEST(Request, DecodedStringsPointIntoPayload) {
+  auto headers = SampleHeaders();
+  Bytes payload = EncodeRequest(SampleRequest(headers));
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  auto inside = [&](const fc_str_t &s) {
+    auto *p = reinterpret_cast<const uint8_t *>(s.data);
+    return p >= payload.data() && p + s.len <= payload.data() + payload.size();
+  };
+  EXPECT_TRUE(inside(out.function));
+  EXPECT_TRUE(inside(out.uri));
+  EXPECT_TRUE(inside(out.request_id));
+  EXPECT_TRUE(inside(out.headers[0].name));
+  EXPECT_TRUE(inside(out.headers[4].value));
+}
+
+TEST(Request, AcceptsBinAsWellAsStr) {
+  Bytes payload = Mp()
+                      .Map(4)
+                      .Bin("function").Bin("f")
+                      .Str("method").Bin("GET")
+                      .Str("uri").Bin("/x")
+                      .Str("headers").Array(1).Array(2).Bin("A").Bin("b")
+                      .bytes();
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(V(out.function), "f");
+  EXPECT_EQ(V(out.method), "GET");
+  EXPECT_EQ(V(out.uri), "/x");
+  ASSERT_EQ(out.nheaders, 1u);
+  EXPECT_EQ(V(out.headers[0].value), "b");
+}
+
+TEST(Request, AbsentOptionalFieldsGetDefaults) {
+  Bytes payload = RequestWith(0, [](Mp &) {});
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(out.version.data, nullptr);
+  EXPECT_EQ(out.version.len, 0u);
+  EXPECT_EQ(out.host.data, nullptr);
+  EXPECT_EQ(out.content_length, -1);
+  EXPECT_EQ(out.deadline_ms, 0u);
+  EXPECT_EQ(out.remote_port, 0u);
+  EXPECT_EQ(out.headers, nullptr);
+}
+
+TEST(Request, UnknownKeysAreIgnored) {
+  Bytes payload = RequestWith(3, [](Mp &m) {
+    m.Str("future_key").Map(1).Str("x").Array(0);
+    m.Uint(7).Str("integer key");
+    m.Str("trace").Nil();
+  });
+  Arena arena;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+}
+
+TEST(Request, MissingRequiredKeyIsSchemaError) {
+  for (const char *drop : {"function", "method", "uri"}) {
+    Mp m;
+    m.Map(2);
+    for (const char *k : {"function", "method", "uri"}) {
+      if (strcmp(k, drop) != 0) m.Str(k).Str("v");
+    }
+    Arena arena;
+    fc_request_t out{};
+    EXPECT_EQ(DecodeRequest(m.bytes(), &out, &arena), FC_ESCHEMA) << drop;
+  }
+}
+
+TEST(Request, WrongTypedFieldsAreSchemaErrors) {
+  struct Case {
+    const char *name;
+    std::function<void(Mp &)> pack;
+  };
+  const Case cases[] = {
+      {"version int", [](Mp &m) { m.Str("version").Uint(11); }},
+      {"host nil", [](Mp &m) { m.Str("host").Nil(); }},
+      {"headers map", [](Mp &m) { m.Str("headers").Map(0); }},
+      {"headers of strings", [](Mp &m) { m.Str("headers").Array(1).Str("Host"); }},
+      {"header pair of 3", [](Mp &m) { m.Str("headers").Array(1).Array(3).Str("a").Str("b").Str("c"); }},
+      {"header pair of 1", [](Mp &m) { m.Str("headers").Array(1).Array(1).Str("a"); }},
+      {"header value int", [](Mp &m) { m.Str("headers").Array(1).Array(2).Str("a").Uint(1); }},
+      {"remote_port string", [](Mp &m) { m.Str("remote_port").Str("80"); }},
+      {"remote_port > 65535", [](Mp &m) { m.Str("remote_port").Uint(65536); }},
+      {"remote_port negative", [](Mp &m) { m.Str("remote_port").Int(-1); }},
+      {"content_length -2", [](Mp &m) { m.Str("content_length").Int(-2); }},
+      {"content_length > INT64_MAX", [](Mp &m) { m.Str("content_length").Uint(uint64_t(INT64_MAX) + 1); }},
+      {"content_length bool", [](Mp &m) { m.Str("content_length").Bool(true); }},
+      {"deadline_ms negative", [](Mp &m) { m.Str("deadline_ms").Int(-5); }},
+      {"duplicate key", [](Mp &m) { m.Str("uri").Str("/again"); }},
+  };
+  for (const Case &c : cases) {
+    Bytes payload = RequestWith(1, c.pack);
+    Arena arena;
+    fc_request_t out{};
+    EXPECT_EQ(DecodeRequest(payload, &out, &arena), FC_ESCHEMA) << c.name;
+    EXPECT_TRUE(arena.blocks.empty()) << c.name << ": failed decode allocated";
+  }
+  Arena arena;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(Mp().Map(3).Str("function").Uint(1).Str("method").Str("G")
+                              .Str("uri").Str("/").bytes(), &out, &arena),
+            FC_ESCHEMA);
+}
+
+TEST(Request, FailedDecodeLeavesOutputUntouched) {
+  fc_request_t out{};
+  out.function = S("sentinel");
+  Arena arena;
+  Bytes payload = RequestWith(1, [](Mp &m) { m.Str("remote_port").Str("x"); });
+  EXPECT_EQ(DecodeRequest(payload, &out, &arena), FC_ESCHEMA);
+  EXPECT_EQ(V(out.function), "sentinel");
+}
+
+TEST(Request, AllocatorFailureIsNoMem) {
+  auto headers = SampleHeaders();
+  Bytes payload = EncodeRequest(SampleRequest(headers));
+  Arena arena;
+  arena.fail = true;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(payload, &out, &arena), FC_ENOMEM);
+  EXPECT_EQ(fc_request_decode(payload.data(), payload.size(), &out, nullptr, nullptr),
+            FC_ENOMEM);
+}
+
+TEST(Request, MaxHeadersAcceptedAndOneMoreRejected) {
+  std::vector<std::string> names;
+  for (int i = 0; i <= FC_MAX_HEADERS; i++) names.push_back("X-H" + std::to_string(i));
+  std::vector<fc_header_t> headers;
+  for (const auto &n : names) headers.push_back({S(n), S("v")});
+
+  fc_request_t in{};
+  in.function = S("f");
+  in.method = S("GET");
+  in.uri = S("/");
+  in.headers = headers.data();
+  in.nheaders = FC_MAX_HEADERS;
+  Bytes payload = EncodeRequest(in);
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(out.nheaders, static_cast<size_t>(FC_MAX_HEADERS));
+  EXPECT_EQ(V(out.headers[FC_MAX_HEADERS - 1].name), "X-H255");
+
+  // the encoder refuses one more ...
+  in.nheaders = FC_MAX_HEADERS + 1;
+  Bytes buf(fc_request_size_bound(&in));
+  size_t n = 0;
+  EXPECT_EQ(fc_request_encode(&in, buf.data(), buf.size(), &n), FC_ETOOMANY);
+
+  // ... and so does the decoder, given a hand-built payload
+  Bytes many = RequestWith(1, [](Mp &m) {
+    m.Str("headers").Array(FC_MAX_HEADERS + 1);
+    for (int i = 0; i <= FC_MAX_HEADERS; i++) m.Header("a", "b");
+  });
+  EXPECT_EQ(DecodeRequest(many, &out, &arena), FC_ETOOMANY);
+}
+
+TEST(Request, EncodeIntoEveryShortBufferIsNoSpace) {
+  auto headers = SampleHeaders();
+  fc_request_t in = SampleRequest(headers);
+  Bytes full = EncodeRequest(in);
+  for (size_t cap = 0; cap < full.size(); cap++) {
+    Bytes buf(cap + 16, 0xAA);
+    size_t n = 12345;
+    ASSERT_EQ(fc_request_encode(&in, buf.data(), cap, &n), FC_ENOSPACE) << cap;
+    EXPECT_EQ(n, 12345u) << "written untouched on failure";
+    for (size_t i = cap; i < buf.size(); i++) ASSERT_EQ(buf[i], 0xAA) << "wrote past cap";
+  }
+  Bytes exact(full.size());
+  size_t n = 0;
+  EXPECT_EQ(fc_request_encode(&in, exact.data(), exact.size(), &n), FC_OK);
+  EXPECT_EQ(exact, full);
+}
+
+TEST(Request, EncodeOverMetaLimitIsTooBig) {
+  std::string huge(FC_MAX_META_PAYLOAD, 'u');
+  fc_request_t in{};
+  in.function = S("f");
+  in.method = S("GET");
+  in.uri = S(huge);  // the string fits, the map around it does not
+  Bytes buf(fc_request_size_bound(&in));
+  size_t n = 0;
+  EXPECT_EQ(fc_request_encode(&in, buf.data(), buf.size(), &n), FC_ETOOBIG);
+  in.uri = S(std::string_view(huge).substr(0, FC_MAX_META_PAYLOAD - 200));
+  EXPECT_EQ(fc_request_encode(&in, buf.data(), buf.size(), &n), FC_OK);
+  EXPECT_LE(n, static_cast<size_t>(FC_MAX_META_PAYLOAD));
+}
+
+TEST(Request, DecodeOverMetaLimitIsTooBig) {
+  std::string big(FC_MAX_META_PAYLOAD, 'u');
+  Bytes payload = RequestWith(1, [&](Mp &m) { m.Str("host").Str(big); });
+  Arena arena;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(payload, &out, &arena), FC_ETOOBIG);
+}
+
+TEST(Response, RoundTripsEveryField) {
+  auto headers = SampleHeaders();
+  for (int cold : {0, 1}) {
+    fc_response_t in{};
+    in.status = 201;
+    in.headers = headers.data();
+    in.nheaders = headers.size();
+    in.cold_start = cold;
+    in.instance = S("fn-a/3");
+    Bytes payload = EncodeResponse(in);
+    EXPECT_LE(payload.size(), fc_response_size_bound(&in));
+    Arena arena;
+    fc_response_t out{};
+    ASSERT_EQ(DecodeResponse(payload, &out, &arena), FC_OK);
+    EXPECT_EQ(out.status, 201u);
+    ExpectSameHeaders(out.headers, out.nheaders, headers);
+    EXPECT_EQ(out.cold_start, cold);
+    EXPECT_EQ(V(out.instance), "fn-a/3");
+  }
+}
+
+TEST(Response, OnlyStatusIsRequired) {
+  Arena arena;
+  fc_response_t out{};
+  ASSERT_EQ(DecodeResponse(Mp().Map(1).Str("status").Uint(204).bytes(), &out, &arena), FC_OK);
+  EXPECT_EQ(out.status, 204u);
+  EXPECT_EQ(out.nheaders, 0u);
+  EXPECT_EQ(out.cold_start, 0);
+  EXPECT_EQ(out.instance.data, nullptr);
+  EXPECT_EQ(DecodeResponse(Mp().Map(1).Str("instance").Str("i").bytes(), &out, &arena),
+            FC_ESCHEMA);
+}
+
+TEST(Response, WrongTypedFieldsAreSchemaErrors) {
+  Arena arena;
+  fc_response_t out{};
+  EXPECT_EQ(DecodeResponse(Mp().Map(1).Str("status").Str("200").bytes(), &out, &arena), FC_ESCHEMA);
+  EXPECT_EQ(DecodeResponse(Mp().Map(1).Str("status").Uint(99).bytes(), &out, &arena), FC_ESCHEMA);
+  EXPECT_EQ(DecodeResponse(Mp().Map(1).Str("status").Uint(1000).bytes(), &out, &arena), FC_ESCHEMA);
+  EXPECT_EQ(DecodeResponse(Mp().Map(2).Str("status").Uint(200).Str("cold_start").Uint(1).bytes(),
+                           &out, &arena),
+            FC_ESCHEMA);
+  EXPECT_EQ(DecodeResponse(Mp().Map(2).Str("status").Uint(200).Str("instance").Uint(1).bytes(),
+                           &out, &arena),
+            FC_ESCHEMA);
+  EXPECT_EQ(DecodeResponse(Mp().Map(2).Str("status").Uint(200).Str("headers").Str("x").bytes(),
+                           &out, &arena),
+            FC_ESCHEMA);
+  EXPECT_TRUE(arena.blocks.empty());
+}
+
+TEST(Response, MaxHeadersAcceptedAndOneMoreRejected) {
+  std::vector<fc_header_t> headers(FC_MAX_HEADERS + 1, fc_header_t{S("a"), S("b")});
+  fc_response_t in{};
+  in.status = 200;
+  in.headers = headers.data();
+  in.nheaders = FC_MAX_HEADERS;
+  Bytes payload = EncodeResponse(in);
+  Arena arena;
+  fc_response_t out{};
+  ASSERT_EQ(DecodeResponse(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(out.nheaders, static_cast<size_t>(FC_MAX_HEADERS));
+
+  in.nheaders = FC_MAX_HEADERS + 1;
+  Bytes buf(fc_response_size_bound(&in));
+  size_t n = 0;
+  EXPECT_EQ(fc_response_encode(&in, buf.data(), buf.size(), &n), FC_ETOOMANY);
+
+  Mp m;
+  m.Map(2).Str("status").Uint(200).Str("headers").Array(FC_MAX_HEADERS + 1);
+  for (int i = 0; i <= FC_MAX_HEADERS; i++) m.Header("a", "b");
+  EXPECT_EQ(DecodeResponse(m.bytes(), &out, &arena), FC_ETOOMANY);
+}
+
+TEST(Response, EncodeIntoEveryShortBufferIsNoSpace) {
+  auto headers = SampleHeaders();
+  fc_response_t in{};
+  in.status = 200;
+  in.headers = headers.data();
+  in.nheaders = headers.size();
+  in.instance = S("i-1");
+  Bytes full = EncodeResponse(in);
+  for (size_t cap = 0; cap < full.size(); cap++) {
+    Bytes buf(cap);
+    size_t n = 0;
+    ASSERT_EQ(fc_response_encode(&in, buf.data(), cap, &n), FC_ENOSPACE) << cap;
+  }
+}
+
+TEST(Error, RoundTripsEveryField) {
+  fc_error_t in{};
+  in.status = 503;
+  in.code = S("QueueFull");
+  in.message = S("the queue of function f is full (100 waiting)");
+  Bytes payload = EncodeError(in);
+  EXPECT_LE(payload.size(), fc_error_size_bound(&in));
+  fc_error_t out{};
+  ASSERT_EQ(DecodeError(payload, &out), FC_OK);
+  EXPECT_EQ(out.status, 503u);
+  EXPECT_EQ(V(out.code), "QueueFull");
+  EXPECT_EQ(V(out.message), V(in.message));
+}
+
+TEST(Error, StatusAndCodeRequiredMessageOptional) {
+  fc_error_t out{};
+  ASSERT_EQ(DecodeError(Mp().Map(2).Str("status").Uint(502).Str("code").Str("X").bytes(), &out),
+            FC_OK);
+  EXPECT_EQ(out.message.data, nullptr);
+  EXPECT_EQ(DecodeError(Mp().Map(1).Str("status").Uint(502).bytes(), &out), FC_ESCHEMA);
+  EXPECT_EQ(DecodeError(Mp().Map(1).Str("code").Str("X").bytes(), &out), FC_ESCHEMA);
+  EXPECT_EQ(DecodeError(Mp().Map(2).Str("status").Str("502").Str("code").Str("X").bytes(), &out),
+            FC_ESCHEMA);
+  EXPECT_EQ(DecodeError(Mp().Map(2).Str("status").Uint(502).Str("code").Uint(1).bytes(), &out),
+            FC_ESCHEMA);
+  EXPECT_EQ(DecodeError(Mp().Map(3).Str("status").Uint(502).Str("code").Str("X")
+                            .Str("message").Bool(false).bytes(), &out),
+            FC_ESCHEMA);
+}
+
+TEST(Error, EncodeIntoEveryShortBufferIsNoSpace) {
+  fc_error_t in{};
+  in.status = 504;
+  in.code = S("FunctionTimeout");
+  in.message = S("took too long");
+  Bytes full = EncodeError(in);
+  for (size_t cap = 0; cap < full.size(); cap++) {
+    Bytes buf(cap);
+    size_t n = 0;
+    ASSERT_EQ(fc_error_encode(&in, buf.data(), cap, &n), FC_ENOSPACE) << cap;
+  }
+}
+
+// ---- malformed msgpack, for every decoder ---------------------------------
+
+// Runs all three decoders; they share the msgpack layer, so each malformed
+// payload must fail the same way everywhere.
+void ExpectAllDecodersFail(const Bytes &payload, int want, const std::string &what) {
+  Arena arena;
+  fc_request_t req{};
+  fc_response_t resp{};
+  fc_error_t err{};
+  EXPECT_EQ(DecodeRequest(payload, &req, &arena), want) << what;
+  EXPECT_EQ(DecodeResponse(payload, &resp, &arena), want) << what;
+  EXPECT_EQ(DecodeError(payload, &err), want) << what;
+  EXPECT_TRUE(arena.blocks.empty()) << what;
+}
+
+TEST(Malformed, EveryTruncationOfAValidPayloadIsMsgpackError) {
+  auto headers = SampleHeaders();
+  Bytes full = EncodeRequest(SampleRequest(headers));
+  for (size_t len = 0; len < full.size(); len++) {
+    Bytes cut(full.begin(), full.begin() + len);
+    ExpectAllDecodersFail(cut, FC_EMSGPACK, "truncated to " + std::to_string(len));
+  }
+}
+
+TEST(Malformed, TrailingBytesAfterTheObjectAreMsgpackError) {
+  fc_error_t e{};
+  e.status = 500;
+  e.code = S("X");
+  Bytes payload = EncodeError(e);
+  payload.push_back(0xc0);
+  ExpectAllDecodersFail(payload, FC_EMSGPACK, "trailing nil");
+  Bytes two = EncodeError(e);
+  Bytes again = EncodeError(e);
+  two.insert(two.end(), again.begin(), again.end());
+  ExpectAllDecodersFail(two, FC_EMSGPACK, "two maps");
+}
+
+TEST(Malformed, NonMapPayloadIsSchemaError) {
+  ExpectAllDecodersFail(Mp().Array(0).bytes(), FC_ESCHEMA, "array");
+  ExpectAllDecodersFail(Mp().Str("status").bytes(), FC_ESCHEMA, "str");
+  ExpectAllDecodersFail(Mp().Uint(200).bytes(), FC_ESCHEMA, "int");
+  ExpectAllDecodersFail(Mp().Nil().bytes(), FC_ESCHEMA, "nil");
+}
+
+TEST(Malformed, InvalidMsgpackIsMsgpackError) {
+  ExpectAllDecodersFail(Bytes{}, FC_EMSGPACK, "empty");
+  ExpectAllDecodersFail(Bytes{0xc1}, FC_EMSGPACK, "reserved byte 0xc1");
+  ExpectAllDecodersFail(Bytes{0x81, 0xa1, 'a', 0xc1}, FC_EMSGPACK, "0xc1 inside a map");
+  ExpectAllDecodersFail(Bytes{0x81, 0xa6, 's', 't', 'a'}, FC_EMSGPACK, "str past the end");
+}
+
+TEST(Malformed, HugeContainerCountsAreRejectedBeforeAllocating) {
+  // a 5-byte array32 claiming 4G elements must not become a 100 GiB alloc
+  ExpectAllDecodersFail(Bytes{0xdd, 0xff, 0xff, 0xff, 0xff}, FC_EMSGPACK, "array32");
+  ExpectAllDecodersFail(Bytes{0xdf, 0xff, 0xff, 0xff, 0xff}, FC_EMSGPACK, "map32");
+  ExpectAllDecodersFail(Bytes{0x81, 0xa1, 'h', 0xdc, 0xff, 0xff, 0x90}, FC_EMSGPACK,
+                        "nested array16");
+  ExpectAllDecodersFail(Bytes{0xdb, 0xff, 0xff, 0xff, 0xff, 'x'}, FC_EMSGPACK, "str32");
+}
+
+TEST(Malformed, DeepNestingIsRejectedNotRecursed) {
+  Bytes deep = {0x81, 0xa1, 'x'};
+  for (int i = 0; i < 1000; i++) deep.push_back(0x91);
+  deep.push_back(0xc0);
+  ExpectAllDecodersFail(deep, FC_EMSGPACK, "1000 nested arrays");
+}
+
+// Valid msgpack that uses every byte (containers nested with no slack) must
+// not trip the pre-check that bounds container counts by the bytes left.
+TEST(Malformed, TightlyNestedValidMsgpackIsAccepted) {
+  auto nested = [](int arrays) {
+    Bytes b = {0x82, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xcc, 200, 0xa1, 'x'};
+    for (int i = 0; i < arrays; i++) b.push_back(0x91);
+    b.push_back(0xc0);
+    return b;
+  };
+  Arena arena;
+  fc_response_t out{};
+  // the map plus 15 arrays: 16 open containers, the most the decoder allows
+  EXPECT_EQ(DecodeResponse(nested(15), &out, &arena), FC_OK);
+  EXPECT_EQ(out.status, 200u);
+  EXPECT_EQ(DecodeResponse(nested(16), &out, &arena), FC_EMSGPACK);
+  Bytes empties = {0x82, 0xa6, 's', 't', 'a', 't', 'u', 's', 0xcc, 200, 0xa1, 'x',
+                   0x93, 0x90, 0x91, 0x80, 0x92, 0x90, 0x90};
+  EXPECT_EQ(DecodeResponse(empties, &out, &arena), FC_OK);
+}
+
+}  // namespace
