@@ -1,0 +1,80 @@
+
+/*
+ * ngx_http_fc_module: nginx side of fc-gateway (DESIGN §1, §3).
+ *
+ * One request is one exchange on one runner connection:
+ *
+ *   nginx:   REQUEST  DATA* DATA(END_STREAM)
+ *   runner:  RESPONSE DATA* DATA(END_STREAM)   or   ERROR(END_STREAM)
+ *
+ * The module is an ngx_http_upstream client like grpc/uwsgi: the request
+ * side is create_request + a body output filter that puts a DATA frame
+ * header in front of each body buffer (ngx_http_fc_frames.c); the response
+ * side is process_header + an input filter that hands out buffers pointing
+ * into u->buffer.
+ */
+
+#ifndef _NGX_HTTP_FC_MODULE_H_INCLUDED_
+#define _NGX_HTTP_FC_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "fc_proto.h"
+
+
+typedef enum {
+    ngx_http_fc_st_response = 0,    /* waiting for RESPONSE or ERROR */
+    ngx_http_fc_st_discard,         /* a response without a body: skip DATA */
+    ngx_http_fc_st_body             /* passing DATA payloads on */
+} ngx_http_fc_state_e;
+
+
+typedef struct {
+    ngx_http_request_t        *request;
+
+    ngx_str_t                  function;
+    ngx_str_t                  request_id;
+    ngx_str_t                  instance;
+
+    ngx_http_log_handler_pt    log_handler;     /* the one we wrapped */
+
+    /* request side: framing the body (ngx_http_fc_frames.c) */
+
+    ngx_chain_t               *in;
+    ngx_chain_t               *free;
+    ngx_chain_t               *busy;
+
+    /* response side */
+
+    ngx_http_fc_state_e        state;
+    fc_parser_t                parser;
+    ngx_chain_t              **out;             /* tail of u->out_bufs */
+    off_t                      length;          /* body left, -1: unknown */
+    ngx_buf_t                 *error_body;      /* JSON for ERROR */
+
+    u_char                    *abort_pos;       /* ERROR after RESPONSE */
+    u_char                    *abort_last;
+
+    uint8_t                    frame_type;
+    uint16_t                   frame_flags;
+
+    unsigned                   request_sent:1;
+    unsigned                   output_closed:1;
+    unsigned                   output_blocked:1;
+    unsigned                   response:1;
+    unsigned                   cold_start:1;
+    unsigned                   done:1;
+    unsigned                   failed:1;
+} ngx_http_fc_ctx_t;
+
+
+ngx_int_t ngx_http_fc_body_output_filter(void *data, ngx_chain_t *in);
+
+
+extern ngx_module_t  ngx_http_fc_module;
+
+
+#endif /* _NGX_HTTP_FC_MODULE_H_INCLUDED_ */
