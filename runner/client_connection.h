@@ -1,0 +1,91 @@
+// One connection from nginx: reads frames with fc_parser, turns a REQUEST
+// into an Exchange for its function, feeds it the DATA frames, and writes
+// the frames the exchange produces.  One exchange at a time; after both
+// sides saw END_STREAM it waits for the next REQUEST (nginx keepalive).
+// A malformed stream closes this connection only, with one log line.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "fc_proto.h"
+#include "frames.h"
+#include "uv_handle.h"
+
+namespace fc {
+
+class Exchange;
+class Listener;
+class Runner;
+
+class ClientConnection {
+ public:
+  ClientConnection(Runner& runner, Listener& listener, HandlePtr<Stream> stream, uint64_t serial);
+  ~ClientConnection();
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  void start();
+  // Closes the connection (an exchange in flight is aborted); the listener
+  // frees this object from the stream's close callback.
+  void close(const std::string& why);
+  // Shutdown: close now if between requests, else after the current one.
+  void close_when_idle();
+  bool idle() const { return state_ == State::kAwaitRequest && !exchange_; }
+
+  // For the exchange.
+  void send(std::unique_ptr<WriteReq> req);
+  void send_frame(std::string frame);
+  // DATA frames for one body slice (split at FC_MAX_FRAME_PAYLOAD), the
+  // slice referenced, not copied.
+  void send_data(const ChunkRef& chunk, const char* data, size_t len);
+  void send_end();
+  size_t write_queue_size() const;
+  void pause_request_body();
+  void resume_request_body();
+  void on_exchange_finished();
+
+ private:
+  enum class State { kAwaitRequest, kRequestMeta, kRequestBody, kRequestDone };
+
+  void on_read(const ChunkRef& chunk, const char* data, size_t len);
+  void on_end(int status);
+  void on_write_done(int status);
+  void parse(const ChunkRef& chunk, const char* data, size_t len);
+  void resume_parsing();
+  void protocol_error(const std::string& why);
+  void handle_request(bool end_stream);
+  void request_ended();
+  void update_reading();
+
+  static const fc_parser_callbacks_t& callbacks();
+  static int on_header(fc_parser_t* p, const fc_frame_header_t* hdr);
+  static int on_payload(fc_parser_t* p, const uint8_t* data, size_t len);
+  static int on_frame_end(fc_parser_t* p);
+
+  Runner& runner_;
+  Listener& listener_;
+  HandlePtr<Stream> stream_;
+  std::string name_;  // "conn#N" for logs
+  State state_ = State::kAwaitRequest;
+  fc_parser_t parser_{};
+  fc_frame_header_t frame_{};
+  std::string meta_;  // a REQUEST payload being collected
+  std::unique_ptr<Exchange> exchange_;
+  std::string draining_request_id_;  // a request whose body is dropped
+
+  const ChunkRef* current_chunk_ = nullptr;  // during parse()
+  // Bytes read past the end of a request while its response is still
+  // running (the next request), parsed once the exchange has finished.
+  ChunkRef stash_chunk_;
+  const char* stash_data_ = nullptr;
+  size_t stash_len_ = 0;
+  bool parser_paused_ = false;
+  bool body_paused_ = false;
+  bool close_when_idle_ = false;
+  bool closing_ = false;
+  std::string error_;  // set by a parser callback that rejects the stream
+  HandlePtr<Timer> resume_timer_;
+};
+
+}  // namespace fc

@@ -1,0 +1,193 @@
+#include "exchange.h"
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "client_connection.h"
+#include "fc_errors.h"
+#include "function.h"
+#include "ids.h"
+#include "instance.h"
+#include "instance_connection.h"
+
+namespace fc {
+
+Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& head, bool request_ended)
+    : client_(client),
+      function_(function),
+      head_(std::move(head)),
+      request_id_(head_.request_id.empty() ? new_request_id() : head_.request_id),
+      request_ended_(request_ended) {}
+
+Exchange::~Exchange() {
+  detach_instance();
+  function_.withdraw(*this);
+}
+
+// ---- client side ------------------------------------------------------------------
+
+void Exchange::on_request_body(const ChunkRef& chunk, const char* data, size_t len) {
+  if (len == 0) return;
+  if (conn_) {
+    conn_->write_body(chunk, data, len);
+  } else if (!response_started_ && !finished_) {
+    pending_.push_back(Slice{chunk, data, len});
+    pending_bytes_ += len;
+  }
+}
+
+void Exchange::on_request_end() {
+  request_ended_ = true;
+  if (conn_) conn_->end_body();
+}
+
+size_t Exchange::request_backlog() const { return conn_ ? conn_->write_queue_size() : pending_bytes_; }
+
+void Exchange::on_request_drained() { client_.resume_request_body(); }
+
+void Exchange::on_client_drained() {
+  if (conn_) conn_->resume_reading();
+}
+
+void Exchange::on_client_gone() {
+  if (finished_) return;
+  finished_ = true;
+  if (invoke_logged_) {
+    spdlog::warn("[{}] FC Invoke End RequestId: {}, Error: the client went away", function_.name(),
+                 request_id_);
+  } else {
+    spdlog::info("[{}] RequestId: {}: the client went away while the request waited", function_.name(),
+                 request_id_);
+  }
+  detach_instance();
+  function_.withdraw(*this);
+}
+
+// ---- scheduler side -----------------------------------------------------------------
+
+void Exchange::start(Instance& instance, InstanceConnection& conn) {
+  const FunctionConfig& fn = function_.config();
+  instance_ = &instance;
+  instance_id_ = instance.id();
+  conn_ = &conn;
+  invoke_logged_ = true;
+  spdlog::info("[{}] FC Invoke Start RequestId: {}", instance.tag(), request_id_);
+
+  bool event = fn.type == FunctionType::kEvent;
+  InstanceCall call;
+  call.method = event ? std::string_view("POST") : std::string_view(head_.method);
+  call.uri = event ? std::string_view("/invoke") : std::string_view(head_.uri);
+  call.control_path = event ? "/invoke" : "/http-invoke";
+  call.request_id = request_id_;
+  call.client = &head_;
+  int64_t length = head_.content_length;
+  // The whole body is already here (a cold start gives it time to arrive):
+  // its length is known, which servers without chunked request bodies like.
+  if (length < 0 && request_ended_) length = static_cast<int64_t>(pending_bytes_);
+  call.framing = request_framing(call.method, length);
+  call.content_length = length < 0 ? 0 : static_cast<uint64_t>(length);
+
+  conn.begin(*this, build_request_head(call, fn), call.framing, call.method == "HEAD");
+  for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
+  pending_.clear();
+  pending_bytes_ = 0;
+  if (request_ended_) conn.end_body();
+
+  if (fn.timeout_s > 0) {
+    timeout_ = Timer::create(function_.loop());
+    timeout_->start(static_cast<uint64_t>(fn.timeout_s * 1000.0), [this] { on_timeout(); });
+  }
+  // Pending bytes moved to the instance's queue; reading may resume.
+  client_.resume_request_body();
+}
+
+void Exchange::fail(GatewayError&& error) {
+  if (finished_) return;
+  if (invoke_logged_) {
+    spdlog::warn("[{}/{}] FC Invoke End RequestId: {}, Error: {} {}: {}", function_.name(), instance_id_,
+                 request_id_, error.status, error.code, error.message);
+  } else {
+    spdlog::warn("[{}] RequestId: {}: {} {}: {}", function_.name(), request_id_, error.status, error.code,
+                 error.message);
+  }
+  detach_instance();
+  function_.withdraw(*this);
+  client_.send_frame(error_frame(error));
+  finish();
+}
+
+void Exchange::on_timeout() {
+  if (finished_) return;
+  std::string why = fmt::format("the function did not respond within {} s", format_seconds(function_.config().timeout_s));
+  // A timed-out instance may be wedged: it is killed (and replaced), before
+  // its slot is given back, so no other request lands on it.
+  if (instance_) instance_->kill(fmt::format("an invocation timed out (RequestId: {})", request_id_));
+  fail(GatewayError{504, FC_ERR_FUNCTION_TIMEOUT, std::move(why)});
+}
+
+void Exchange::detach_instance() {
+  if (timeout_) timeout_->stop();
+  if (conn_) {
+    InstanceConnection* conn = conn_;
+    conn_ = nullptr;
+    conn->abandon();
+  }
+  instance_ = nullptr;
+}
+
+void Exchange::finish() {
+  finished_ = true;
+  if (timeout_) timeout_->stop();
+  client_.on_exchange_finished();  // destroys this
+}
+
+// ---- instance side ----------------------------------------------------------------------
+
+void Exchange::on_response_head(int status, HeaderList&& headers) {
+  if (finished_) return;
+  if (function_.config().type == FunctionType::kEvent) {
+    bool error = status == 404;
+    for (const auto& [name, value] : headers) {
+      if (iequals(name, "x-fc-status") && value == "404") error = true;
+    }
+    if (error) {
+      function_error_ = true;
+      headers.emplace_back(FC_ERROR_TYPE_HEADER, "UnhandledInvocationError");
+    }
+  }
+  std::string frame = response_frame(status, headers, cold_start, instance_id_);
+  if (frame.empty() || frame.size() > FC_FRAME_HEADER_SIZE + FC_MAX_META_PAYLOAD) {
+    fail(GatewayError{502, FC_ERR_BAD_RESPONSE, "the response headers are too large"});
+    return;
+  }
+  response_started_ = true;
+  client_.send_frame(std::move(frame));
+}
+
+void Exchange::on_response_body(const ChunkRef& chunk, const char* data, size_t len) {
+  if (finished_ || !response_started_) return;
+  client_.send_data(chunk, data, len);
+  if (conn_ && client_.write_queue_size() > kWriteHighWater) conn_->pause_reading();
+}
+
+void Exchange::on_response_end() {
+  conn_ = nullptr;  // the connection has let go already
+  if (finished_) return;
+  if (timeout_) timeout_->stop();
+  if (function_error_) {
+    spdlog::info("[{}/{}] FC Invoke End RequestId: {}, Error: Unhandled function error", function_.name(),
+                 instance_id_, request_id_);
+  } else {
+    spdlog::info("[{}/{}] FC Invoke End RequestId: {}", function_.name(), instance_id_, request_id_);
+  }
+  instance_ = nullptr;
+  client_.send_end();
+  finish();
+}
+
+void Exchange::on_response_failed(GatewayError&& error) {
+  conn_ = nullptr;  // the connection has let go already
+  fail(std::move(error));
+}
+
+}  // namespace fc

@@ -1,0 +1,87 @@
+// One request in flight: the only thing that moves bytes between a client
+// connection (nginx) and an instance connection.  Owned by its
+// ClientConnection; observed by the function queue while waiting and by the
+// instance connection while running.  It ends when its response side ended
+// (RESPONSE + DATA… + END_STREAM, or one ERROR frame); the client connection
+// then drains what is left of the request body.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "frames.h"
+#include "http_head.h"
+#include "response_sink.h"
+#include "uv_handle.h"
+
+namespace fc {
+
+class ClientConnection;
+class Function;
+class Instance;
+class InstanceConnection;
+
+class Exchange final : public ResponseSink {
+ public:
+  Exchange(ClientConnection& client, Function& function, RequestHead&& head, bool request_ended);
+  ~Exchange() override;
+
+  const std::string& request_id() const { return request_id_; }
+  const RequestHead& head() const { return head_; }
+  Function& function() const { return function_; }
+  bool started() const { return conn_ != nullptr || response_started_; }
+  bool finished() const { return finished_; }
+
+  // Client side.
+  void on_request_body(const ChunkRef& chunk, const char* data, size_t len);
+  void on_request_end();
+  void on_client_gone();
+  void on_client_drained();
+  // Bytes waiting to be written towards the instance (backpressure).
+  size_t request_backlog() const;
+
+  // Scheduler side.
+  uint64_t enqueued_ms = 0;
+  bool cold_start = false;  // waited for an instance start
+  void start(Instance& instance, InstanceConnection& conn);
+  // Fails the exchange with a gateway error (ERROR frame, END_STREAM).
+  void fail(GatewayError&& error);
+
+  // Instance side (ResponseSink).
+  void on_response_head(int status, HeaderList&& headers) override;
+  void on_response_body(const ChunkRef& chunk, const char* data, size_t len) override;
+  void on_response_end() override;
+  void on_response_failed(GatewayError&& error) override;
+  void on_request_drained() override;
+
+ private:
+  struct Slice {
+    ChunkRef chunk;
+    const char* data;
+    size_t len;
+  };
+  void on_timeout();
+  void detach_instance();
+  void finish();
+
+  ClientConnection& client_;
+  Function& function_;
+  RequestHead head_;
+  std::string request_id_;
+  bool request_ended_;
+
+  Instance* instance_ = nullptr;
+  std::string instance_id_;
+  InstanceConnection* conn_ = nullptr;
+  std::vector<Slice> pending_;  // body bytes that arrived before an instance took the exchange
+  size_t pending_bytes_ = 0;
+
+  bool response_started_ = false;
+  bool function_error_ = false;
+  bool finished_ = false;
+  bool invoke_logged_ = false;
+  HandlePtr<Timer> timeout_;
+};
+
+}  // namespace fc

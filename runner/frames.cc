@@ -1,0 +1,101 @@
+#include "frames.h"
+
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+namespace fc {
+
+namespace {
+
+std::string str(fc_str_t s) { return s.data != nullptr ? std::string(s.data, s.len) : std::string(); }
+
+fc_str_t view(std::string_view s) { return fc_str_t{s.data(), s.size()}; }
+
+// The decoder's header array comes from here; freed with the arena.
+struct Arena {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  static void* alloc(void* ctx, size_t size) {
+    auto* arena = static_cast<Arena*>(ctx);
+    arena->blocks.emplace_back(new (std::nothrow) char[size == 0 ? 1 : size]);
+    return arena->blocks.back().get();
+  }
+};
+
+std::string with_header(uint8_t type, uint16_t flags, std::string payload, size_t written) {
+  std::string frame = frame_header(type, flags, static_cast<uint32_t>(written));
+  frame.append(payload.data(), written);
+  return frame;
+}
+
+}  // namespace
+
+int decode_request(const uint8_t* payload, size_t len, RequestHead& out) {
+  Arena arena;
+  fc_request_t req{};
+  int rc = fc_request_decode(payload, len, &req, &Arena::alloc, &arena);
+  if (rc != FC_OK) return rc;
+  out.function = str(req.function);
+  out.method = str(req.method);
+  out.uri = str(req.uri);
+  out.version = str(req.version);
+  out.headers.clear();
+  out.headers.reserve(req.nheaders);
+  for (size_t i = 0; i < req.nheaders; i++) {
+    out.headers.emplace_back(str(req.headers[i].name), str(req.headers[i].value));
+  }
+  out.remote_addr = str(req.remote_addr);
+  out.remote_port = req.remote_port;
+  out.scheme = str(req.scheme);
+  out.host = str(req.host);
+  out.request_id = str(req.request_id);
+  out.content_length = req.content_length;
+  out.deadline_ms = req.deadline_ms;
+  return FC_OK;
+}
+
+std::string frame_header(uint8_t type, uint16_t flags, uint32_t length) {
+  std::string out(FC_FRAME_HEADER_SIZE, '\0');
+  fc_frame_header_encode(reinterpret_cast<uint8_t*>(out.data()), type, flags, length);
+  return out;
+}
+
+std::string response_frame(int status, const HeaderList& headers, bool cold_start,
+                           std::string_view instance) {
+  std::vector<fc_header_t> hs;
+  hs.reserve(headers.size());
+  for (const auto& [name, value] : headers) {
+    if (hs.size() == FC_MAX_HEADERS) break;
+    hs.push_back(fc_header_t{view(name), view(value)});
+  }
+  fc_response_t resp{};
+  resp.status = static_cast<uint32_t>(status);
+  resp.headers = hs.data();
+  resp.nheaders = hs.size();
+  resp.cold_start = cold_start ? 1 : 0;
+  resp.instance = view(instance);
+  std::string payload(fc_response_size_bound(&resp), '\0');
+  size_t written = 0;
+  int rc = fc_response_encode(&resp, reinterpret_cast<uint8_t*>(payload.data()), payload.size(),
+                              &written);
+  if (rc != FC_OK) return {};
+  return with_header(FC_FRAME_RESPONSE, 0, std::move(payload), written);
+}
+
+std::string error_frame(const GatewayError& error) {
+  fc_error_t err{};
+  err.status = static_cast<uint32_t>(error.status);
+  err.code = view(error.code);
+  // Keep the metadata frame well inside FC_MAX_META_PAYLOAD.
+  std::string_view message = error.message;
+  if (message.size() > 8192) message = message.substr(0, 8192);
+  err.message = view(message);
+  std::string payload(fc_error_size_bound(&err), '\0');
+  size_t written = 0;
+  int rc = fc_error_encode(&err, reinterpret_cast<uint8_t*>(payload.data()), payload.size(),
+                           &written);
+  if (rc != FC_OK) return {};
+  return with_header(FC_FRAME_ERROR, FC_FLAG_END_STREAM, std::move(payload), written);
+}
+
+}  // namespace fc

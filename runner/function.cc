@@ -1,0 +1,304 @@
+#include "function.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "exchange.h"
+#include "fc_errors.h"
+#include "ids.h"
+#include "instance.h"
+#include "runner.h"
+
+namespace fc {
+
+namespace {
+
+constexpr uint64_t kEarlyCrashMs = 10'000;
+
+uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
+
+int effective_max_instances(const FunctionConfig& config, std::string& reason) {
+  int max = std::max(1, config.max_instances);
+  if (config.ca_port_set && max > 1) {
+    // Every instance would listen on the same caPort; without a network
+    // namespace per instance only one of them can.
+    reason = fmt::format("the app listens on the fixed caPort {}: capped at 1 instance (maxInstances {})",
+                         config.ca_port, config.max_instances);
+    max = 1;
+  }
+  return max;
+}
+
+}  // namespace
+
+Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
+    : runner_(runner),
+      loop_(loop),
+      config_(std::move(config)),
+      scheduler_(config_.instance_concurrency, effective_max_instances(config_, cap_reason_)),
+      queue_timer_(Timer::create(loop)),
+      idle_timer_(Timer::create(loop)),
+      restart_timer_(Timer::create(loop)) {}
+
+Function::~Function() = default;
+
+void Function::start() {
+  spdlog::info("function {}: runtime {}, type {}, codeUri {}, timeout {} s, memorySize {} MB, "
+               "instanceConcurrency {}, instances {}..{}, maxQueueSize {}, maxQueueTime {} s, idleTimeout {} s{}",
+               config_.name, to_string(config_.runtime), to_string(config_.type), config_.code_uri,
+               format_seconds(config_.timeout_s), config_.memory_size_mb, config_.instance_concurrency,
+               config_.min_instances, scheduler_.max_instances(), config_.max_queue_size,
+               format_seconds(config_.max_queue_time_s), format_seconds(config_.idle_timeout_s),
+               config_.initializer.empty() ? "" : fmt::format(", initializer {}", config_.initializer));
+  if (!cap_reason_.empty()) spdlog::warn("function {}: {}", config_.name, cap_reason_);
+  scale_up();
+  arm_idle_timer();
+}
+
+// ---- requests --------------------------------------------------------------------
+
+void Function::submit(Exchange& exchange) {
+  exchange.enqueued_ms = uv_now(loop_);
+  bool free_slot = false;
+  for (auto& inst : instances_) {
+    if (inst->ready() && inst->in_flight() < scheduler_.concurrency()) free_slot = true;
+  }
+  if (!free_slot && queue_.size() >= static_cast<size_t>(std::max(0, config_.max_queue_size))) {
+    exchange.fail(GatewayError{503, FC_ERR_QUEUE_FULL,
+                               fmt::format("function '{}' has {} requests waiting (maxQueueSize {})",
+                                           config_.name, queue_.size(), config_.max_queue_size)});
+    return;
+  }
+  queue_.push_back(&exchange);
+  dispatch();
+}
+
+void Function::withdraw(Exchange& exchange) {
+  auto it = std::find(queue_.begin(), queue_.end(), &exchange);
+  if (it == queue_.end()) return;
+  queue_.erase(it);
+  arm_queue_timer();
+}
+
+void Function::dispatch() {
+  std::vector<InstanceView> views;
+  while (!queue_.empty()) {
+    views.clear();
+    for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
+    int pick = scheduler_.pick(views);
+    if (pick < 0) break;
+    Exchange* exchange = queue_.front();
+    queue_.pop_front();
+    instances_[static_cast<size_t>(pick)]->assign(*exchange);
+  }
+  scale_up();
+  if (!queue_.empty()) {
+    bool starting = std::any_of(instances_.begin(), instances_.end(), [](auto& i) { return i->starting(); });
+    if (starting) {
+      for (auto* exchange : queue_) exchange->cold_start = true;
+    } else if (!last_failure_.empty() && !any_live_instance(nullptr) && backoff_.delay(uv_now(loop_)) > 0) {
+      // No instance can come up before the backoff ends: answer now with the
+      // reason the last one failed (FC: the next request tries a fresh one).
+      fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, last_failure_});
+      return;
+    }
+  }
+  arm_queue_timer();
+}
+
+void Function::scale_up() {
+  if (stopping_) return;
+  std::vector<InstanceView> views;
+  for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
+  size_t wanted = queue_.size();
+  int n = scheduler_.to_start(wanted, views);
+  // minInstances are kept warm, queue or not.
+  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) {
+    return i->ready() || i->starting();
+  }));
+  n = std::max(n, std::min(config_.min_instances, scheduler_.max_instances()) - live);
+  int room = scheduler_.max_instances() - static_cast<int>(instances_.size());
+  n = std::min(n, room);
+  if (n <= 0) return;
+  uint64_t wait = backoff_.delay(uv_now(loop_));
+  if (wait > 0) {
+    if (!restart_timer_->active()) {
+      restart_timer_->start(wait, [this] { dispatch(); });
+    }
+    return;
+  }
+  for (int i = 0; i < n; i++) start_instance();
+}
+
+void Function::start_instance() {
+  int port = config_.ca_port_set ? config_.ca_port : free_port();
+  if (port <= 0) {
+    last_failure_ = "no free loopback port for a new instance";
+    spdlog::error("function {}: {}", config_.name, last_failure_);
+    backoff_.on_failure(uv_now(loop_));
+    return;
+  }
+  auto instance = std::make_unique<Instance>(*this, loop_, new_instance_id(), port);
+  Instance* raw = instance.get();
+  instances_.push_back(std::move(instance));
+  std::string error;
+  if (!raw->start(error)) {
+    spdlog::error("[{}] {}", raw->tag(), error);
+    last_failure_ = error;
+    backoff_.on_failure(uv_now(loop_));
+    instances_.pop_back();
+  }
+}
+
+int Function::free_port() {
+  // bind(0) on loopback, read the port back, close: a socket call, not I/O
+  // that could block the loop.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  int port = -1;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  ::close(fd);
+  return port;
+}
+
+bool Function::any_live_instance(const Instance* except) const {
+  return std::any_of(instances_.begin(), instances_.end(), [except](auto& i) {
+    return i.get() != except && (i->ready() || i->starting());
+  });
+}
+
+void Function::fail_queue(const GatewayError& error) {
+  // Failing an exchange withdraws it from the queue: take the queue first.
+  std::deque<Exchange*> failed;
+  failed.swap(queue_);
+  for (auto* exchange : failed) exchange->fail(GatewayError(error));
+  arm_queue_timer();
+}
+
+// ---- queue time ----------------------------------------------------------------------
+
+void Function::arm_queue_timer() {
+  if (queue_.empty() || config_.max_queue_time_s <= 0) {
+    queue_timer_->stop();
+    return;
+  }
+  uint64_t deadline = queue_.front()->enqueued_ms + ms(config_.max_queue_time_s);
+  uint64_t now = uv_now(loop_);
+  queue_timer_->start(deadline > now ? deadline - now : 0, [this] { on_queue_timer(); });
+}
+
+void Function::on_queue_timer() {
+  uint64_t now = uv_now(loop_);
+  uint64_t limit = ms(config_.max_queue_time_s);
+  while (!queue_.empty() && queue_.front()->enqueued_ms + limit <= now) {
+    Exchange* exchange = queue_.front();
+    queue_.pop_front();
+    exchange->fail(GatewayError{503, FC_ERR_QUEUE_TIMEOUT,
+                                fmt::format("the request waited {} s for an instance of function '{}' "
+                                            "(maxQueueTime)",
+                                            format_seconds(config_.max_queue_time_s), config_.name)});
+  }
+  arm_queue_timer();
+}
+
+// ---- idle reaping ---------------------------------------------------------------------
+
+void Function::arm_idle_timer() {
+  if (config_.idle_timeout_s <= 0 || stopping_) return;
+  // Check at a tenth of the idle timeout (at least every 100 ms, at most every 5 s).
+  uint64_t period = std::clamp<uint64_t>(ms(config_.idle_timeout_s) / 10, 100, 5000);
+  idle_timer_->start(period, [this] { on_idle_timer(); });
+}
+
+void Function::on_idle_timer() {
+  uint64_t now = uv_now(loop_);
+  uint64_t limit = ms(config_.idle_timeout_s);
+  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) {
+    return i->ready() || i->starting();
+  }));
+  for (auto& inst : instances_) {
+    if (live <= config_.min_instances) break;
+    if (inst->ready() && inst->in_flight() == 0 && now - inst->idle_since_ms() >= limit) {
+      live--;
+      inst->begin_drain(fmt::format("idle for {} s", format_seconds(config_.idle_timeout_s)));
+    }
+  }
+  arm_idle_timer();
+}
+
+// ---- instance events -----------------------------------------------------------------------
+
+void Function::on_instance_ready(Instance&) {
+  backoff_.on_success();
+  last_failure_.clear();
+  dispatch();
+}
+
+void Function::on_slot_free(Instance&) { dispatch(); }
+
+void Function::on_instance_failed(Instance& instance, const std::string& reason) {
+  last_failure_ = reason;
+  backoff_.on_failure(uv_now(loop_));
+  if (!any_live_instance(&instance)) {
+    // Nobody else can take the waiting requests: they get the reason now.
+    fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, reason});
+    return;
+  }
+  dispatch();
+}
+
+void Function::on_instance_crashed(Instance& instance, const std::string& reason) {
+  spdlog::warn("[{}] crashed: {}", instance.tag(), reason);
+  // An instance that dies soon after it became ready counts against restarts
+  // like a failed start: a function that crashes at once must not respawn in
+  // a tight loop (minInstances would otherwise do exactly that).
+  if (uv_now(loop_) - instance.ready_since_ms() < kEarlyCrashMs) backoff_.on_failure(uv_now(loop_));
+}
+
+void Function::on_instance_gone(Instance* instance) {
+  auto it = std::find_if(instances_.begin(), instances_.end(), [instance](auto& i) { return i.get() == instance; });
+  if (it != instances_.end()) instances_.erase(it);
+  if (stopping_) {
+    if (instances_.empty() && on_stopped_) {
+      auto done = std::move(on_stopped_);
+      on_stopped_ = nullptr;
+      done();
+    }
+    return;
+  }
+  dispatch();  // replaces it when work waits or minInstances asks for it
+}
+
+// ---- shutdown ---------------------------------------------------------------------------------
+
+void Function::stop(std::function<void()> on_stopped) {
+  stopping_ = true;
+  idle_timer_->stop();
+  restart_timer_->stop();
+  fail_queue(GatewayError{503, FC_ERR_RUNNER_UNAVAILABLE, "the runner is shutting down"});
+  if (instances_.empty()) {
+    on_stopped();
+    return;
+  }
+  on_stopped_ = std::move(on_stopped);
+  std::vector<Instance*> all;
+  for (auto& inst : instances_) all.push_back(inst.get());
+  for (auto* inst : all) inst->begin_drain("the runner is shutting down");
+}
+
+}  // namespace fc

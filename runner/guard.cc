@@ -1,0 +1,91 @@
+#include "guard.h"
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace fc {
+
+bool is_guard_invocation(int argc, char** argv) {
+  return argc >= 2 && std::strcmp(argv[1], "--exec-instance") == 0;
+}
+
+int run_guard(int argc, char** argv) {
+  // argv: fc-runner --exec-instance PID -- CMD ARGS...
+  if (argc < 5 || std::strcmp(argv[3], "--") != 0) {
+    std::fprintf(stderr, "usage: fc-runner --exec-instance RUNNER_PID -- COMMAND [ARGS...]\n");
+    return 2;
+  }
+  pid_t runner = static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
+  char** command = argv + 4;
+
+  // A signal no app sends by accident, for the runner's death.
+  const int death_signal = SIGRTMIN + 3;
+  sigset_t waited;
+  sigemptyset(&waited);
+  sigaddset(&waited, SIGCHLD);
+  sigaddset(&waited, death_signal);
+  sigset_t old_mask;
+  sigprocmask(SIG_BLOCK, &waited, &old_mask);
+
+  if (prctl(PR_SET_PDEATHSIG, death_signal) != 0 || getppid() != runner) {
+    // The runner is already gone (or we cannot know when it goes).
+    return 1;
+  }
+  if (getpgrp() != getpid()) setpgid(0, 0);
+
+  pid_t app = fork();
+  if (app < 0) {
+    std::fprintf(stderr, "fc-runner guard: fork: %s\n", std::strerror(errno));
+    return 1;
+  }
+  if (app == 0) {
+    pid_t guard = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != guard) _exit(1);
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    execvp(command[0], command);
+    std::fprintf(stderr, "cannot run %s: %s\n", command[0], std::strerror(errno));
+    _exit(127);
+  }
+
+  // The runner signals the group; the app handles those, the guard waits.
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+
+  for (;;) {
+    siginfo_t info{};
+    int sig = sigwaitinfo(&waited, &info);
+    if (sig < 0) continue;  // EINTR
+    if (sig == death_signal) {
+      if (getppid() != runner) kill(0, SIGKILL);  // the whole group, the guard too
+      continue;
+    }
+    int status = 0;
+    pid_t done;
+    while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
+      if (done != app) continue;
+      if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+      if (WIFSIGNALED(status)) {
+        int term = WTERMSIG(status);
+        signal(term, SIG_DFL);
+        sigset_t unblock;
+        sigemptyset(&unblock);
+        sigaddset(&unblock, term);
+        sigprocmask(SIG_UNBLOCK, &unblock, nullptr);
+        kill(getpid(), term);
+        _exit(128 + term);
+      }
+    }
+  }
+}
+
+}  // namespace fc

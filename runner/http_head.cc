@@ -1,0 +1,113 @@
+#include "http_head.h"
+
+#include <spdlog/fmt/fmt.h>
+
+#include <cmath>
+
+namespace fc {
+
+namespace {
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool istarts_with(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
+}
+
+void add(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+// Header values must not smuggle a line break into the head.
+bool safe(std::string_view s) { return s.find_first_of("\r\n") == std::string_view::npos; }
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++) {
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+bool is_dropped_request_header(std::string_view name) {
+  static constexpr std::string_view kDropped[] = {
+      "connection", "keep-alive",     "proxy-connection", "te",    "transfer-encoding",
+      "upgrade",    "content-length", "expect",           "trailer"};
+  for (auto d : kDropped) {
+    if (iequals(name, d)) return true;
+  }
+  return false;
+}
+
+bool is_fc_header(std::string_view name) { return istarts_with(name, "x-fc-"); }
+
+bool is_dropped_response_header(std::string_view name) {
+  return iequals(name, "connection") || iequals(name, "keep-alive") ||
+         iequals(name, "transfer-encoding") || iequals(name, "proxy-connection") ||
+         iequals(name, "trailer") || iequals(name, "upgrade");
+}
+
+std::string format_seconds(double seconds) {
+  if (seconds == std::floor(seconds) && seconds < 1e15) {
+    return fmt::format("{}", static_cast<long long>(seconds));
+  }
+  return fmt::format("{}", seconds);
+}
+
+BodyFraming request_framing(std::string_view method, int64_t content_length) {
+  if (content_length < 0) return BodyFraming::kChunked;
+  if (content_length == 0 && (method == "GET" || method == "HEAD")) return BodyFraming::kNone;
+  return BodyFraming::kContentLength;
+}
+
+std::string build_request_head(const InstanceCall& call, const FunctionConfig& fn) {
+  std::string out;
+  out.reserve(512);
+  out.append(call.method);
+  out.push_back(' ');
+  out.append(call.uri);
+  out.append(" HTTP/1.1\r\n");
+
+  bool have_host = false;
+  if (call.client != nullptr) {
+    for (const auto& [name, value] : call.client->headers) {
+      if (is_dropped_request_header(name) || is_fc_header(name)) continue;
+      if (!safe(name) || !safe(value) || name.empty()) continue;
+      if (iequals(name, "host")) have_host = true;
+      add(out, name, value);
+    }
+  }
+  if (!have_host) {
+    std::string_view host = call.client != nullptr ? std::string_view(call.client->host) : "";
+    add(out, "Host", host.empty() || !safe(host) ? std::string_view("localhost") : host);
+  }
+
+  add(out, "x-fc-request-id", call.request_id);
+  add(out, "x-fc-function-name", fn.name);
+  if (safe(fn.handler)) add(out, "x-fc-function-handler", fn.handler);
+  add(out, "x-fc-function-memory", fmt::format("{}", fn.memory_size_mb));
+  add(out, "x-fc-function-timeout", format_seconds(fn.timeout_s));
+  if (safe(fn.initializer)) add(out, "x-fc-function-initializer", fn.initializer);
+  add(out, "x-fc-initialization-timeout", format_seconds(fn.initialization_timeout_s));
+  add(out, "x-fc-control-path", call.control_path);
+
+  switch (call.framing) {
+    case BodyFraming::kNone:
+      break;
+    case BodyFraming::kContentLength:
+      add(out, "Content-Length", fmt::format("{}", call.content_length));
+      break;
+    case BodyFraming::kChunked:
+      add(out, "Transfer-Encoding", "chunked");
+      break;
+  }
+  out.append("\r\n");
+  return out;
+}
+
+}  // namespace fc

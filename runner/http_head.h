@@ -1,0 +1,67 @@
+// The HTTP/1.1 heads the runner writes to instances and the header rules of
+// forwarding (DESIGN §6): which client headers pass, which FC headers are
+// added, which response headers go back to nginx.  Pure functions, so the
+// rules are unit-tested without processes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config.h"
+
+namespace fc {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+// A REQUEST frame, owned (the frame's payload buffer is gone after decode).
+struct RequestHead {
+  std::string function;
+  std::string method;
+  std::string uri;  // raw, with query
+  std::string version;
+  HeaderList headers;  // order and duplicates kept
+  std::string remote_addr;
+  uint32_t remote_port = 0;
+  std::string scheme;
+  std::string host;
+  std::string request_id;
+  int64_t content_length = -1;  // -1: unknown
+  uint64_t deadline_ms = 0;
+};
+
+bool iequals(std::string_view a, std::string_view b);
+
+// Hop-by-hop request headers (plus Content-Length and Expect, which the
+// runner decides itself): never forwarded to an instance.
+bool is_dropped_request_header(std::string_view name);
+// `x-fc-*`: reserved for the gateway; a client cannot set them.
+bool is_fc_header(std::string_view name);
+// Hop-by-hop response headers: not passed back to nginx.
+bool is_dropped_response_header(std::string_view name);
+
+enum class BodyFraming { kNone, kContentLength, kChunked };
+
+struct InstanceCall {
+  std::string_view method;
+  std::string_view uri;
+  std::string_view control_path;  // "/invoke", "/http-invoke", "/initialize", "/pre-stop"
+  std::string_view request_id;
+  const RequestHead* client = nullptr;  // headers to forward; null for control calls
+  BodyFraming framing = BodyFraming::kNone;
+  uint64_t content_length = 0;  // with kContentLength
+};
+
+// "METHOD uri HTTP/1.1\r\n" + headers + "\r\n".
+std::string build_request_head(const InstanceCall& call, const FunctionConfig& fn);
+
+// How the body of a forwarded request is framed: Content-Length when known,
+// chunked otherwise; no body headers for a bodiless GET/HEAD.
+BodyFraming request_framing(std::string_view method, int64_t content_length);
+
+// Numbers in FC headers: "30", "2.5".
+std::string format_seconds(double seconds);
+
+}  // namespace fc

@@ -1,0 +1,300 @@
+#include "instance_connection.h"
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "fc_errors.h"
+#include "instance.h"
+
+namespace fc {
+
+namespace {
+
+GatewayError crashed(std::string message) {
+  return GatewayError{502, FC_ERR_INSTANCE_CRASHED, std::move(message)};
+}
+
+}  // namespace
+
+InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int port)
+    : owner_(owner), tcp_(Tcp::create(loop)) {
+  tcp_->nodelay(true);
+  sockaddr_in addr{};
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  tcp_->on_write_done([this](int status) { on_write_done(status); });
+  int rc = tcp_->connect(reinterpret_cast<const sockaddr*>(&addr),
+                         [this](int status) { on_connected(status); });
+  // On failure on_connected is not coming; begin() reports it.
+  if (rc != 0) connect_error_ = rc;
+}
+
+InstanceConnection::~InstanceConnection() = default;
+
+void InstanceConnection::close() {
+  if (!tcp_) return;
+  closing_ = true;
+  Instance* owner = &owner_;
+  tcp_.release()->close([owner, this] { owner->on_connection_closed(this); });
+}
+
+void InstanceConnection::on_connected(int status) {
+  if (status != 0) {
+    fail(crashed(fmt::format("cannot connect to the instance: {}", uv_strerror(status))));
+    return;
+  }
+  connected_ = true;
+  tcp_->read_start([this](const ChunkRef& c, const char* d, size_t n) { on_read(c, d, n); },
+                   [this](int st) { on_end(st); });
+}
+
+void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming framing,
+                               bool head_request) {
+  sink_ = &sink;
+  framing_ = framing;
+  head_request_ = head_request;
+  request_done_ = false;
+  paused_by_sink_ = false;
+  http_parser_init(&parser_, HTTP_RESPONSE);
+  parser_.data = this;
+  field_.clear();
+  value_.clear();
+  in_value_ = false;
+  headers_.clear();
+  head_done_ = false;
+  interim_ = false;
+  message_done_ = false;
+  keep_alive_ = false;
+  int rc = connect_error_;
+  if (rc == 0 && (closing_ || !tcp_)) rc = UV_ECONNRESET;
+  if (rc == 0) {
+    auto req = std::make_unique<WriteReq>();
+    req->copy(std::move(head));
+    rc = tcp_->write(std::move(req));
+  }
+  if (rc != 0) fail_soon(crashed(fmt::format("cannot send to the instance: {}", uv_strerror(rc))));
+}
+
+void InstanceConnection::fail_soon(GatewayError&& error) {
+  // The caller is still inside Exchange::start(); fail on the next tick.
+  if (!defer_) defer_ = Timer::create(owner_.loop());
+  defer_->start(0, [this, error = std::move(error)]() mutable { fail(std::move(error)); });
+}
+
+void InstanceConnection::write_body(const ChunkRef& chunk, const char* data, size_t len) {
+  if (len == 0 || !tcp_ || tcp_->closing()) return;
+  auto req = std::make_unique<WriteReq>();
+  if (framing_ == BodyFraming::kChunked) req->copy(fmt::format("{:x}\r\n", len));
+  req->ref(data, len);
+  req->hold(chunk);
+  if (framing_ == BodyFraming::kChunked) req->copy(std::string_view("\r\n"));
+  tcp_->write(std::move(req));  // a failure surfaces as a write/read error
+}
+
+void InstanceConnection::end_body() {
+  request_done_ = true;
+  if (framing_ == BodyFraming::kChunked && tcp_ && !tcp_->closing()) {
+    auto req = std::make_unique<WriteReq>();
+    req->copy(std::string_view("0\r\n\r\n"));
+    tcp_->write(std::move(req));
+  }
+}
+
+void InstanceConnection::abandon() {
+  if (!sink_) return;
+  sink_ = nullptr;
+  close();
+  owner_.on_connection_released(*this, false);
+}
+
+size_t InstanceConnection::write_queue_size() const {
+  return tcp_ && !tcp_->closing() ? tcp_->write_queue_size() : 0;
+}
+
+void InstanceConnection::pause_reading() {
+  paused_by_sink_ = true;
+  if (tcp_) tcp_->read_stop();
+}
+
+void InstanceConnection::resume_reading() {
+  if (!paused_by_sink_) return;
+  paused_by_sink_ = false;
+  if (tcp_ && connected_) tcp_->read_resume();
+}
+
+void InstanceConnection::on_write_done(int status) {
+  if (status != 0 && status != UV_ECANCELED) {
+    // The instance went away; the read side reports it with more context,
+    // unless the response is already complete.
+    if (sink_ && !message_done_) {
+      fail(crashed(fmt::format("write to the instance failed: {}", uv_strerror(status))));
+    }
+    return;
+  }
+  if (sink_ && write_queue_size() < kWriteHighWater) sink_->on_request_drained();
+}
+
+void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t len) {
+  if (!sink_) {
+    // Bytes on an idle connection: the instance broke the protocol.
+    close();
+    owner_.on_connection_released(*this, false);
+    return;
+  }
+  current_chunk_ = &chunk;
+  size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
+  current_chunk_ = nullptr;
+  if (!sink_) return;  // the sink failed or went away inside a callback
+  if (message_done_) {
+    bool extra = parsed < len;
+    keep_alive_ = keep_alive_ && !extra && request_done_;
+    finish_message();
+    return;
+  }
+  if (HTTP_PARSER_ERRNO(&parser_) != HPE_OK) {
+    auto err = static_cast<http_errno>(HTTP_PARSER_ERRNO(&parser_));
+    fail(GatewayError{502, FC_ERR_BAD_RESPONSE,
+                      fmt::format("the instance sent an invalid HTTP response: {}",
+                                  http_errno_description(err))});
+  }
+}
+
+void InstanceConnection::on_end(int status) {
+  if (!sink_) {
+    // An idle keep-alive connection closed by the instance.
+    close();
+    return;
+  }
+  if (status == UV_EOF && head_done_) {
+    // A body delimited by the end of the connection.
+    http_parser_execute(&parser_, &settings(), nullptr, 0);
+    if (message_done_) {
+      keep_alive_ = false;
+      finish_message();
+      return;
+    }
+  }
+  std::string why = status == UV_EOF
+                        ? "the instance closed the connection before the response was complete"
+                        : fmt::format("connection to the instance failed: {}", uv_strerror(status));
+  if (!head_done_ && !used_before_ && sink_) {
+    // A fresh connection dropped without an answer: the instance is broken.
+    // (On a reused keep-alive connection it may just have timed out idle.)
+    owner_.on_connection_crashed(*this, why);
+  }
+  fail(crashed(std::move(why)));
+}
+
+void InstanceConnection::instance_gone(const std::string& why) {
+  if (sink_) {
+    fail(crashed(why));
+  } else {
+    close();
+  }
+}
+
+void InstanceConnection::finish_message() {
+  ResponseSink* sink = sink_;
+  sink_ = nullptr;
+  bool reusable = keep_alive_ && !closing_;
+  used_before_ = true;
+  if (!reusable) close();
+  // The slot is freed first (the next queued request may start on this very
+  // connection), then the sink ends (END_STREAM to nginx, or an instance
+  // becoming ready after its initializer).
+  owner_.on_connection_released(*this, reusable);
+  sink->on_response_end();
+}
+
+void InstanceConnection::fail(GatewayError&& error) {
+  ResponseSink* sink = sink_;
+  sink_ = nullptr;
+  close();
+  if (sink) {
+    owner_.on_connection_released(*this, false);
+    sink->on_response_failed(std::move(error));
+  }
+}
+
+// ---- http_parser callbacks ------------------------------------------------------
+
+int InstanceConnection::on_header_field(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<InstanceConnection*>(p->data);
+  if (self->in_value_) {
+    self->headers_.emplace_back(std::move(self->field_), std::move(self->value_));
+    self->field_.clear();
+    self->value_.clear();
+    self->in_value_ = false;
+  }
+  self->field_.append(at, len);
+  return 0;
+}
+
+int InstanceConnection::on_header_value(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<InstanceConnection*>(p->data);
+  self->in_value_ = true;
+  self->value_.append(at, len);
+  return 0;
+}
+
+int InstanceConnection::on_headers_complete(http_parser* p) {
+  auto* self = static_cast<InstanceConnection*>(p->data);
+  if (self->in_value_ || !self->field_.empty()) {
+    self->headers_.emplace_back(std::move(self->field_), std::move(self->value_));
+    self->field_.clear();
+    self->value_.clear();
+    self->in_value_ = false;
+  }
+  int status = static_cast<int>(p->status_code);
+  if (status >= 100 && status < 200 && status != 101) {
+    // An interim response (100 Continue, 103 Early Hints): skip it.
+    self->interim_ = true;
+    self->headers_.clear();
+    return 1;
+  }
+  self->interim_ = false;
+  self->head_done_ = true;
+  self->keep_alive_ = http_should_keep_alive(p) != 0 && status != 101;
+  HeaderList headers;
+  headers.reserve(self->headers_.size());
+  for (auto& h : self->headers_) {
+    if (!is_dropped_response_header(h.first)) headers.push_back(std::move(h));
+  }
+  self->headers_.clear();
+  if (self->sink_) self->sink_->on_response_head(status, std::move(headers));
+  // HEAD responses (and 204/304, which http_parser knows) carry no body.
+  return self->head_request_ ? 1 : 0;
+}
+
+int InstanceConnection::on_body(http_parser* p, const char* at, size_t len) {
+  auto* self = static_cast<InstanceConnection*>(p->data);
+  if (self->sink_ && self->current_chunk_) self->sink_->on_response_body(*self->current_chunk_, at, len);
+  return self->sink_ ? 0 : -1;
+}
+
+int InstanceConnection::on_message_complete(http_parser* p) {
+  auto* self = static_cast<InstanceConnection*>(p->data);
+  if (self->interim_) {
+    self->interim_ = false;
+    return 0;  // the real response follows on the same connection
+  }
+  self->message_done_ = true;
+  // Stop here: the end is handled outside the parser, which may then be
+  // reinitialized for the next request on this connection.
+  http_parser_pause(p, 1);
+  return 0;
+}
+
+const http_parser_settings& InstanceConnection::settings() {
+  static const http_parser_settings s = [] {
+    http_parser_settings st{};
+    st.on_header_field = &InstanceConnection::on_header_field;
+    st.on_header_value = &InstanceConnection::on_header_value;
+    st.on_headers_complete = &InstanceConnection::on_headers_complete;
+    st.on_body = &InstanceConnection::on_body;
+    st.on_message_complete = &InstanceConnection::on_message_complete;
+    return st;
+  }();
+  return s;
+}
+
+}  // namespace fc

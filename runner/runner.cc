@@ -1,0 +1,102 @@
+#include "runner.h"
+
+#include <signal.h>
+
+#include <spdlog/fmt/fmt.h>
+#include <spdlog/spdlog.h>
+
+#include "function.h"
+#include "listener.h"
+
+namespace fc {
+
+Runner::Runner(uv_loop_t* loop, RunnerConfig config) : loop_(loop), config_(std::move(config)) {}
+
+Runner::~Runner() = default;
+
+bool Runner::start() {
+  for (const auto& fn : config_.functions) {
+    functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
+  }
+  listener_ = std::make_unique<Listener>(*this, loop_);
+  std::string error;
+  if (!listener_->listen(config_.listen, config_.listen_mode, error)) {
+    spdlog::critical("{}", error);
+    return false;
+  }
+  sigterm_ = Signal::create(loop_);
+  sigint_ = Signal::create(loop_);
+  sigterm_->start(SIGTERM, [this](int) { shutdown("SIGTERM"); });
+  sigint_->start(SIGINT, [this](int) { shutdown("SIGINT"); });
+
+  spdlog::info("fc-runner listening on {} ({} function{}), config {}", config_.listen.to_string(),
+               functions_.size(), functions_.size() == 1 ? "" : "s", config_.path);
+  for (const auto& fn : config_.functions) functions_.at(fn.name)->start();
+  return true;
+}
+
+Function* Runner::find(std::string_view name) {
+  auto it = functions_.find(name);
+  return it == functions_.end() ? nullptr : it->second.get();
+}
+
+void Runner::shutdown(const std::string& why) {
+  if (shutting_down_) {
+    // A second signal: do not wait for in-flight requests any more.
+    spdlog::warn("{} again: aborting in-flight requests", why);
+    shutdown_timer_->stop();
+    listener_->close_all("the runner is stopping");
+    maybe_stop_functions();
+    return;
+  }
+  shutting_down_ = true;
+  spdlog::info("{}: stopping; in-flight requests get up to {} s", why, config_.shutdown_timeout_s);
+  listener_->stop_accepting();
+  listener_->close_when_idle();
+  shutdown_timer_ = Timer::create(loop_);
+  shutdown_timer_->start(static_cast<uint64_t>(config_.shutdown_timeout_s * 1000.0), [this] {
+    spdlog::warn("shutdownTimeout passed: aborting {} connection(s)", listener_->connection_count());
+    listener_->close_all("shutdownTimeout passed");
+    maybe_stop_functions();
+  });
+  maybe_stop_functions();
+}
+
+void Runner::on_connection_closed() {
+  if (shutting_down_) maybe_stop_functions();
+}
+
+void Runner::maybe_stop_functions() {
+  if (stopping_functions_ || listener_->connection_count() > 0) return;
+  stopping_functions_ = true;
+  shutdown_timer_->stop();
+  functions_running_ = functions_.size();
+  if (functions_running_ == 0) {
+    finish();
+    return;
+  }
+  std::vector<Function*> all;
+  for (auto& [name, fn] : functions_) all.push_back(fn.get());
+  for (auto* fn : all) fn->stop([this] { on_function_stopped(); });
+}
+
+void Runner::on_function_stopped() {
+  if (--functions_running_ == 0) finish();
+}
+
+void Runner::finish() {
+  spdlog::info("all instances stopped; exiting");
+  // Not from here: the caller may be a function that is about to go.
+  finish_timer_ = Timer::create(loop_);
+  finish_timer_->start(0, [this] {
+    sigterm_.reset();
+    sigint_.reset();
+    shutdown_timer_.reset();
+    finish_timer_.reset();
+    listener_.reset();
+    // Functions own timers: closing them lets the loop run dry.
+    functions_.clear();
+  });
+}
+
+}  // namespace fc

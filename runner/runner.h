@@ -1,0 +1,56 @@
+// The daemon: one libuv loop, the listener, the functions, the signals.
+// SIGTERM/SIGINT drain: stop accepting, let in-flight exchanges finish
+// (bounded by shutdownTimeout), stop every instance, close every handle, and
+// let the loop run dry.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config.h"
+#include "uv_handle.h"
+
+namespace fc {
+
+class Function;
+class Listener;
+
+class Runner {
+ public:
+  Runner(uv_loop_t* loop, RunnerConfig config);
+  ~Runner();
+  Runner(const Runner&) = delete;
+  Runner& operator=(const Runner&) = delete;
+
+  // Binds, installs signal handlers, starts minInstances.  False on failure
+  // (logged).
+  bool start();
+
+  Function* find(std::string_view name);
+  bool shutting_down() const { return shutting_down_; }
+  void shutdown(const std::string& why);
+
+  // From the listener.
+  void on_connection_closed();
+
+ private:
+  void maybe_stop_functions();
+  void on_function_stopped();
+  void finish();
+
+  uv_loop_t* loop_;
+  RunnerConfig config_;
+  std::unique_ptr<Listener> listener_;
+  std::map<std::string, std::unique_ptr<Function>, std::less<>> functions_;
+  HandlePtr<Signal> sigterm_;
+  HandlePtr<Signal> sigint_;
+  HandlePtr<Timer> shutdown_timer_;
+  HandlePtr<Timer> finish_timer_;
+  bool shutting_down_ = false;
+  bool stopping_functions_ = false;
+  size_t functions_running_ = 0;
+};
+
+}  // namespace fc

@@ -1,0 +1,281 @@
+#include "uv_handle.h"
+
+#include <signal.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace fc {
+
+// ---- HandleBase --------------------------------------------------------------
+
+void HandleBase::close(std::function<void()> on_closed) {
+  if (state_ == State::kClosing) return;
+  if (state_ == State::kUninitialized) {
+    // libuv never saw this handle: nothing can call back into it.
+    if (on_closed) on_closed();
+    delete this;
+    return;
+  }
+  state_ = State::kClosing;
+  on_closed_ = std::move(on_closed);
+  drop_callbacks();
+  uv_handle_t* h = raw();
+  h->data = this;
+  uv_close(h, &HandleBase::on_close);
+}
+
+void HandleBase::on_close(uv_handle_t* handle) {
+  auto* self = static_cast<HandleBase*>(handle->data);
+  auto on_closed = std::move(self->on_closed_);
+  delete self;
+  if (on_closed) on_closed();
+}
+
+// ---- Timer ---------------------------------------------------------------------
+
+HandlePtr<Timer> Timer::create(uv_loop_t* loop) {
+  HandlePtr<Timer> t(new Timer());
+  uv_timer_init(loop, &t->h_);
+  t->h_.data = t.get();
+  t->set_initialized();
+  return t;
+}
+
+void Timer::start(uint64_t ms, std::function<void()> cb) {
+  if (closing()) return;
+  cb_ = std::move(cb);
+  uv_timer_start(&h_, &Timer::on_timer, ms, 0);
+}
+
+void Timer::stop() {
+  if (closing()) return;
+  uv_timer_stop(&h_);
+}
+
+bool Timer::active() const { return uv_is_active(reinterpret_cast<const uv_handle_t*>(&h_)) != 0; }
+
+void Timer::on_timer(uv_timer_t* t) {
+  auto* self = static_cast<Timer*>(t->data);
+  if (self->closing() || !self->cb_) return;
+  // The callback may restart the timer (replacing cb_) or drop its owner.
+  auto cb = std::move(self->cb_);
+  self->cb_ = nullptr;
+  cb();
+}
+
+// ---- Signal --------------------------------------------------------------------
+
+HandlePtr<Signal> Signal::create(uv_loop_t* loop) {
+  HandlePtr<Signal> s(new Signal());
+  uv_signal_init(loop, &s->h_);
+  s->h_.data = s.get();
+  s->set_initialized();
+  return s;
+}
+
+int Signal::start(int signum, std::function<void(int)> cb) {
+  cb_ = std::move(cb);
+  return uv_signal_start(&h_, &Signal::on_signal, signum);
+}
+
+void Signal::on_signal(uv_signal_t* s, int signum) {
+  auto* self = static_cast<Signal*>(s->data);
+  if (!self->closing() && self->cb_) self->cb_(signum);
+}
+
+// ---- WriteReq ----------------------------------------------------------------
+
+void WriteReq::copy(std::string_view bytes) { copy(std::string(bytes)); }
+
+void WriteReq::copy(std::string&& bytes) {
+  if (bytes.empty()) return;
+  size_ += bytes.size();
+  pieces_.push_back({static_cast<long>(owned_.size()), nullptr, bytes.size()});
+  owned_.push_back(std::move(bytes));
+}
+
+void WriteReq::ref(const char* data, size_t len) {
+  if (len == 0) return;
+  size_ += len;
+  pieces_.push_back({-1, data, len});
+}
+
+// ---- Stream ----------------------------------------------------------------------
+
+void Stream::drop_callbacks() {
+  read_cb_ = nullptr;
+  end_cb_ = nullptr;
+  write_done_cb_ = nullptr;
+  connection_cb_ = nullptr;
+  reading_ = false;
+}
+
+int Stream::read_start(ReadCb on_read, EndCb on_end) {
+  read_cb_ = std::move(on_read);
+  end_cb_ = std::move(on_end);
+  return read_resume();
+}
+
+int Stream::read_resume() {
+  if (closing()) return UV_EINVAL;
+  if (reading_) return 0;
+  stream()->data = this;
+  int rc = uv_read_start(stream(), &Stream::on_alloc, &Stream::on_read);
+  if (rc == 0) reading_ = true;
+  return rc;
+}
+
+void Stream::read_stop() {
+  if (closing() || !reading_) return;
+  uv_read_stop(stream());
+  reading_ = false;
+}
+
+void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  auto* self = static_cast<Stream*>(h->data);
+  constexpr size_t kMinRead = 4096;
+  ChunkRef& c = self->chunk_;
+  if (c && c.use_count() == 1) c->used = 0;  // nobody else holds any of it
+  if (!c || c->capacity - c->used < kMinRead) c = std::make_shared<Chunk>(kChunkSize);
+  buf->base = c->data.get() + c->used;
+  buf->len = c->capacity - c->used;
+}
+
+void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
+  auto* self = static_cast<Stream*>(s->data);
+  (void)buf;
+  if (nread == 0) return;  // EAGAIN
+  if (self->closing()) return;
+  if (nread < 0) {
+    uv_read_stop(s);
+    self->reading_ = false;
+    self->chunk_.reset();
+    auto cb = std::move(self->end_cb_);
+    self->end_cb_ = nullptr;
+    if (cb) cb(static_cast<int>(nread));
+    return;
+  }
+  // Keep the chunk alive across the callback even if it drops the stream.
+  ChunkRef chunk = self->chunk_;
+  const char* data = chunk->data.get() + chunk->used;
+  chunk->used += static_cast<size_t>(nread);
+  if (self->read_cb_) self->read_cb_(chunk, data, static_cast<size_t>(nread));
+}
+
+int Stream::write(std::unique_ptr<WriteReq> req) {
+  if (closing()) return UV_EPIPE;
+  if (req->empty()) return 0;
+  std::vector<uv_buf_t> bufs;
+  bufs.reserve(req->pieces_.size());
+  for (const auto& p : req->pieces_) {
+    const char* data = p.owned >= 0 ? req->owned_[static_cast<size_t>(p.owned)].data() : p.data;
+    bufs.push_back(uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(p.len)));
+  }
+  req->stream_ = this;
+  req->req_.data = req.get();
+  int rc = uv_write(&req->req_, stream(), bufs.data(), static_cast<unsigned>(bufs.size()), &Stream::on_write);
+  if (rc == 0) req.release();  // freed in on_write
+  return rc;
+}
+
+void Stream::on_write(uv_write_t* r, int status) {
+  std::unique_ptr<WriteReq> req(static_cast<WriteReq*>(r->data));
+  Stream* self = req->stream_;
+  req.reset();  // release the held buffers before telling the owner
+  // libuv cancels pending writes (UV_ECANCELED) before the close callback,
+  // so `self` is still alive here; the owner may not be.
+  if (!self->closing() && self->write_done_cb_) self->write_done_cb_(status);
+}
+
+size_t Stream::write_queue_size() const { return uv_stream_get_write_queue_size(stream()); }
+
+int Stream::listen(int backlog, ConnectionCb cb) {
+  connection_cb_ = std::move(cb);
+  stream()->data = this;
+  return uv_listen(stream(), backlog, &Stream::on_connection);
+}
+
+void Stream::on_connection(uv_stream_t* server, int status) {
+  auto* self = static_cast<Stream*>(server->data);
+  if (!self->closing() && self->connection_cb_) self->connection_cb_(status);
+}
+
+int Stream::accept(Stream& client) { return uv_accept(stream(), client.stream()); }
+
+// ---- Tcp ---------------------------------------------------------------------------
+
+HandlePtr<Tcp> Tcp::create(uv_loop_t* loop) {
+  HandlePtr<Tcp> t(new Tcp());
+  uv_tcp_init(loop, &t->h_);
+  t->h_.data = t.get();
+  t->set_initialized();
+  return t;
+}
+
+int Tcp::bind(const sockaddr* addr) { return uv_tcp_bind(&h_, addr, 0); }
+
+int Tcp::connect(const sockaddr* addr, std::function<void(int)> cb) {
+  connect_cb_ = std::move(cb);
+  connect_req_.data = this;
+  return uv_tcp_connect(&connect_req_, &h_, addr, &Tcp::on_connect);
+}
+
+void Tcp::drop_callbacks() {
+  Stream::drop_callbacks();
+  connect_cb_ = nullptr;
+}
+
+void Tcp::on_connect(uv_connect_t* req, int status) {
+  auto* self = static_cast<Tcp*>(req->data);
+  if (self->closing() || !self->connect_cb_) return;
+  auto cb = std::move(self->connect_cb_);
+  self->connect_cb_ = nullptr;
+  cb(status);
+}
+
+// ---- Pipe ----------------------------------------------------------------------------
+
+HandlePtr<Pipe> Pipe::create(uv_loop_t* loop) {
+  HandlePtr<Pipe> p(new Pipe());
+  uv_pipe_init(loop, &p->h_, 0);
+  p->h_.data = p.get();
+  p->set_initialized();
+  return p;
+}
+
+int Pipe::bind(const std::string& path) { return uv_pipe_bind(&h_, path.c_str()); }
+
+// ---- Process -----------------------------------------------------------------------------
+
+HandlePtr<Process> Process::create(uv_loop_t* loop) { return HandlePtr<Process>(new Process(loop)); }
+
+int Process::spawn(const uv_process_options_t& options, ExitCb cb) {
+  exit_cb_ = std::move(cb);
+  uv_process_options_t opts = options;
+  opts.exit_cb = &Process::on_exit;
+  h_.data = this;
+  int rc = uv_spawn(loop_, &h_, &opts);
+  // uv_spawn initializes the handle even when it fails, and it must be closed.
+  set_initialized();
+  h_.data = this;
+  if (rc != 0) exited_ = true;
+  return rc;
+}
+
+int Process::kill_group(int signum) const {
+  if (h_.pid <= 0) return UV_ESRCH;
+  return ::kill(-h_.pid, signum) == 0 ? 0 : -errno;
+}
+
+void Process::on_exit(uv_process_t* p, int64_t exit_status, int term_signal) {
+  auto* self = static_cast<Process*>(p->data);
+  self->exited_ = true;
+  if (!self->closing() && self->exit_cb_) {
+    auto cb = std::move(self->exit_cb_);
+    self->exit_cb_ = nullptr;
+    cb(exit_status, term_signal);
+  }
+}
+
+}  // namespace fc

@@ -1,0 +1,229 @@
+// RAII owners over the libuv handles the runner uses (timer, signal, tcp/pipe
+// stream, process), after Node's HandleWrap: an owner holds a HandlePtr; when
+// the owner lets go, the handle is uv_close()d and the wrapper frees itself
+// from the close callback, because libuv may touch the handle until then.
+// Once closing, no callback reaches the owner any more (pending writes finish
+// with their buffers released, but silently), so owners may capture `this`.
+#pragma once
+
+#include <uv.h>
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace fc {
+
+class HandleBase {
+ public:
+  HandleBase(const HandleBase&) = delete;
+  HandleBase& operator=(const HandleBase&) = delete;
+
+  // Starts closing (idempotent).  on_closed runs from the close callback,
+  // right before the wrapper is freed.
+  void close(std::function<void()> on_closed = {});
+  bool closing() const { return state_ != State::kInitialized; }
+
+ protected:
+  enum class State { kUninitialized, kInitialized, kClosing };
+  HandleBase() = default;
+  virtual ~HandleBase() = default;
+  virtual uv_handle_t* raw() = 0;
+  // Drops every owner callback: called when closing starts.
+  virtual void drop_callbacks() {}
+  void set_initialized() { state_ = State::kInitialized; }
+
+ private:
+  static void on_close(uv_handle_t* handle);
+  State state_ = State::kUninitialized;
+  std::function<void()> on_closed_;
+};
+
+struct HandleCloser {
+  void operator()(HandleBase* handle) const { handle->close(); }
+};
+template <class H>
+using HandlePtr = std::unique_ptr<H, HandleCloser>;
+
+// ---- timer ---------------------------------------------------------------
+
+class Timer final : public HandleBase {
+ public:
+  static HandlePtr<Timer> create(uv_loop_t* loop);
+  // One shot after `ms`; restarting replaces the previous schedule.
+  void start(uint64_t ms, std::function<void()> cb);
+  void stop();
+  bool active() const;
+
+ private:
+  Timer() = default;
+  uv_handle_t* raw() override { return reinterpret_cast<uv_handle_t*>(&h_); }
+  void drop_callbacks() override { cb_ = nullptr; }
+  static void on_timer(uv_timer_t* t);
+  uv_timer_t h_{};
+  std::function<void()> cb_;
+};
+
+// ---- signal --------------------------------------------------------------
+
+class Signal final : public HandleBase {
+ public:
+  static HandlePtr<Signal> create(uv_loop_t* loop);
+  int start(int signum, std::function<void(int)> cb);
+
+ private:
+  Signal() = default;
+  uv_handle_t* raw() override { return reinterpret_cast<uv_handle_t*>(&h_); }
+  void drop_callbacks() override { cb_ = nullptr; }
+  static void on_signal(uv_signal_t* s, int signum);
+  uv_signal_t h_{};
+  std::function<void(int)> cb_;
+};
+
+// ---- read chunks -----------------------------------------------------------
+
+// The memory one stream reads into.  Reads fill successive regions of a
+// chunk; whoever still needs bytes of it (a pending uv_write of a DATA
+// payload slice, say) holds a reference, so nothing is copied and nothing is
+// overwritten while in use.
+struct Chunk {
+  explicit Chunk(size_t capacity) : data(new char[capacity]), capacity(capacity) {}
+  std::unique_ptr<char[]> data;
+  size_t capacity;
+  size_t used = 0;
+};
+using ChunkRef = std::shared_ptr<Chunk>;
+
+// ---- writes ----------------------------------------------------------------
+
+// One uv_write: pieces either copied into the request (frame headers, HTTP
+// heads, chunk sizes) or referenced (body bytes) and kept alive by holds.
+class WriteReq {
+ public:
+  void copy(std::string_view bytes);
+  void copy(std::string&& bytes);
+  void ref(const char* data, size_t len);
+  void hold(std::shared_ptr<const void> owner) { holds_.push_back(std::move(owner)); }
+  size_t size() const { return size_; }
+  bool empty() const { return pieces_.empty(); }
+
+ private:
+  friend class Stream;
+  struct Piece {
+    long owned;  // index into owned_, or -1
+    const char* data;
+    size_t len;
+  };
+  uv_write_t req_{};
+  class Stream* stream_ = nullptr;
+  std::vector<std::string> owned_;
+  std::vector<Piece> pieces_;
+  std::vector<std::shared_ptr<const void>> holds_;
+  size_t size_ = 0;
+};
+
+// ---- streams -----------------------------------------------------------------
+
+class Stream : public HandleBase {
+ public:
+  // Bytes read: data points into `chunk`; hold the chunk to keep them.
+  using ReadCb = std::function<void(const ChunkRef& chunk, const char* data, size_t len)>;
+  // The stream ended: UV_EOF or an error.  Reading has stopped.
+  using EndCb = std::function<void(int status)>;
+  // A write finished (status 0 or an error); called only while not closing.
+  using WriteDoneCb = std::function<void(int status)>;
+  using ConnectionCb = std::function<void(int status)>;
+
+  int read_start(ReadCb on_read, EndCb on_end);
+  void read_stop();
+  // Reading resumes with the callbacks of the last read_start().
+  int read_resume();
+  bool reading() const { return reading_; }
+
+  int write(std::unique_ptr<WriteReq> req);
+  size_t write_queue_size() const;
+  void on_write_done(WriteDoneCb cb) { write_done_cb_ = std::move(cb); }
+
+  int listen(int backlog, ConnectionCb cb);
+  int accept(Stream& client);
+
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(raw()); }
+  const uv_stream_t* stream() const { return const_cast<Stream*>(this)->stream(); }
+
+  static constexpr size_t kChunkSize = 64 * 1024;
+
+ protected:
+  void drop_callbacks() override;
+
+ private:
+  static void on_alloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf);
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
+  static void on_write(uv_write_t* req, int status);
+  static void on_connection(uv_stream_t* server, int status);
+
+  ReadCb read_cb_;
+  EndCb end_cb_;
+  WriteDoneCb write_done_cb_;
+  ConnectionCb connection_cb_;
+  ChunkRef chunk_;
+  bool reading_ = false;
+};
+
+class Tcp final : public Stream {
+ public:
+  static HandlePtr<Tcp> create(uv_loop_t* loop);
+  int bind(const sockaddr* addr);
+  // Connects; writes issued before the connection completes are queued.
+  int connect(const sockaddr* addr, std::function<void(int status)> cb);
+  void nodelay(bool on) { uv_tcp_nodelay(&h_, on ? 1 : 0); }
+
+ private:
+  Tcp() = default;
+  uv_handle_t* raw() override { return reinterpret_cast<uv_handle_t*>(&h_); }
+  void drop_callbacks() override;
+  static void on_connect(uv_connect_t* req, int status);
+  uv_tcp_t h_{};
+  uv_connect_t connect_req_{};
+  std::function<void(int)> connect_cb_;
+};
+
+class Pipe final : public Stream {
+ public:
+  static HandlePtr<Pipe> create(uv_loop_t* loop);
+  int bind(const std::string& path);
+  uv_pipe_t* pipe() { return &h_; }
+
+ private:
+  Pipe() = default;
+  uv_handle_t* raw() override { return reinterpret_cast<uv_handle_t*>(&h_); }
+  uv_pipe_t h_{};
+};
+
+// ---- process -------------------------------------------------------------------
+
+class Process final : public HandleBase {
+ public:
+  using ExitCb = std::function<void(int64_t exit_status, int term_signal)>;
+  static HandlePtr<Process> create(uv_loop_t* loop);
+  // On failure the handle is closed as libuv requires; the owner only drops it.
+  int spawn(const uv_process_options_t& options, ExitCb cb);
+  int pid() const { return h_.pid; }
+  bool exited() const { return exited_; }
+  // Signals the process group the child leads (it runs setsid()).
+  int kill_group(int signum) const;
+
+ private:
+  explicit Process(uv_loop_t* loop) : loop_(loop) {}
+  uv_handle_t* raw() override { return reinterpret_cast<uv_handle_t*>(&h_); }
+  void drop_callbacks() override { exit_cb_ = nullptr; }
+  static void on_exit(uv_process_t* p, int64_t exit_status, int term_signal);
+  uv_loop_t* loop_;
+  uv_process_t h_{};
+  ExitCb exit_cb_;
+  bool exited_ = false;
+};
+
+}  // namespace fc
