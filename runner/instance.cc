@@ -354,9 +354,17 @@ void Instance::report_start_failure() {
 // ---- work ----------------------------------------------------------------------------
 
 InstanceConnection& Instance::idle_connection() {
+  uint64_t now = uv_now(loop_);
+  InstanceConnection* found = nullptr;
   for (auto& conn : connections_) {
-    if (!conn->busy() && !conn->closing()) return *conn;
+    if (conn->busy() || conn->closing()) continue;
+    if (conn->stale(now)) {
+      conn->close();
+    } else if (!found) {
+      found = conn.get();
+    }
   }
+  if (found) return *found;
   connections_.push_back(std::make_unique<InstanceConnection>(*this, loop_, port_));
   return *connections_.back();
 }

@@ -176,11 +176,10 @@ void InstanceConnection::on_end(int status) {
   std::string why = status == UV_EOF
                         ? "the instance closed the connection before the response was complete"
                         : fmt::format("connection to the instance failed: {}", uv_strerror(status));
-  if (!head_done_ && !used_before_ && sink_) {
-    // A fresh connection dropped without an answer: the instance is broken.
-    // (On a reused keep-alive connection it may just have timed out idle.)
-    owner_.on_connection_crashed(*this, why);
-  }
+  // A connection dropped before the response was complete: FC counts that
+  // as a crash.  (Idle keep-alive connections are not reused after
+  // kMaxIdleMs, so this is not an instance closing an idle connection.)
+  owner_.on_connection_crashed(*this, why);
   fail(crashed(std::move(why)));
 }
 
@@ -196,7 +195,7 @@ void InstanceConnection::finish_message() {
   ResponseSink* sink = sink_;
   sink_ = nullptr;
   bool reusable = keep_alive_ && !closing_;
-  used_before_ = true;
+  idle_since_ms_ = uv_now(owner_.loop());
   if (!reusable) close();
   // The slot is freed first (the next queued request may start on this very
   // connection), then the sink ends (END_STREAM to nginx, or an instance

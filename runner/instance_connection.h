@@ -42,6 +42,12 @@ class InstanceConnection {
   // The instance process is gone: a request in flight fails with `why`.
   void instance_gone(const std::string& why);
 
+  // A keep-alive connection idle longer than this is not reused: servers
+  // close idle connections (gunicorn after 2 s, Node after 5 s), and a request
+  // racing that close would look like a crash.
+  static constexpr uint64_t kMaxIdleMs = 1000;
+  bool stale(uint64_t now_ms) const { return idle_since_ms_ != 0 && now_ms - idle_since_ms_ > kMaxIdleMs; }
+
   bool busy() const { return sink_ != nullptr; }
   bool closing() const { return closing_; }
   void close();
@@ -67,7 +73,7 @@ class InstanceConnection {
   HandlePtr<Tcp> tcp_;
   bool connected_ = false;
   bool closing_ = false;
-  bool used_before_ = false;
+  uint64_t idle_since_ms_ = 0;  // 0: never used
 
   ResponseSink* sink_ = nullptr;
   BodyFraming framing_ = BodyFraming::kNone;

@@ -1,0 +1,81 @@
+#include "frames.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "fc_errors.h"
+
+namespace fc {
+namespace {
+
+fc_frame_header_t header_of(const std::string& frame) {
+  fc_frame_header_t h{};
+  EXPECT_EQ(fc_frame_header_decode(reinterpret_cast<const uint8_t*>(frame.data()), &h), FC_OK);
+  return h;
+}
+
+TEST(Frames, ErrorFrameCarriesEndStreamAndDecodes) {
+  std::string frame = error_frame({404, FC_ERR_FUNCTION_NOT_FOUND, "function 'x' is not defined"});
+  fc_frame_header_t h = header_of(frame);
+  EXPECT_EQ(h.type, FC_FRAME_ERROR);
+  EXPECT_TRUE(h.flags & FC_FLAG_END_STREAM);
+  ASSERT_EQ(h.length + FC_FRAME_HEADER_SIZE, frame.size());
+  fc_error_t err{};
+  ASSERT_EQ(fc_error_decode(reinterpret_cast<const uint8_t*>(frame.data()) + FC_FRAME_HEADER_SIZE, h.length, &err),
+            FC_OK);
+  EXPECT_EQ(err.status, 404u);
+  EXPECT_EQ(std::string(err.code.data, err.code.len), "FunctionNotFound");
+  EXPECT_EQ(std::string(err.message.data, err.message.len), "function 'x' is not defined");
+}
+
+TEST(Frames, ResponseFrameKeepsHeaderOrderAndDuplicates) {
+  HeaderList headers = {{"Set-Cookie", "a=1"}, {"Content-Length", "3"}, {"Set-Cookie", "b=2"}};
+  std::string frame = response_frame(201, headers, true, "c-1");
+  fc_frame_header_t h = header_of(frame);
+  EXPECT_EQ(h.type, FC_FRAME_RESPONSE);
+  EXPECT_FALSE(h.flags & FC_FLAG_END_STREAM);
+  fc_response_t resp{};
+  ASSERT_EQ(fc_response_decode(reinterpret_cast<const uint8_t*>(frame.data()) + FC_FRAME_HEADER_SIZE, h.length,
+                               &resp, [](void*, size_t n) { return std::malloc(n); }, nullptr),
+            FC_OK);
+  EXPECT_EQ(resp.status, 201u);
+  EXPECT_TRUE(resp.cold_start);
+  EXPECT_EQ(std::string(resp.instance.data, resp.instance.len), "c-1");
+  ASSERT_EQ(resp.nheaders, 3u);
+  EXPECT_EQ(std::string(resp.headers[2].value.data, resp.headers[2].value.len), "b=2");
+  std::free(resp.headers);
+}
+
+TEST(Frames, DecodesARequest) {
+  fc_header_t hs[2] = {{{"X-A", 3}, {"1", 1}}, {{"X-A", 3}, {"2", 1}}};
+  fc_request_t req{};
+  req.function = {"web", 3};
+  req.method = {"POST", 4};
+  req.uri = {"/p?q=1", 6};
+  req.headers = hs;
+  req.nheaders = 2;
+  req.request_id = {"rid", 3};
+  req.content_length = -1;
+  std::string buf(fc_request_size_bound(&req), '\0');
+  size_t written = 0;
+  ASSERT_EQ(fc_request_encode(&req, reinterpret_cast<uint8_t*>(buf.data()), buf.size(), &written), FC_OK);
+  RequestHead head;
+  ASSERT_EQ(decode_request(reinterpret_cast<const uint8_t*>(buf.data()), written, head), FC_OK);
+  EXPECT_EQ(head.function, "web");
+  EXPECT_EQ(head.method, "POST");
+  EXPECT_EQ(head.uri, "/p?q=1");
+  EXPECT_EQ(head.request_id, "rid");
+  EXPECT_EQ(head.content_length, -1);
+  ASSERT_EQ(head.headers.size(), 2u);
+  EXPECT_EQ(head.headers[1].second, "2");
+}
+
+TEST(Frames, RejectsGarbageAsARequest) {
+  RequestHead head;
+  const uint8_t junk[] = {0xc1, 0x00, 0x12};
+  EXPECT_NE(decode_request(junk, sizeof(junk), head), FC_OK);
+}
+
+}  // namespace
+}  // namespace fc

@@ -1,0 +1,120 @@
+#include "http_head.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace fc {
+namespace {
+
+FunctionConfig function() {
+  FunctionConfig fn;
+  fn.name = "hello";
+  fn.handler = "index.handler";
+  fn.initializer = "index.init";
+  fn.memory_size_mb = 256;
+  fn.timeout_s = 30;
+  fn.initialization_timeout_s = 2.5;
+  return fn;
+}
+
+RequestHead request(HeaderList headers) {
+  RequestHead r;
+  r.function = "hello";
+  r.method = "GET";
+  r.uri = "/a%2Fb?x=1+2";
+  r.headers = std::move(headers);
+  r.host = "example.com";
+  return r;
+}
+
+std::string head_for(const RequestHead& r, BodyFraming framing = BodyFraming::kNone, uint64_t length = 0) {
+  InstanceCall call;
+  call.method = r.method;
+  call.uri = r.uri;
+  call.control_path = "/http-invoke";
+  call.request_id = "rid-1";
+  call.client = &r;
+  call.framing = framing;
+  call.content_length = length;
+  return build_request_head(call, function());
+}
+
+TEST(HttpHead, KeepsMethodAndRawUri) {
+  EXPECT_EQ(head_for(request({})).substr(0, 29), "GET /a%2Fb?x=1+2 HTTP/1.1\r\nHo");
+}
+
+TEST(HttpHead, KeepsHeaderOrderAndDuplicates) {
+  std::string head = head_for(request({{"Host", "h"}, {"X-A", "1"}, {"X-B", "2"}, {"X-A", "3"}}));
+  EXPECT_NE(head.find("Host: h\r\nX-A: 1\r\nX-B: 2\r\nX-A: 3\r\n"), std::string::npos) << head;
+}
+
+TEST(HttpHead, DropsHopByHopHeadersAndTheClientsLength) {
+  std::string head = head_for(request({{"Connection", "close"},
+                                       {"keep-alive", "5"},
+                                       {"Proxy-Connection", "x"},
+                                       {"TE", "trailers"},
+                                       {"Transfer-Encoding", "chunked"},
+                                       {"Upgrade", "websocket"},
+                                       {"Content-Length", "99"},
+                                       {"X-Kept", "yes"}}));
+  for (const char* gone : {"Connection:", "keep-alive:", "Proxy-Connection", "TE:", "chunked", "Upgrade",
+                           "99"}) {
+    EXPECT_EQ(head.find(gone), std::string::npos) << gone << " in " << head;
+  }
+  EXPECT_NE(head.find("X-Kept: yes\r\n"), std::string::npos);
+}
+
+TEST(HttpHead, StripsClientSentFcHeadersCaseInsensitively) {
+  std::string head = head_for(request({{"X-FC-Request-Id", "forged"}, {"x-fc-control-path", "/initialize"}}));
+  EXPECT_EQ(head.find("forged"), std::string::npos);
+  EXPECT_EQ(head.find("/initialize"), std::string::npos);
+  EXPECT_NE(head.find("x-fc-request-id: rid-1\r\n"), std::string::npos);
+}
+
+TEST(HttpHead, AddsTheFcHeaders) {
+  std::string head = head_for(request({}));
+  for (const char* h : {"x-fc-request-id: rid-1\r\n", "x-fc-function-name: hello\r\n",
+                        "x-fc-function-handler: index.handler\r\n", "x-fc-function-memory: 256\r\n",
+                        "x-fc-function-timeout: 30\r\n", "x-fc-function-initializer: index.init\r\n",
+                        "x-fc-initialization-timeout: 2.5\r\n", "x-fc-control-path: /http-invoke\r\n"}) {
+    EXPECT_NE(head.find(h), std::string::npos) << h << " missing in " << head;
+  }
+}
+
+TEST(HttpHead, AddsHostWhenTheClientSentNone) {
+  EXPECT_NE(head_for(request({})).find("Host: example.com\r\n"), std::string::npos);
+}
+
+TEST(HttpHead, FramesTheBody) {
+  EXPECT_NE(head_for(request({}), BodyFraming::kContentLength, 42).find("Content-Length: 42\r\n"),
+            std::string::npos);
+  EXPECT_NE(head_for(request({}), BodyFraming::kChunked).find("Transfer-Encoding: chunked\r\n"),
+            std::string::npos);
+  std::string none = head_for(request({}));
+  EXPECT_EQ(none.find("Content-Length"), std::string::npos);
+  EXPECT_EQ(none.substr(none.size() - 4), "\r\n\r\n");
+}
+
+TEST(HttpHead, ChoosesTheFraming) {
+  EXPECT_EQ(request_framing("GET", 0), BodyFraming::kNone);
+  EXPECT_EQ(request_framing("POST", 0), BodyFraming::kContentLength);
+  EXPECT_EQ(request_framing("PUT", 10), BodyFraming::kContentLength);
+  EXPECT_EQ(request_framing("POST", -1), BodyFraming::kChunked);
+}
+
+TEST(HttpHead, RefusesHeaderValuesThatWouldSplitTheHead) {
+  std::string head = head_for(request({{"X-Evil", "a\r\nX-Injected: 1"}}));
+  EXPECT_EQ(head.find("X-Injected"), std::string::npos);
+}
+
+TEST(HttpHead, ResponseHopByHopHeaders) {
+  EXPECT_TRUE(is_dropped_response_header("Connection"));
+  EXPECT_TRUE(is_dropped_response_header("keep-alive"));
+  EXPECT_TRUE(is_dropped_response_header("Transfer-Encoding"));
+  EXPECT_FALSE(is_dropped_response_header("Content-Length"));
+  EXPECT_FALSE(is_dropped_response_header("Set-Cookie"));
+}
+
+}  // namespace
+}  // namespace fc
