@@ -45,10 +45,14 @@ static ngx_int_t ngx_http_fc_discard_body(ngx_http_request_t *r,
     ngx_http_fc_ctx_t *ctx);
 static ngx_int_t ngx_http_fc_filter_init(void *data);
 static ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
+static ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
+static off_t ngx_http_fc_pipe_length(ngx_http_fc_ctx_t *ctx);
 static int ngx_http_fc_on_header(fc_parser_t *p, const fc_frame_header_t *hdr);
 static int ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data,
     size_t len);
 static int ngx_http_fc_on_frame_end(fc_parser_t *p);
+static int ngx_http_fc_pipe_payload(ngx_http_fc_ctx_t *ctx,
+    const uint8_t *data, size_t len);
 static void ngx_http_fc_abort_request(ngx_http_request_t *r);
 static void ngx_http_fc_finalize_request(ngx_http_request_t *r, ngx_int_t rc);
 static u_char *ngx_http_fc_log_error(ngx_http_request_t *r,
@@ -72,7 +76,6 @@ static char *ngx_http_fc_function(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fc_runner(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_fc_buffering(ngx_conf_t *cf, void *post, void *data);
 
 
 static ngx_conf_bitmask_t  ngx_http_fc_next_upstream_masks[] = {
@@ -90,9 +93,6 @@ static ngx_conf_bitmask_t  ngx_http_fc_next_upstream_masks[] = {
     { ngx_string("off"), NGX_HTTP_UPSTREAM_FT_OFF },
     { ngx_null_string, 0 }
 };
-
-
-static ngx_conf_post_t  ngx_http_fc_buffering_post = { ngx_http_fc_buffering };
 
 
 static ngx_command_t  ngx_http_fc_commands[] = {
@@ -137,7 +137,7 @@ static ngx_command_t  ngx_http_fc_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_fc_loc_conf_t, upstream.buffering),
-      &ngx_http_fc_buffering_post },
+      NULL },
 
     { ngx_string("fc_request_buffering"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
@@ -151,6 +151,20 @@ static ngx_command_t  ngx_http_fc_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_fc_loc_conf_t, upstream.buffer_size),
+      NULL },
+
+    { ngx_string("fc_buffers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_conf_set_bufs_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fc_loc_conf_t, upstream.bufs),
+      NULL },
+
+    { ngx_string("fc_busy_buffers_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_fc_loc_conf_t, upstream.busy_buffers_size_conf),
       NULL },
 
     { ngx_string("fc_pass_header"),
@@ -338,6 +352,14 @@ ngx_http_fc_handler(ngx_http_request_t *r)
     u->input_filter_init = ngx_http_fc_filter_init;
     u->input_filter = ngx_http_fc_filter;
     u->input_filter_ctx = ctx;
+
+    u->pipe = ngx_pcalloc(r->pool, sizeof(ngx_event_pipe_t));
+    if (u->pipe == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    u->pipe->input_filter = ngx_http_fc_pipe_filter;
+    u->pipe->input_ctx = ctx;
 
     if (!flcf->upstream.request_buffering) {
         r->request_body_no_buffering = 1;
@@ -689,6 +711,7 @@ ngx_http_fc_reinit_request(ngx_http_request_t *r)
     ctx->state = ngx_http_fc_st_response;
     ctx->out = NULL;
     ctx->length = -1;
+    ctx->rest = 0;
     ctx->error_body = NULL;
     ctx->abort_pos = NULL;
     ctx->abort_last = NULL;
@@ -699,6 +722,7 @@ ngx_http_fc_reinit_request(ngx_http_request_t *r)
     ctx->output_blocked = 0;
     ctx->response = 0;
     ctx->cold_start = 0;
+    ctx->in_frame = 0;
     ctx->done = 0;
     ctx->failed = 0;
 
@@ -775,6 +799,9 @@ ngx_http_fc_process_header(ngx_http_request_t *r)
 
         b->pos += size;
 
+        /* the JSON body is ours: no need for the pipe */
+        u->buffering = 0;
+
         if (!(hdr.flags & FC_FLAG_END_STREAM)) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                           "runner sent ERROR without END_STREAM");
@@ -804,6 +831,7 @@ ngx_http_fc_process_header(ngx_http_request_t *r)
         /* a RESPONSE that ends the stream has no body */
 
         ctx->done = 1;
+        u->buffering = 0;
         u->headers_in.content_length_n = 0;
 
         if (b->pos == b->last) {
@@ -824,6 +852,7 @@ ngx_http_fc_process_header(ngx_http_request_t *r)
          */
 
         ctx->state = ngx_http_fc_st_discard;
+        u->buffering = 0;
 
         return ngx_http_fc_discard_body(r, ctx);
     }
@@ -1215,6 +1244,10 @@ ngx_http_fc_filter_init(void *data)
 
     u->length = ctx->done ? 0 : 1;
 
+    if (u->buffering) {
+        u->pipe->length = ngx_http_fc_pipe_length(ctx);
+    }
+
     return NGX_OK;
 }
 
@@ -1281,6 +1314,108 @@ ngx_http_fc_filter(void *data, ssize_t bytes)
 }
 
 
+/*
+ * fc_buffering on: the event pipe reads the response into its buffers and
+ * this filter walks the frames in each, linking a shadow buffer to every
+ * DATA payload slice, as proxy's chunked filter does for chunks.
+ */
+
+static ngx_int_t
+ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf)
+{
+    size_t               n;
+    ngx_http_fc_ctx_t   *ctx;
+    ngx_http_request_t  *r;
+
+    ctx = p->input_ctx;
+    r = ctx->request;
+
+    if (buf->pos == buf->last) {
+        goto free;
+    }
+
+    if (ctx->done) {
+        ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                      "runner sent data after END_STREAM");
+        r->upstream->keepalive = 0;
+        buf->pos = buf->last;
+        goto free;
+    }
+
+    ctx->pipe_buf = buf;
+    ctx->pipe_shadow = &buf->shadow;
+    ctx->pipe_last = NULL;
+
+    n = fc_parser_execute(&ctx->parser, &ngx_http_fc_parser_callbacks,
+                          buf->pos, buf->last - buf->pos);
+
+    ctx->pipe_buf = NULL;
+
+    if (ctx->parser.error) {
+        ngx_log_error(NGX_LOG_ERR, p->log, 0,
+                      "runner sent invalid frame: %s",
+                      fc_strerror(ctx->parser.error));
+        return NGX_ERROR;
+    }
+
+    if (ctx->failed) {
+        return NGX_ERROR;
+    }
+
+    buf->pos += n;
+
+    p->length = ngx_http_fc_pipe_length(ctx);
+
+    if (ctx->done) {
+        r->upstream->keepalive = buf->pos == buf->last
+                                 && ctx->output_closed
+                                 && !ctx->output_blocked;
+    }
+
+    if (ctx->pipe_last) {
+        ctx->pipe_last->shadow = buf;
+        ctx->pipe_last->last_shadow = 1;
+
+        return NGX_OK;
+    }
+
+free:
+
+    /* there is no body in the buffer, add it to free chain */
+
+    if (ngx_event_pipe_add_free_buf(p, buf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The least the pipe must read before calling the filter again: the rest of
+ * the frame plus the next header, or one byte between frames, so that a
+ * short stream never waits for a buffer to fill.
+ */
+
+static off_t
+ngx_http_fc_pipe_length(ngx_http_fc_ctx_t *ctx)
+{
+    if (ctx->done) {
+        return 0;
+    }
+
+    if (!ctx->in_frame) {
+        return 1;
+    }
+
+    if (ctx->frame_flags & FC_FLAG_END_STREAM) {
+        return ctx->rest ? (off_t) ctx->rest : 1;
+    }
+
+    return ctx->rest + FC_FRAME_HEADER_SIZE;
+}
+
+
 static int
 ngx_http_fc_on_header(fc_parser_t *p, const fc_frame_header_t *hdr)
 {
@@ -1298,6 +1433,8 @@ ngx_http_fc_on_header(fc_parser_t *p, const fc_frame_header_t *hdr)
 
     ctx->frame_type = hdr->type;
     ctx->frame_flags = hdr->flags;
+    ctx->rest = hdr->length;
+    ctx->in_frame = 1;
 
     switch (hdr->type) {
 
@@ -1343,6 +1480,8 @@ ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data, size_t len)
     r = ctx->request;
     u = r->upstream;
 
+    ctx->rest -= len;
+
     if (ctx->frame_type == FC_FRAME_ERROR) {
         ctx->abort_last = ngx_cpymem(ctx->abort_last, data, len);
         return 0;
@@ -1363,6 +1502,10 @@ ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data, size_t len)
         }
 
         ctx->length -= len;
+    }
+
+    if (ctx->pipe_buf) {
+        return ngx_http_fc_pipe_payload(ctx, data, len);
     }
 
     /* zero copy: the buffer points into u->buffer */
@@ -1388,6 +1531,56 @@ ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data, size_t len)
 }
 
 
+/* A shadow of the pipe's raw buffer for one DATA payload slice. */
+
+static int
+ngx_http_fc_pipe_payload(ngx_http_fc_ctx_t *ctx, const uint8_t *data,
+    size_t len)
+{
+    ngx_buf_t         *b, *buf;
+    ngx_chain_t       *cl;
+    ngx_event_pipe_t  *p;
+
+    p = ctx->request->upstream->pipe;
+    buf = ctx->pipe_buf;
+
+    cl = ngx_chain_get_free_buf(p->pool, &p->free);
+    if (cl == NULL) {
+        ctx->failed = 1;
+        return 1;
+    }
+
+    b = cl->buf;
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->pos = (u_char *) data;
+    b->last = (u_char *) data + len;
+    b->start = buf->start;
+    b->end = buf->end;
+    b->tag = p->tag;
+    b->temporary = 1;
+    b->recycled = 1;
+
+    /* STUB */ b->num = buf->num;
+
+    *ctx->pipe_shadow = b;
+    ctx->pipe_shadow = &b->shadow;
+    ctx->pipe_last = b;
+
+    if (p->in) {
+        *p->last_in = cl;
+
+    } else {
+        p->in = cl;
+    }
+
+    p->last_in = &cl->next;
+
+    return 0;
+}
+
+
 static int
 ngx_http_fc_on_frame_end(fc_parser_t *p)
 {
@@ -1399,6 +1592,8 @@ ngx_http_fc_on_frame_end(fc_parser_t *p)
     ngx_http_request_t  *r;
 
     r = ctx->request;
+
+    ctx->in_frame = 0;
 
     if (ctx->frame_type == FC_FRAME_ERROR) {
 
@@ -1644,6 +1839,7 @@ ngx_http_fc_create_loc_conf(ngx_conf_t *cf)
     conf->upstream.next_upstream_timeout = NGX_CONF_UNSET_MSEC;
 
     conf->upstream.buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->upstream.busy_buffers_size_conf = NGX_CONF_UNSET_SIZE;
 
     conf->upstream.buffering = NGX_CONF_UNSET;
     conf->upstream.request_buffering = NGX_CONF_UNSET;
@@ -1656,9 +1852,7 @@ ngx_http_fc_create_loc_conf(ngx_conf_t *cf)
     /* the hardcoded values */
     conf->upstream.cyclic_temp_file = 0;
     conf->upstream.send_lowat = 0;
-    conf->upstream.bufs.num = 0;
-    conf->upstream.busy_buffers_size = 0;
-    conf->upstream.max_temp_file_size = 0;
+    conf->upstream.max_temp_file_size = 0;     /* buffering is in memory */
     conf->upstream.temp_file_write_size = 0;
     conf->upstream.pass_request_headers = 1;
     conf->upstream.pass_request_body = 1;
@@ -1680,6 +1874,7 @@ ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_fc_loc_conf_t *prev = parent;
     ngx_http_fc_loc_conf_t *conf = child;
 
+    size_t                     size;
     ngx_hash_init_t            hash;
     ngx_http_fc_main_conf_t   *fmcf;
     ngx_http_core_loc_conf_t  *clcf;
@@ -1718,6 +1913,51 @@ ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_value(conf->upstream.buffering,
                               prev->upstream.buffering, 0);
+
+    ngx_conf_merge_bufs_value(conf->upstream.bufs, prev->upstream.bufs,
+                              8, ngx_pagesize);
+
+    if (conf->upstream.bufs.num < 2) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "there must be at least 2 \"fc_buffers\"");
+        return NGX_CONF_ERROR;
+    }
+
+    size = conf->upstream.buffer_size;
+    if (size < conf->upstream.bufs.size) {
+        size = conf->upstream.bufs.size;
+    }
+
+    ngx_conf_merge_size_value(conf->upstream.busy_buffers_size_conf,
+                              prev->upstream.busy_buffers_size_conf,
+                              NGX_CONF_UNSET_SIZE);
+
+    if (conf->upstream.busy_buffers_size_conf == NGX_CONF_UNSET_SIZE) {
+        conf->upstream.busy_buffers_size = 2 * size;
+
+    } else {
+        conf->upstream.busy_buffers_size =
+                                         conf->upstream.busy_buffers_size_conf;
+    }
+
+    if (conf->upstream.busy_buffers_size < size) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+             "\"fc_busy_buffers_size\" must be equal to or greater than "
+             "the maximum of the value of \"fc_buffer_size\" and "
+             "one of the \"fc_buffers\"");
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->upstream.busy_buffers_size
+        > (conf->upstream.bufs.num - 1) * conf->upstream.bufs.size)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+             "\"fc_busy_buffers_size\" must be less than "
+             "the size of all \"fc_buffers\" minus one buffer");
+
+        return NGX_CONF_ERROR;
+    }
 
     ngx_conf_merge_value(conf->upstream.request_buffering,
                               prev->upstream.request_buffering, 0);
@@ -1947,16 +2187,3 @@ ngx_http_fc_runner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     return NGX_CONF_OK;
 }
 
-
-static char *
-ngx_http_fc_buffering(ngx_conf_t *cf, void *post, void *data)
-{
-    ngx_flag_t  *fp = data;
-
-    if (*fp) {
-        return "\"on\" is not supported: responses are always streamed "
-               "to the client as they arrive (fc_buffering off)";
-    }
-
-    return NGX_CONF_OK;
-}

@@ -53,6 +53,11 @@ typedef struct {
     fc_parser_t                parser;
     ngx_chain_t              **out;             /* tail of u->out_bufs */
     off_t                      length;          /* body left, -1: unknown */
+    size_t                     rest;            /* payload left in frame */
+
+    ngx_buf_t                 *pipe_buf;        /* fc_buffering on: the raw */
+    ngx_buf_t                **pipe_shadow;     /* buffer being parsed and */
+    ngx_buf_t                 *pipe_last;       /* its chain of shadows */
     ngx_buf_t                 *error_body;      /* JSON for ERROR */
 
     u_char                    *abort_pos;       /* ERROR after RESPONSE */
@@ -66,6 +71,7 @@ typedef struct {
     unsigned                   output_blocked:1;
     unsigned                   response:1;
     unsigned                   cold_start:1;
+    unsigned                   in_frame:1;
     unsigned                   done:1;
     unsigned                   failed:1;
 } ngx_http_fc_ctx_t;
