@@ -708,6 +708,9 @@ ngx_http_fc_reinit_request(ngx_http_request_t *r)
     ctx->in = NULL;
     ctx->busy = NULL;
 
+    /* an ERROR of the previous try may have switched buffering off */
+    r->upstream->buffering = r->upstream->conf->buffering;
+
     ctx->state = ngx_http_fc_st_response;
     ctx->out = NULL;
     ctx->length = -1;

@@ -42,6 +42,7 @@ import msgpack
 REQUEST, RESPONSE, DATA, ERROR = 1, 2, 3, 4
 END_STREAM = 1
 MAX_PAYLOAD = 1024 * 1024
+MAX_META = 64 * 1024
 
 lock = threading.Lock()
 stats = {"connections": 0, "exchanges": 0}
@@ -66,6 +67,8 @@ def read_frame(conn):
     version, ftype, flags, length = struct.unpack(">BBHI", read_exact(conn, 8))
     if version != 1:
         raise ValueError("bad version %d" % version)
+    if length > (MAX_PAYLOAD if ftype == DATA else MAX_META):
+        raise ValueError("frame type %d too long: %d" % (ftype, length))
     return ftype, flags, read_exact(conn, length) if length else b""
 
 
@@ -95,9 +98,13 @@ def error(status, code, message):
 
 
 def send_body(conn, data):
-    for i in range(0, len(data), MAX_PAYLOAD):
-        conn.sendall(frame(DATA, data[i:i + MAX_PAYLOAD]))
-    conn.sendall(frame(DATA, b"", END_STREAM))
+    """The last frame carries END_STREAM itself: a client that has all of
+    Content-Length may close at once, before a separate empty END_STREAM
+    frame would reach nginx, and the connection would be lost for reuse."""
+    chunks = [data[i:i + MAX_PAYLOAD] for i in range(0, len(data), MAX_PAYLOAD)]
+    for chunk in chunks[:-1]:
+        conn.sendall(frame(DATA, chunk))
+    conn.sendall(frame(DATA, chunks[-1] if chunks else b"", END_STREAM))
 
 
 def exchange(conn, req):
