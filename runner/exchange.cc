@@ -28,6 +28,7 @@ Exchange::~Exchange() {
 
 void Exchange::on_request_body(const ChunkRef& chunk, const char* data, size_t len) {
   if (len == 0) return;
+  body_in_ += len;
   if (conn_) {
     conn_->write_body(chunk, data, len);
   } else if (!response_started_ && !finished_) {
@@ -119,6 +120,9 @@ void Exchange::fail(GatewayError&& error) {
 void Exchange::on_timeout() {
   if (finished_) return;
   std::string why = fmt::format("the function did not respond within {} s", format_seconds(function_.config().timeout_s));
+  spdlog::debug("[{}] RequestId: {}: timed out with {} request body bytes received{}, {} queued to the instance",
+                function_.name(), request_id_, body_in_, request_ended_ ? " (complete)" : "",
+                conn_ ? conn_->write_queue_size() : pending_bytes_);
   // A timed-out instance may be wedged: it is killed (and replaced), before
   // its slot is given back, so no other request lands on it.
   if (instance_) instance_->kill(fmt::format("an invocation timed out (RequestId: {})", request_id_));

@@ -76,6 +76,7 @@ class Exchange final : public ResponseSink {
   InstanceConnection* conn_ = nullptr;
   std::vector<Slice> pending_;  // body bytes that arrived before an instance took the exchange
   size_t pending_bytes_ = 0;
+  uint64_t body_in_ = 0;  // request body bytes received from nginx
 
   bool response_started_ = false;
   bool function_error_ = false;
