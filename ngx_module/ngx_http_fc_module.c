@@ -14,7 +14,8 @@
 
 #define NGX_HTTP_FC_DEFAULT_RUNNER  "unix:/run/fc-runner/fc.sock"
 
-#define ngx_http_fc_alpha(c)        ((((c) | 0x20) >= 'a') && (((c) | 0x20) <= 'z'))
+#define ngx_http_fc_alpha(c)                                                  \
+    ((((c) | 0x20) >= 'a') && (((c) | 0x20) <= 'z'))
 
 
 typedef struct {
