@@ -70,9 +70,9 @@ class Function {
   Runner& runner_;
   uv_loop_t* loop_;
   FunctionConfig config_;
+  std::string cap_reason_;  // before scheduler_: its initializer fills it
   Scheduler scheduler_;
   RestartBackoff backoff_;
-  std::string cap_reason_;
   std::string last_failure_;
 
   std::deque<Exchange*> queue_;
