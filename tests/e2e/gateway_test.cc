@@ -130,7 +130,8 @@ TEST_F(GatewayTest, HeaderOrderAndDuplicatesSurvive) {
   std::vector<std::string> seen;
   std::string fc_name;
   int fc_name_count = 0;
-  for (const auto& h : json::parse(resp.body)["headers"]) {
+  json info = json::parse(resp.body);
+  for (const auto& h : info["headers"]) {
     std::string name = h[0];
     std::transform(name.begin(), name.end(), name.begin(), ::tolower);
     if (name == "x-a" || name == "x-b") seen.push_back(name + "=" + std::string(h[1]));
@@ -139,7 +140,7 @@ TEST_F(GatewayTest, HeaderOrderAndDuplicatesSurvive) {
       fc_name_count++;
     }
   }
-  EXPECT_EQ(seen, (std::vector<std::string>{"x-a=1", "x-b=2", "x-a=3"}));
+  EXPECT_EQ(seen, (std::vector<std::string>{"x-a=1", "x-b=2", "x-a=3"})) << resp.body;
   // Client-sent x-fc-* headers are stripped; the runner's own is there once.
   EXPECT_EQ(fc_name_count, 1);
   EXPECT_EQ(fc_name, "echo");

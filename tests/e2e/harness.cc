@@ -334,6 +334,7 @@ std::string Gateway::nginx_conf(const std::string& server_body) const {
     << "  scgi_temp_path " << d << "/tmp/scgi;\n"
     << "  fc_runner " << (fc_runner_.empty() ? "unix:" + runner_socket() : fc_runner_) << ";\n"
     << "  fc_read_timeout 30s;\n"
+    << "  client_max_body_size 64m;\n"
     << http_conf_ << "\n"
     << "  server {\n"
     << "    listen 127.0.0.1:" << port_ << (http2_ ? " http2" : "") << ";\n"
