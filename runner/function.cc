@@ -14,6 +14,7 @@
 #include "fc_errors.h"
 #include "ids.h"
 #include "instance.h"
+#include "netns.h"
 #include "runner.h"
 
 namespace fc {
@@ -24,13 +25,15 @@ constexpr uint64_t kEarlyCrashMs = 10'000;
 
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
 
-int effective_max_instances(const FunctionConfig& config, std::string& reason) {
+int effective_max_instances(const FunctionConfig& config, bool own_netns, std::string& reason) {
   int max = std::max(1, config.max_instances);
-  if (config.ca_port_set && max > 1) {
+  if (config.ca_port_set && max > 1 && !own_netns) {
     // Every instance would listen on the same caPort; without a network
     // namespace per instance only one of them can.
-    reason = fmt::format("the app listens on the fixed caPort {}: capped at 1 instance (maxInstances {})",
-                         config.ca_port, config.max_instances);
+    reason = fmt::format(
+        "the app listens on the fixed caPort {} and the runner cannot create network namespaces "
+        "(it needs root): capped at 1 instance instead of maxInstances {}",
+        config.ca_port, config.max_instances);
     max = 1;
   }
   return max;
@@ -42,7 +45,8 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
     : runner_(runner),
       loop_(loop),
       config_(std::move(config)),
-      scheduler_(config_.instance_concurrency, effective_max_instances(config_, cap_reason_)),
+      own_netns_(config_.ca_port_set && config_.max_instances > 1 && network_namespaces_available()),
+      scheduler_(config_.instance_concurrency, effective_max_instances(config_, own_netns_, cap_reason_)),
       queue_timer_(Timer::create(loop)),
       idle_timer_(Timer::create(loop)),
       restart_timer_(Timer::create(loop)) {}
@@ -58,6 +62,10 @@ void Function::start() {
                format_seconds(config_.max_queue_time_s), format_seconds(config_.idle_timeout_s),
                config_.initializer.empty() ? "" : fmt::format(", initializer {}", config_.initializer));
   if (!cap_reason_.empty()) spdlog::warn("function {}: {}", config_.name, cap_reason_);
+  if (own_netns_) {
+    spdlog::info("function {}: the app listens on the fixed caPort {}: each instance gets its own network namespace",
+                 config_.name, config_.ca_port);
+  }
   scale_up();
   arm_idle_timer();
 }
@@ -145,7 +153,7 @@ void Function::start_instance() {
     backoff_.on_failure(uv_now(loop_));
     return;
   }
-  auto instance = std::make_unique<Instance>(*this, loop_, new_instance_id(), port);
+  auto instance = std::make_unique<Instance>(*this, loop_, new_instance_id(), port, own_netns_);
   Instance* raw = instance.get();
   instances_.push_back(std::move(instance));
   std::string error;

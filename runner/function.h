@@ -70,6 +70,7 @@ class Function {
   Runner& runner_;
   uv_loop_t* loop_;
   FunctionConfig config_;
+  bool own_netns_;          // an own network namespace per instance (caPort)
   std::string cap_reason_;  // before scheduler_: its initializer fills it
   Scheduler scheduler_;
   RestartBackoff backoff_;

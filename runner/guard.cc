@@ -1,7 +1,11 @@
 #include "guard.h"
 
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,14 +20,41 @@ bool is_guard_invocation(int argc, char** argv) {
   return argc >= 2 && std::strcmp(argv[1], "--exec-instance") == 0;
 }
 
+namespace {
+
+// A fresh network namespace with its loopback up: the app may listen on a
+// fixed port (caPort) without clashing with its siblings.
+bool enter_own_network_namespace() {
+  if (unshare(CLONE_NEWNET) != 0) {
+    std::fprintf(stderr, "fc-runner guard: unshare(CLONE_NEWNET): %s\n", std::strerror(errno));
+    return false;
+  }
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+  ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP | IFF_RUNNING);
+  ok = ok && ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+  if (!ok) std::fprintf(stderr, "fc-runner guard: cannot bring lo up: %s\n", std::strerror(errno));
+  close(fd);
+  return ok;
+}
+
+}  // namespace
+
 int run_guard(int argc, char** argv) {
-  // argv: fc-runner --exec-instance PID -- CMD ARGS...
-  if (argc < 5 || std::strcmp(argv[3], "--") != 0) {
-    std::fprintf(stderr, "usage: fc-runner --exec-instance RUNNER_PID -- COMMAND [ARGS...]\n");
+  // argv: fc-runner --exec-instance PID [--netns] -- CMD ARGS...
+  int dashes = 3;
+  bool netns = argc > 3 && std::strcmp(argv[3], "--netns") == 0;
+  if (netns) dashes = 4;
+  if (argc < dashes + 2 || std::strcmp(argv[dashes], "--") != 0) {
+    std::fprintf(stderr, "usage: fc-runner --exec-instance RUNNER_PID [--netns] -- COMMAND [ARGS...]\n");
     return 2;
   }
   pid_t runner = static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
-  char** command = argv + 4;
+  char** command = argv + dashes + 1;
+  if (netns && !enter_own_network_namespace()) return 1;
 
   // A signal no app sends by accident, for the runner's death.
   const int death_signal = SIGRTMIN + 3;

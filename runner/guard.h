@@ -1,4 +1,4 @@
-// The instance guard: `fc-runner --exec-instance RUNNER_PID -- CMD ARGS...`.
+// The instance guard: `fc-runner --exec-instance RUNNER_PID [--netns] -- CMD ARGS...`.
 //
 // The runner spawns every instance through its own binary (/proc/self/exe)
 // in a new session (uv_spawn with UV_PROCESS_DETACHED: setsid, so the
@@ -14,6 +14,9 @@
 //     the guard ignores them and exits with the app's status (re-raising a
 //     fatal signal), so the runner sees the app's own exit.
 // The runner SIGKILLs the group after the guard exits, for stragglers.
+// With --netns the guard first moves into a new network namespace with its
+// own loopback (apps that hard-code caPort; needs CAP_SYS_ADMIN); the runner
+// reaches the app through /proc/<guard>/ns/net (netns.h).
 #pragma once
 
 namespace fc {

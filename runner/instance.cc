@@ -15,6 +15,7 @@
 #include "http_head.h"
 #include "ids.h"
 #include "instance_connection.h"
+#include "netns.h"
 
 namespace fc {
 
@@ -117,12 +118,13 @@ class Instance::ControlCall final : public ResponseSink {
 
 // ---- Instance ---------------------------------------------------------------------
 
-Instance::Instance(Function& function, uv_loop_t* loop, std::string id, int port)
+Instance::Instance(Function& function, uv_loop_t* loop, std::string id, int port, bool own_netns)
     : function_(function),
       loop_(loop),
       id_(std::move(id)),
       tag_(fmt::format("{}/{}", function.name(), id_)),
-      port_(port) {}
+      port_(port),
+      own_netns_(own_netns) {}
 
 Instance::~Instance() = default;
 
@@ -134,7 +136,10 @@ bool Instance::start(std::string& error) {
   const FunctionConfig& fn = config();
   started_ms_ = uv_now(loop_);
 
-  std::vector<std::string> args = {"fc-runner", "--exec-instance", std::to_string(getpid()), "--"};
+  std::vector<std::string> args = {"fc-runner", "--exec-instance", std::to_string(getpid())};
+  if (own_netns_) args.push_back("--netns");
+  args.push_back("--");
+  size_t command_at = args.size();
   for (auto& a : runtime_command(fn)) args.push_back(std::move(a));
 
   std::vector<std::string> env;
@@ -184,7 +189,7 @@ bool Instance::start(std::string& error) {
   process_ = Process::create(loop_);
   int rc = process_->spawn(options, [this](int64_t st, int sig) { on_exit(st, sig); });
   if (rc != 0) {
-    error = fmt::format("cannot spawn {}: {}", args[4], uv_strerror(rc));
+    error = fmt::format("cannot spawn {}: {}", args[command_at], uv_strerror(rc));
     exited_ = true;
     state_ = State::kExited;
     process_.reset();
@@ -192,8 +197,9 @@ bool Instance::start(std::string& error) {
     stderr_.reset();
     return false;
   }
-  spdlog::info("[{}] starting: pid {}, port {}, {}", tag_, process_->pid(), port_,
-               fmt::join(args.begin() + 4, args.end(), " "));
+  spdlog::info("[{}] starting: pid {}, port {}{}, {}", tag_, process_->pid(), port_,
+               own_netns_ ? " in its own network namespace" : "",
+               fmt::join(args.begin() + static_cast<long>(command_at), args.end(), " "));
   start_stream(stdout_, stdout_lines_, 1);
   start_stream(stderr_, stderr_lines_, 2);
 
@@ -255,6 +261,15 @@ void Instance::on_stream_closed() {
 void Instance::probe() {
   if (state_ != State::kStarting) return;
   probe_ = Tcp::create(loop_);
+  if (own_netns_) {
+    int fd = socket_in_namespace_of(pid());
+    int rc = fd >= 0 ? probe_->open(fd) : UV_ECONNREFUSED;  // -2: not unshared yet
+    if (rc != 0) {
+      if (fd >= 0) ::close(fd);
+      on_probe_result(rc);
+      return;
+    }
+  }
   sockaddr_in addr{};
   uv_ip4_addr("127.0.0.1", port_, &addr);
   int rc = probe_->connect(reinterpret_cast<const sockaddr*>(&addr),
@@ -365,8 +380,14 @@ InstanceConnection& Instance::idle_connection() {
     }
   }
   if (found) return *found;
-  connections_.push_back(std::make_unique<InstanceConnection>(*this, loop_, port_));
+  connections_.push_back(std::make_unique<InstanceConnection>(*this, loop_, port_, instance_socket()));
   return *connections_.back();
+}
+
+int Instance::instance_socket() {
+  if (!own_netns_) return InstanceConnection::kOwnSocket;
+  int fd = socket_in_namespace_of(pid());
+  return fd >= 0 ? fd : InstanceConnection::kNoSocket;
 }
 
 void Instance::assign(Exchange& exchange) {

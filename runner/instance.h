@@ -30,7 +30,8 @@ class Instance {
   // How long a stopping instance gets between SIGTERM and SIGKILL.
   static constexpr uint64_t kStopGraceMs = 5000;
 
-  Instance(Function& function, uv_loop_t* loop, std::string id, int port);
+  // `own_netns`: the instance gets its own network namespace (caPort apps).
+  Instance(Function& function, uv_loop_t* loop, std::string id, int port, bool own_netns);
   ~Instance();
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
@@ -89,12 +90,14 @@ class Instance {
   void maybe_gone();
   void run_pre_stop();
   InstanceConnection& idle_connection();
+  int instance_socket();  // InstanceConnection's fd argument
 
   Function& function_;
   uv_loop_t* loop_;
   std::string id_;
   std::string tag_;
   int port_;
+  bool own_netns_;
   State state_ = State::kStarting;
 
   HandlePtr<Process> process_;

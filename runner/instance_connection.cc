@@ -1,5 +1,7 @@
 #include "instance_connection.h"
 
+#include <unistd.h>
+
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -16,8 +18,16 @@ GatewayError crashed(std::string message) {
 
 }  // namespace
 
-InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int port)
+InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int port, int fd)
     : owner_(owner), tcp_(Tcp::create(loop)) {
+  if (fd == kNoSocket) {
+    connect_error_ = UV_ENETUNREACH;
+    return;
+  }
+  if (fd >= 0 && (connect_error_ = tcp_->open(fd)) != 0) {
+    ::close(fd);
+    return;
+  }
   tcp_->nodelay(true);
   sockaddr_in addr{};
   uv_ip4_addr("127.0.0.1", port, &addr);

@@ -20,7 +20,11 @@ class Instance;
 
 class InstanceConnection {
  public:
-  InstanceConnection(Instance& owner, uv_loop_t* loop, int port);
+  // Sockets normally come from libuv; `fd` >= 0 is a socket made in the
+  // instance's network namespace, kNoSocket one that could not be made.
+  static constexpr int kOwnSocket = -1;
+  static constexpr int kNoSocket = -2;
+  InstanceConnection(Instance& owner, uv_loop_t* loop, int port, int fd = kOwnSocket);
   ~InstanceConnection();
   InstanceConnection(const InstanceConnection&) = delete;
   InstanceConnection& operator=(const InstanceConnection&) = delete;

@@ -176,6 +176,8 @@ class Tcp final : public Stream {
  public:
   static HandlePtr<Tcp> create(uv_loop_t* loop);
   int bind(const sockaddr* addr);
+  // Adopts a socket created elsewhere (e.g. in another network namespace).
+  int open(int fd) { return uv_tcp_open(&h_, fd); }
   // Connects; writes issued before the connection completes are queued.
   int connect(const sockaddr* addr, std::function<void(int status)> cb);
   void nodelay(bool on) { uv_tcp_nodelay(&h_, on ? 1 : 0); }
