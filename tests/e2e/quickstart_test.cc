@@ -1,0 +1,68 @@
+// `make run`'s quickstart, as a user would try it: the script serves the
+// three example functions on 127.0.0.1:8080, and Ctrl-C leaves nothing behind.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+
+namespace fc::e2e {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// Processes whose working directory is one of the quickstart's functions.
+std::vector<std::string> processes_in_quickstart() {
+  const std::string functions = std::string(FC_SOURCE_DIR) + "/conf-examples/quickstart/functions/";
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::error_code ec;
+    auto cwd = std::filesystem::read_symlink(entry.path() / "cwd", ec);
+    if (!ec && cwd.string().rfind(functions, 0) == 0)
+      found.push_back(entry.path().filename().string() + " " + read_file(entry.path() / "cmdline"));
+  }
+  return found;
+}
+
+TEST(Quickstart, ServesItsFunctionsAndStopsCleanlyOnCtrlC) {
+  TempDir tmp;
+  Process quickstart;
+  quickstart.start({std::string(FC_SOURCE_DIR) + "/conf-examples/quickstart/run.sh"},
+                   tmp.path() + "/quickstart.log");
+  ASSERT_TRUE(wait_until([] { return http_get("http://127.0.0.1:8080/").status == 200; }, 15s))
+      << read_file(tmp.path() + "/quickstart.log");
+
+  HttpResponse hello = http_get("http://127.0.0.1:8080/hello");
+  ASSERT_EQ(hello.status, 200) << read_file(tmp.path() + "/quickstart.log");
+  EXPECT_EQ(json::parse(hello.body)["function"], "hello");
+
+  HttpResponse flask = http_get("http://127.0.0.1:8080/flask/");
+  ASSERT_EQ(flask.status, 200) << read_file(tmp.path() + "/quickstart.log");
+  EXPECT_EQ(json::parse(flask.body)["message"], "Hello from Flask");
+  EXPECT_EQ(json::parse(flask.body)["path"], "/");
+
+  HttpRequest count;
+  count.method = "POST";
+  count.url = "http://127.0.0.1:8080/wordcount";
+  count.body = "to be or not to be";
+  HttpResponse words = http(count);
+  ASSERT_EQ(words.status, 200) << words.body;
+  EXPECT_EQ(json::parse(words.body)["words"], 6);
+  EXPECT_EQ(json::parse(words.body)["counts"]["be"], 2);
+
+  // The probe below sees the running instances (so its empty answer later means something).
+  EXPECT_GE(processes_in_quickstart().size(), 3u);
+
+  // Ctrl-C reaches the whole foreground process group.
+  quickstart.stop(SIGINT, 15s);
+  std::string log = read_file(tmp.path() + "/quickstart.log");
+  // Nothing listens any more, and no instance of the quickstart is left.
+  EXPECT_NE(http_get("http://127.0.0.1:8080/").status, 200);
+  EXPECT_EQ(processes_in_quickstart(), std::vector<std::string>{}) << log;
+}
+
+}  // namespace
+}  // namespace fc::e2e
