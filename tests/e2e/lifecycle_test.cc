@@ -1,0 +1,320 @@
+// Instance lifecycle and scheduling (issue 3): the initializer-gated model,
+// the per-function queue, pool bounds, timeouts, crashes, fixed-port apps.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "harness.h"
+
+namespace fc::e2e {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+class LifecycleTest : public ::testing::Test {
+ protected:
+  void SetUp() override { std::filesystem::create_directories(state_dir()); }
+  void TearDown() override {
+    if (HasFailure()) {
+      std::cerr << "---- runner log ----\n" << gw_.runner_log().substr(0, 30000)
+                << "\n---- nginx error log ----\n" << gw_.nginx_error_log().substr(0, 10000) << "\n";
+    }
+  }
+
+  std::string state_dir() const { return gw_.path("state"); }
+
+  // A function running lifecycle_app.py, served at /<name>/...
+  void add_function(const std::string& name, const std::string& extra,
+                    const std::string& env = "") {
+    gw_.add_functions_yaml("  " + name +
+                           ":\n"
+                           "    runtime: custom\n"
+                           "    codeUri: " FC_E2E_APPS_DIR "\n"
+                           "    customRuntimeConfig: { command: [/usr/bin/python3], args: [lifecycle_app.py] }\n"
+                           "    environmentVariables: { STATE_DIR: " + state_dir() + env + " }\n" + extra);
+    gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " +
+                        name + "; }\n");
+  }
+
+  std::future<HttpResponse> get_async(const std::string& path, std::chrono::milliseconds delay = 0ms) {
+    std::string url = gw_.url(path);
+    return std::async(std::launch::async, [url, delay] {
+      std::this_thread::sleep_for(delay);
+      return http_get(url);
+    });
+  }
+
+  std::vector<pid_t> started_pids() {
+    std::vector<pid_t> pids;
+    std::istringstream in(read_file(state_dir() + "/starts.log"));
+    pid_t pid;
+    double at;
+    while (in >> pid >> at) pids.push_back(pid);
+    return pids;
+  }
+
+  Gateway gw_;
+};
+
+// Alive and not a zombie (an orphan's zombie may wait a while for its reaper).
+bool pid_alive(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return false;
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || stat.substr(paren + 2, 1) != "Z";
+}
+
+// The seed's scenario: two invocations during a slow initializer cost one
+// cold start on the critical path, not two.
+TEST_F(LifecycleTest, QueuedRequestIsNotBoundToStartingInstance) {
+  add_function("init", "    initializer: index.initializer\n    maxInstances: 2\n", ", INIT_SLEEP: 1");
+  add_function("lazy", "    maxInstances: 2\n", ", LAZY_SLEEP: 1");
+  gw_.start();
+
+  for (const std::string fn : {"init", "lazy"}) {
+    auto t0 = Clock::now();
+    auto a = std::async(std::launch::async, [&] {
+      HttpResponse r = http_get(gw_.url("/" + fn + "/fast"));
+      return std::make_pair(r, seconds_since(t0));
+    });
+    auto b = std::async(std::launch::async, [&] {
+      std::this_thread::sleep_for(500ms);
+      HttpResponse r = http_get(gw_.url("/" + fn + "/fast"));
+      return std::make_pair(r, seconds_since(t0));
+    });
+    auto [ra, ta] = a.get();
+    auto [rb, tb] = b.get();
+    ASSERT_EQ(ra.status, 200) << fn << ra.body;
+    ASSERT_EQ(rb.status, 200) << fn << rb.body;
+    if (fn == "init") {
+      // B is served by the first instance to become ready, ~1.05 s.
+      EXPECT_LT(tb, 1.45) << "B waited for its own instance's initializer";
+    } else {
+      // Lazy work in the handler: B pays its own 1 s on the second instance.
+      EXPECT_GT(tb, 1.4);
+    }
+  }
+}
+
+TEST_F(LifecycleTest, InstanceConcurrencyServesFiveAtOnceAndNeverMore) {
+  add_function("conc", "    instanceConcurrency: 5\n    maxInstances: 1\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/conc/fast")).status, 200);  // warm
+  auto t0 = Clock::now();
+  std::vector<std::future<HttpResponse>> calls;
+  for (int i = 0; i < 5; i++) calls.push_back(get_async("/conc/sleep?s=1"));
+  std::set<int> pids;
+  for (auto& c : calls) {
+    HttpResponse r = c.get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    json info = json::parse(r.body);
+    EXPECT_LE(info["max_inflight"].get<int>(), 5);
+    pids.insert(info["pid"].get<int>());
+  }
+  EXPECT_LT(seconds_since(t0), 1.8);
+  EXPECT_EQ(pids.size(), 1u);
+}
+
+TEST_F(LifecycleTest, FullQueueIs503QueueFullAtOnce) {
+  add_function("q", "    maxInstances: 1\n    maxQueueSize: 2\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/q/fast")).status, 200);
+  auto busy = get_async("/q/sleep?s=2");
+  std::this_thread::sleep_for(300ms);
+  auto queued1 = get_async("/q/fast");
+  auto queued2 = get_async("/q/fast");
+  std::this_thread::sleep_for(300ms);
+  HttpResponse fourth = http_get(gw_.url("/q/fast"));
+  EXPECT_EQ(fourth.status, 503);
+  EXPECT_EQ(fourth.header("x-fc-error-type"), "QueueFull");
+  EXPECT_LT(fourth.total_s, 0.5);
+  EXPECT_EQ(busy.get().status, 200);
+  EXPECT_EQ(queued1.get().status, 200);
+  EXPECT_EQ(queued2.get().status, 200);
+}
+
+TEST_F(LifecycleTest, RequestQueuedTooLongIs503QueueTimeout) {
+  add_function("qt", "    maxInstances: 1\n    maxQueueTime: 1\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/qt/fast")).status, 200);
+  auto busy = get_async("/qt/sleep?s=3");
+  std::this_thread::sleep_for(300ms);
+  HttpResponse queued = http_get(gw_.url("/qt/fast"));
+  EXPECT_EQ(queued.status, 503);
+  EXPECT_EQ(queued.header("x-fc-error-type"), "QueueTimeout");
+  EXPECT_GT(queued.total_s, 0.8);
+  EXPECT_LT(queued.total_s, 2.0);
+  EXPECT_EQ(busy.get().status, 200);
+}
+
+TEST_F(LifecycleTest, TimeoutIs504AndTheWedgedInstanceIsReplaced) {
+  add_function("to", "    timeout: 1\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/to/pid"));
+  ASSERT_EQ(first.status, 200);
+  pid_t old_pid = json::parse(first.body)["pid"];
+  HttpResponse slow = http_get(gw_.url("/to/sleep?s=5"));
+  EXPECT_EQ(slow.status, 504);
+  EXPECT_EQ(slow.header("x-fc-error-type"), "FunctionTimeout");
+  EXPECT_LT(slow.total_s, 2.5);
+  EXPECT_TRUE(wait_until([&] { return !pid_alive(old_pid); }, 2s)) << "old instance still alive";
+  HttpResponse next = http_get(gw_.url("/to/pid"));
+  EXPECT_EQ(next.status, 200);
+}
+
+TEST_F(LifecycleTest, KilledInstanceFailsOnlyItsOwnRequest) {
+  add_function("crash", "    maxInstances: 2\n");
+  gw_.start();
+  auto timed_get = [&](std::chrono::milliseconds delay) {
+    return std::async(std::launch::async, [this, delay] {
+      std::this_thread::sleep_for(delay);
+      HttpResponse r = http_get(gw_.url("/crash/sleep?s=2"));
+      return std::make_pair(r, Clock::now());
+    });
+  };
+  auto a = timed_get(0ms);
+  auto b = timed_get(100ms);
+  // Wait until both instances are busy, then kill one.
+  std::vector<pid_t> busy;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        busy.clear();
+        for (auto& e : std::filesystem::directory_iterator(state_dir())) {
+          std::string name = e.path().filename();
+          if (name.rfind("busy-", 0) == 0) busy.push_back(std::stoi(name.substr(5)));
+        }
+        return busy.size() == 2;
+      },
+      5s));
+  auto killed_at = Clock::now();
+  kill(busy[0], SIGKILL);
+  auto [ra, done_a] = a.get();
+  auto [rb, done_b] = b.get();
+  bool a_failed = ra.status != 200;
+  HttpResponse& failed = a_failed ? ra : rb;
+  HttpResponse& served = a_failed ? rb : ra;
+  double failed_after = std::chrono::duration<double>((a_failed ? done_a : done_b) - killed_at).count();
+  EXPECT_EQ(failed.status, 502);
+  EXPECT_EQ(failed.header("x-fc-error-type"), "InstanceCrashed");
+  EXPECT_LT(failed_after, 1.0);
+  EXPECT_EQ(served.status, 200);
+  EXPECT_EQ(json::parse(served.body)["pid"].get<int>(), busy[1]);
+  EXPECT_EQ(http_get(gw_.url("/crash/fast")).status, 200);
+}
+
+TEST_F(LifecycleTest, IdleInstanceRetiresAfterPreStopAndNextRequestColdStarts) {
+  add_function("idle",
+               "    idleTimeout: 1\n    minInstances: 0\n"
+               "    instanceLifecycleConfig: { preStop: { handler: pre-stop, timeout: 2 } }\n");
+  add_function("warm", "    idleTimeout: 1\n    minInstances: 1\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/idle/pid"));
+  ASSERT_EQ(first.status, 200);
+  pid_t pid = json::parse(first.body)["pid"];
+  auto last_request = Clock::now();
+  ASSERT_TRUE(wait_until([&] { return !pid_alive(pid); }, 4s));
+  double gone_after = seconds_since(last_request);
+  EXPECT_GT(gone_after, 0.8);
+  EXPECT_LT(gone_after, 3.0);
+  EXPECT_NE(read_file(state_dir() + "/prestop.log").find(std::to_string(pid)), std::string::npos);
+
+  HttpResponse second = http_get(gw_.url("/idle/pid"));
+  ASSERT_EQ(second.status, 200);
+  EXPECT_NE(json::parse(second.body)["pid"], pid);
+  // Access log: "$request_id $status $fc_cold_start $fc_instance ..."
+  std::string log = gw_.access_log();
+  std::istringstream lines(log);
+  std::vector<std::string> cold_flags;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("/idle/pid") == std::string::npos) continue;
+    std::istringstream f(line);
+    std::string rid, status, cold;
+    f >> rid >> status >> cold;
+    cold_flags.push_back(cold);
+  }
+  EXPECT_EQ(cold_flags, (std::vector<std::string>{"1", "1"}));
+
+  // minInstances: 1 keeps one instance through idle periods.
+  HttpResponse warm = http_get(gw_.url("/warm/pid"));
+  ASSERT_EQ(warm.status, 200);
+  pid_t warm_pid = json::parse(warm.body)["pid"];
+  std::this_thread::sleep_for(2500ms);
+  EXPECT_TRUE(pid_alive(warm_pid));
+}
+
+TEST_F(LifecycleTest, FailingInitializerIs503WithItsMessageAndCannotForkBomb) {
+  add_function("bad", "    initializer: index.initializer\n    maxInstances: 3\n", ", INIT_FAIL: 1");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/bad/fast"));
+  EXPECT_EQ(first.status, 503);
+  EXPECT_EQ(first.header("x-fc-error-type"), "InitializationFailed");
+  EXPECT_NE(first.body.find("init exploded"), std::string::npos) << first.body;
+  auto t0 = Clock::now();
+  for (int i = 0; i < 20; i++) {
+    HttpResponse r = http_get(gw_.url("/bad/fast"));
+    EXPECT_EQ(r.status, 503);
+    auto next = t0 + std::chrono::milliseconds(500 * (i + 1));
+    std::this_thread::sleep_until(next);
+  }
+  EXPECT_LE(started_pids().size(), 6u);
+}
+
+TEST_F(LifecycleTest, FixedPortAppScalesWithNetworkNamespaces) {
+  if (geteuid() != 0) GTEST_SKIP() << "network namespaces need root";
+  add_function("fixed", "    caPort: 9000\n    maxInstances: 3\n", ", FIXED_PORT: 9000");
+  gw_.start();
+  std::vector<std::future<HttpResponse>> calls;
+  for (int i = 0; i < 3; i++) calls.push_back(get_async("/fixed/sleep?s=1.5"));
+  std::set<int> pids;
+  for (auto& c : calls) {
+    HttpResponse r = c.get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    pids.insert(json::parse(r.body)["pid"].get<int>());
+  }
+  EXPECT_EQ(pids.size(), 3u);
+}
+
+TEST_F(LifecycleTest, EventFunctionErrorIsUnhandledInvocationError) {
+  add_function("evt", "    type: event\n");
+  gw_.start();
+  HttpRequest req;
+  req.method = "POST";
+  req.url = gw_.url("/evt/");
+  req.body = "fail";
+  HttpResponse resp = http(req);
+  EXPECT_EQ(resp.header("x-fc-error-type"), "UnhandledInvocationError");
+  EXPECT_EQ(resp.body, "handler failed: fail");
+  EXPECT_NE(gw_.runner_log().find("Error: Unhandled function error"), std::string::npos);
+}
+
+TEST_F(LifecycleTest, RunnerSigkillLeavesNoInstanceBehind) {
+  add_function("orphan", "    maxInstances: 2\n    minInstances: 2\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/orphan/fast")).status, 200);
+  ASSERT_TRUE(wait_until([&] { return started_pids().size() == 2; }, 5s));
+  // Kill only the runner, not its process group: the instances must notice.
+  kill(gw_.runner().pid(), SIGKILL);
+  auto pids = started_pids();
+  EXPECT_TRUE(wait_until(
+      [&] {
+        for (pid_t p : pids)
+          if (pid_alive(p)) return false;
+        return true;
+      },
+      2s));
+}
+
+}  // namespace
+}  // namespace fc::e2e
