@@ -43,13 +43,26 @@ void ClientConnection::close(const std::string& why) {
   if (exchange_) exchange_->on_client_gone();
   exchange_.reset();
   resume_timer_.reset();
+  flush_.reset();
+  out_.reset();
   Listener* listener = &listener_;
   stream_.release()->close([listener, this] { listener->on_connection_closed(this); });
 }
 
 void ClientConnection::close_when_idle() {
   close_when_idle_ = true;
-  if (idle() && !parser_paused_) close("the runner is shutting down");
+  if (idle() && !parser_paused_) finish_and_close("the runner is shutting down");
+}
+
+void ClientConnection::finish_and_close(const std::string& why) {
+  // The last frames must reach nginx: write them, let libuv drain its queue
+  // (uv_shutdown), then close.
+  flush();
+  if (closing_ || shutting_down_) return;
+  shutting_down_ = true;
+  stream_->read_stop();
+  int rc = stream_->shutdown([this, why](int) { close(why); });
+  if (rc != 0) close(why);
 }
 
 // ---- reading ------------------------------------------------------------------------
@@ -101,7 +114,7 @@ void ClientConnection::parse(const ChunkRef& chunk, const char* data, size_t len
 }
 
 void ClientConnection::update_reading() {
-  if (closing_) return;
+  if (closing_ || shutting_down_) return;
   bool want = !body_paused_ && !(parser_paused_ && stash_len_ > 0);
   if (want) {
     stream_->read_resume();
@@ -236,7 +249,7 @@ void ClientConnection::request_ended() {
     return;
   }
   state_ = State::kAwaitRequest;
-  if (close_when_idle_) close("the runner is shutting down");
+  if (close_when_idle_) finish_and_close("the runner is shutting down");
 }
 
 void ClientConnection::on_exchange_finished() {
@@ -250,7 +263,7 @@ void ClientConnection::on_exchange_finished() {
   }
   state_ = State::kAwaitRequest;
   if (close_when_idle_) {
-    close("the runner is shutting down");
+    finish_and_close("the runner is shutting down");
     return;
   }
   parser_paused_ = false;
@@ -278,9 +291,23 @@ void ClientConnection::resume_parsing() {
 
 // ---- writing ------------------------------------------------------------------------
 
-void ClientConnection::send(std::unique_ptr<WriteReq> req) {
-  if (closing_) return;
+WriteReq& ClientConnection::out() {
+  if (!out_) {
+    out_ = std::make_unique<WriteReq>();
+    if (!flush_) flush_ = Immediate::create(stream_->stream()->loop);
+    flush_->schedule([this] { flush(); });
+  }
+  return *out_;
+}
+
+void ClientConnection::flush() {
+  if (!out_ || closing_) return;
+  std::unique_ptr<WriteReq> req = std::move(out_);
   int rc = stream_->write(std::move(req));
+  if (rc == 0 && exchange_ && write_queue_size() < kWriteHighWater) {
+    // Written at once: no write callback will say so.
+    exchange_->on_client_drained();
+  }
   if (rc != 0) {
     // Not from here: the caller may be the exchange that close() destroys.
     std::string why = fmt::format("write failed: {}", uv_strerror(rc));
@@ -290,34 +317,31 @@ void ClientConnection::send(std::unique_ptr<WriteReq> req) {
 }
 
 void ClientConnection::send_frame(std::string frame) {
-  if (frame.empty()) return;
-  auto req = std::make_unique<WriteReq>();
-  req->copy(std::move(frame));
-  send(std::move(req));
+  if (frame.empty() || closing_) return;
+  out().copy(std::move(frame));
 }
 
 void ClientConnection::send_data(const ChunkRef& chunk, const char* data, size_t len) {
-  if (len == 0) return;
-  auto req = std::make_unique<WriteReq>();
+  if (len == 0 || closing_) return;
+  WriteReq& req = out();
   while (len > 0) {
     size_t n = std::min<size_t>(len, FC_MAX_FRAME_PAYLOAD);
-    req->copy(frame_header(FC_FRAME_DATA, 0, static_cast<uint32_t>(n)));
-    req->ref(data, n);
+    req.copy(frame_header(FC_FRAME_DATA, 0, static_cast<uint32_t>(n)));
+    req.ref(data, n);
     data += n;
     len -= n;
   }
-  req->hold(chunk);
-  send(std::move(req));
+  req.hold(chunk);
 }
 
 void ClientConnection::send_end() {
-  auto req = std::make_unique<WriteReq>();
-  req->copy(frame_header(FC_FRAME_DATA, FC_FLAG_END_STREAM, 0));
-  send(std::move(req));
+  if (closing_) return;
+  out().copy(frame_header(FC_FRAME_DATA, FC_FLAG_END_STREAM, 0));
 }
 
 size_t ClientConnection::write_queue_size() const {
-  return stream_ && !closing_ ? stream_->write_queue_size() : 0;
+  if (!stream_ || closing_) return 0;
+  return stream_->write_queue_size() + (out_ ? out_->size() : 0);
 }
 
 void ClientConnection::on_write_done(int status) {

@@ -31,10 +31,12 @@ class ClientConnection {
   void close(const std::string& why);
   // Shutdown: close now if between requests, else after the current one.
   void close_when_idle();
+  // Writes what is pending, then closes.
+  void finish_and_close(const std::string& why);
   bool idle() const { return state_ == State::kAwaitRequest && !exchange_; }
 
-  // For the exchange.
-  void send(std::unique_ptr<WriteReq> req);
+  // For the exchange.  Frames are collected and written once per loop
+  // iteration (RESPONSE + DATA + END_STREAM of a small response: one writev).
   void send_frame(std::string frame);
   // DATA frames for one body slice (split at FC_MAX_FRAME_PAYLOAD), the
   // slice referenced, not copied.
@@ -51,6 +53,8 @@ class ClientConnection {
   void on_read(const ChunkRef& chunk, const char* data, size_t len);
   void on_end(int status);
   void on_write_done(int status);
+  WriteReq& out();
+  void flush();
   void parse(const ChunkRef& chunk, const char* data, size_t len);
   void resume_parsing();
   void protocol_error(const std::string& why);
@@ -84,8 +88,11 @@ class ClientConnection {
   bool body_paused_ = false;
   bool close_when_idle_ = false;
   bool closing_ = false;
+  bool shutting_down_ = false;
   std::string error_;  // set by a parser callback that rejects the stream
   HandlePtr<Timer> resume_timer_;
+  std::unique_ptr<WriteReq> out_;  // frames not written yet
+  HandlePtr<Immediate> flush_;
 };
 
 }  // namespace fc

@@ -64,6 +64,7 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
   head_request_ = head_request;
   request_done_ = false;
   paused_by_sink_ = false;
+  if (connected_ && tcp_) tcp_->read_resume();
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
   field_.clear();
@@ -111,6 +112,7 @@ void InstanceConnection::end_body() {
 
 void InstanceConnection::abandon() {
   if (!sink_) return;
+  spdlog::debug("[{}] connection abandoned mid-exchange", owner_.tag());
   sink_ = nullptr;
   close();
   owner_.on_connection_released(*this, false);
@@ -146,6 +148,7 @@ void InstanceConnection::on_write_done(int status) {
 void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t len) {
   if (!sink_) {
     // Bytes on an idle connection: the instance broke the protocol.
+    spdlog::debug("[{}] {} unexpected bytes on an idle connection", owner_.tag(), len);
     close();
     owner_.on_connection_released(*this, false);
     return;
@@ -206,6 +209,10 @@ void InstanceConnection::finish_message() {
   sink_ = nullptr;
   bool reusable = keep_alive_ && !closing_;
   idle_since_ms_ = uv_now(owner_.loop());
+  // A pause for the sink's sake ends with its exchange: an idle connection
+  // keeps reading, to notice the instance closing it.
+  paused_by_sink_ = false;
+  if (reusable && connected_) tcp_->read_resume();
   if (!reusable) close();
   // The slot is freed first (the next queued request may start on this very
   // connection), then the sink ends (END_STREAM to nginx, or an instance

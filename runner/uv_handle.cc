@@ -84,6 +84,44 @@ void Signal::on_signal(uv_signal_t* s, int signum) {
   if (!self->closing() && self->cb_) self->cb_(signum);
 }
 
+// ---- Immediate ------------------------------------------------------------------
+
+HandlePtr<Immediate> Immediate::create(uv_loop_t* loop) {
+  HandlePtr<Immediate> im(new Immediate());
+  uv_check_init(loop, &im->check_);
+  im->check_.data = im.get();
+  im->idle_ = new uv_idle_t();
+  uv_idle_init(loop, im->idle_);
+  im->set_initialized();
+  return im;
+}
+
+Immediate::~Immediate() = default;
+
+void Immediate::drop_callbacks() {
+  cb_ = nullptr;
+  uv_idle_t* idle = idle_;
+  idle_ = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(idle), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+}
+
+void Immediate::schedule(std::function<void()> cb) {
+  if (closing()) return;
+  cb_ = std::move(cb);
+  uv_check_start(&check_, &Immediate::on_check);
+  uv_idle_start(idle_, &Immediate::on_idle);
+}
+
+void Immediate::on_check(uv_check_t* c) {
+  auto* self = static_cast<Immediate*>(c->data);
+  uv_check_stop(c);
+  if (self->closing()) return;
+  uv_idle_stop(self->idle_);
+  auto cb = std::move(self->cb_);
+  self->cb_ = nullptr;
+  if (cb) cb();
+}
+
 // ---- WriteReq ----------------------------------------------------------------
 
 void WriteReq::copy(std::string_view bytes) { copy(std::string(bytes)); }
@@ -108,6 +146,7 @@ void Stream::drop_callbacks() {
   end_cb_ = nullptr;
   write_done_cb_ = nullptr;
   connection_cb_ = nullptr;
+  shutdown_cb_ = nullptr;
   reading_ = false;
 }
 
@@ -172,9 +211,25 @@ int Stream::write(std::unique_ptr<WriteReq> req) {
     const char* data = p.owned >= 0 ? req->owned_[static_cast<size_t>(p.owned)].data() : p.data;
     bufs.push_back(uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(p.len)));
   }
+  // Most writes fit the socket buffer: written now, with no request, no
+  // callback and no epoll change.  Only a remainder is queued.
+  size_t first = 0;
+  if (uv_stream_get_write_queue_size(stream()) == 0) {
+    int n = uv_try_write(stream(), bufs.data(), static_cast<unsigned>(bufs.size()));
+    if (n == static_cast<int>(req->size_)) return 0;
+    if (n > 0) {
+      size_t left = static_cast<size_t>(n);
+      while (left >= bufs[first].len) left -= bufs[first++].len;
+      bufs[first].base += left;
+      bufs[first].len -= static_cast<unsigned>(left);
+    } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+      return n;
+    }
+  }
   req->stream_ = this;
   req->req_.data = req.get();
-  int rc = uv_write(&req->req_, stream(), bufs.data(), static_cast<unsigned>(bufs.size()), &Stream::on_write);
+  int rc = uv_write(&req->req_, stream(), bufs.data() + first, static_cast<unsigned>(bufs.size() - first),
+                    &Stream::on_write);
   if (rc == 0) req.release();  // freed in on_write
   return rc;
 }
@@ -189,6 +244,21 @@ void Stream::on_write(uv_write_t* r, int status) {
 }
 
 size_t Stream::write_queue_size() const { return uv_stream_get_write_queue_size(stream()); }
+
+int Stream::shutdown(std::function<void(int)> cb) {
+  if (closing()) return UV_EINVAL;
+  shutdown_cb_ = std::move(cb);
+  shutdown_req_.data = this;
+  return uv_shutdown(&shutdown_req_, stream(), &Stream::on_shutdown);
+}
+
+void Stream::on_shutdown(uv_shutdown_t* req, int status) {
+  auto* self = static_cast<Stream*>(req->data);
+  if (self->closing() || !self->shutdown_cb_) return;
+  auto cb = std::move(self->shutdown_cb_);
+  self->shutdown_cb_ = nullptr;
+  cb(status);
+}
 
 int Stream::listen(int backlog, ConnectionCb cb) {
   connection_cb_ = std::move(cb);

@@ -83,6 +83,28 @@ class Signal final : public HandleBase {
   std::function<void(int)> cb_;
 };
 
+// ---- check + idle: "after this loop iteration's I/O" ---------------------
+
+// Runs `cb` once after the current loop iteration's I/O callbacks (a check
+// handle), without letting the loop block in poll first (an idle handle),
+// like Node's setImmediate.  Used to batch writes.
+class Immediate final : public HandleBase {
+ public:
+  static HandlePtr<Immediate> create(uv_loop_t* loop);
+  void schedule(std::function<void()> cb);
+  ~Immediate() override;
+
+ private:
+  Immediate() = default;
+  uv_handle_t* raw() override { return reinterpret_cast<uv_handle_t*>(&check_); }
+  void drop_callbacks() override;
+  static void on_check(uv_check_t* c);
+  static void on_idle(uv_idle_t*) {}
+  uv_check_t check_{};
+  uv_idle_t* idle_ = nullptr;  // a second handle, closed on its own
+  std::function<void()> cb_;
+};
+
 // ---- read chunks -----------------------------------------------------------
 
 // The memory one stream reads into.  Reads fill successive regions of a
@@ -147,6 +169,9 @@ class Stream : public HandleBase {
   size_t write_queue_size() const;
   void on_write_done(WriteDoneCb cb) { write_done_cb_ = std::move(cb); }
 
+  // Finishes the queued writes, then sends EOF; `cb` runs after (status).
+  int shutdown(std::function<void(int status)> cb);
+
   int listen(int backlog, ConnectionCb cb);
   int accept(Stream& client);
 
@@ -163,11 +188,14 @@ class Stream : public HandleBase {
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf);
   static void on_write(uv_write_t* req, int status);
   static void on_connection(uv_stream_t* server, int status);
+  static void on_shutdown(uv_shutdown_t* req, int status);
 
   ReadCb read_cb_;
   EndCb end_cb_;
   WriteDoneCb write_done_cb_;
   ConnectionCb connection_cb_;
+  std::function<void(int)> shutdown_cb_;
+  uv_shutdown_t shutdown_req_{};
   ChunkRef chunk_;
   bool reading_ = false;
 };
