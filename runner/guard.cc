@@ -1,5 +1,7 @@
 #include "guard.h"
 
+#include "memory_limit.h"
+
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -44,16 +46,30 @@ bool enter_own_network_namespace() {
 }  // namespace
 
 int run_guard(int argc, char** argv) {
-  // argv: fc-runner --exec-instance PID [--netns] -- CMD ARGS...
-  int dashes = 3;
-  bool netns = argc > 3 && std::strcmp(argv[3], "--netns") == 0;
-  if (netns) dashes = 4;
-  if (argc < dashes + 2 || std::strcmp(argv[dashes], "--") != 0) {
-    std::fprintf(stderr, "usage: fc-runner --exec-instance RUNNER_PID [--netns] -- COMMAND [ARGS...]\n");
+  // argv: fc-runner --exec-instance PID [--netns] [--memory MB] [--cgroup DIR] -- CMD ARGS...
+  bool netns = false;
+  long memory_mb = 0;
+  const char* cgroup = nullptr;
+  int i = 3;
+  for (; i < argc && std::strcmp(argv[i], "--") != 0; i++) {
+    if (std::strcmp(argv[i], "--netns") == 0) {
+      netns = true;
+    } else if (std::strcmp(argv[i], "--memory") == 0 && i + 1 < argc) {
+      memory_mb = std::strtol(argv[++i], nullptr, 10);
+    } else if (std::strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc) {
+      cgroup = argv[++i];
+    } else {
+      break;
+    }
+  }
+  if (argc < 3 || i + 1 >= argc || std::strcmp(argv[i], "--") != 0) {
+    std::fprintf(stderr,
+                 "usage: fc-runner --exec-instance RUNNER_PID [--netns] [--memory MB] [--cgroup DIR] -- "
+                 "COMMAND [ARGS...]\n");
     return 2;
   }
   pid_t runner = static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
-  char** command = argv + dashes + 1;
+  char** command = argv + i + 1;
   if (netns && !enter_own_network_namespace()) return 1;
 
   // A signal no app sends by accident, for the runner's death.
@@ -80,6 +96,12 @@ int run_guard(int argc, char** argv) {
     pid_t guard = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != guard) _exit(1);
+    // The app and everything it starts live under memorySize; the guard
+    // itself stays outside, so an OOM kill cannot take it.
+    if (!apply_memory_limit_in_child(cgroup, memory_mb)) {
+      std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
+      _exit(1);
+    }
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     execvp(command[0], command);
     std::fprintf(stderr, "cannot run %s: %s\n", command[0], std::strerror(errno));

@@ -15,6 +15,7 @@
 #include "http_head.h"
 #include "ids.h"
 #include "instance_connection.h"
+#include "memory_limit.h"
 #include "netns.h"
 
 namespace fc {
@@ -138,6 +139,14 @@ bool Instance::start(std::string& error) {
 
   std::vector<std::string> args = {"fc-runner", "--exec-instance", std::to_string(getpid())};
   if (own_netns_) args.push_back("--netns");
+  memory_ = std::make_unique<MemoryLimit>(id_, fn.memory_size_mb);
+  if (memory_->cgroup().empty()) {
+    args.push_back("--memory");
+    args.push_back(std::to_string(fn.memory_size_mb));
+  } else {
+    args.push_back("--cgroup");
+    args.push_back(memory_->cgroup());
+  }
   args.push_back("--");
   size_t command_at = args.size();
   for (auto& a : runtime_command(fn)) args.push_back(std::move(a));
@@ -511,9 +520,16 @@ void Instance::kill(const std::string& why) {
   process_->kill_group(SIGKILL);
 }
 
+std::string Instance::failure_detail() const {
+  if (memory_ && memory_->oom_killed()) {
+    return fmt::format(" (out of memory: the instance exceeded memorySize {} MB)", memory_->megabytes());
+  }
+  return {};
+}
+
 void Instance::on_exit(int64_t exit_status, int term_signal) {
   exited_ = true;
-  exit_reason_ = describe_exit(exit_status, term_signal);
+  exit_reason_ = describe_exit(exit_status, term_signal) + failure_detail();
   // Whatever is left of the group (the app's children) goes with it.
   process_->kill_group(SIGKILL);
   probe_.reset();

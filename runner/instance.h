@@ -72,6 +72,8 @@ class Instance {
   // The reason an exit is reported with, e.g. "exited with status 1".
   const std::string& exit_reason() const { return exit_reason_; }
   std::string output_tail() const;
+  // " (out of memory: ...)" when the kernel OOM-killed the instance.
+  std::string failure_detail() const;
 
  private:
   class ControlCall;
@@ -100,6 +102,7 @@ class Instance {
   bool own_netns_;
   State state_ = State::kStarting;
 
+  std::unique_ptr<class MemoryLimit> memory_;
   HandlePtr<Process> process_;
   HandlePtr<Pipe> stdout_;
   HandlePtr<Pipe> stderr_;

@@ -186,9 +186,10 @@ void InstanceConnection::on_end(int status) {
       return;
     }
   }
-  std::string why = status == UV_EOF
-                        ? "the instance closed the connection before the response was complete"
-                        : fmt::format("connection to the instance failed: {}", uv_strerror(status));
+  std::string why = (status == UV_EOF
+                         ? std::string("the instance closed the connection before the response was complete")
+                         : fmt::format("connection to the instance failed: {}", uv_strerror(status))) +
+                    owner_.failure_detail();
   // A connection dropped before the response was complete: FC counts that
   // as a crash.  (Idle keep-alive connections are not reused after
   // kMaxIdleMs, so this is not an instance closing an idle connection.)

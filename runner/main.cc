@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "guard.h"
+#include "memory_limit.h"
 #include "runner.h"
 
 #ifndef FC_VERSION
@@ -90,6 +91,7 @@ int main(int argc, char** argv) {
   // Writes to a peer that went away fail with EPIPE instead of killing us.
   signal(SIGPIPE, SIG_IGN);
 
+  spdlog::info("{}", fc::MemoryLimit::init());
   uv_loop_t* loop = uv_default_loop();
   int status = 0;
   {
@@ -104,5 +106,6 @@ int main(int argc, char** argv) {
   }
   uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of what the runner let go
   uv_loop_close(loop);
+  fc::MemoryLimit::cleanup();
   return status;
 }

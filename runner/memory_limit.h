@@ -1,0 +1,43 @@
+// memorySize per instance (issue 3): a memory cgroup per instance where the
+// runner can make one (cgroup v2 memory.max or v1 memory.limit_in_bytes,
+// under the runner's own cgroup), else RLIMIT_AS set by the guard.  The
+// guard joins the cgroup before it forks the app, so the app and all its
+// children are inside.  cgroupfs reads and writes are kernel calls, not
+// disk I/O, so they are done on the loop.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace fc {
+
+class MemoryLimit {
+ public:
+  // Finds the cgroup to create instance cgroups under (once per runner).
+  // Returns a description for the start-up log.
+  static std::string init();
+  static void cleanup();  // removes the runner's cgroup directory at exit
+  static bool cgroups_available();
+
+  // Creates the instance's cgroup with `megabytes` as its limit; empty path
+  // when cgroups are not available (the guard then uses RLIMIT_AS).
+  MemoryLimit(const std::string& instance_id, int megabytes);
+  ~MemoryLimit();  // removes the cgroup
+  MemoryLimit(const MemoryLimit&) = delete;
+  MemoryLimit& operator=(const MemoryLimit&) = delete;
+
+  const std::string& cgroup() const { return path_; }
+  int megabytes() const { return megabytes_; }
+  // True once the kernel OOM-killed something in the cgroup.
+  bool oom_killed() const;
+
+ private:
+  std::string path_;
+  int megabytes_;
+};
+
+// For the guard (child side): joins `cgroup` (when not empty), else sets
+// RLIMIT_AS to `megabytes`.  Returns false with errno on failure.
+bool apply_memory_limit_in_child(const char* cgroup, long megabytes);
+
+}  // namespace fc
