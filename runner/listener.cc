@@ -92,6 +92,7 @@ void Listener::on_connection(int status) {
     spdlog::warn("accept on {} failed: {}", address_.to_string(), uv_strerror(rc));
     return;
   }
+  spdlog::debug("[conn#{}] accepted connection on {}", serial_ + 1, address_.to_string());
   auto conn = std::make_unique<ClientConnection>(runner_, *this, std::move(client), ++serial_);
   ClientConnection* raw = conn.get();
   connections_.emplace(raw, std::move(conn));
