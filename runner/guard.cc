@@ -96,9 +96,8 @@ int run_guard(int argc, char** argv) {
     pid_t guard = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != guard) _exit(1);
-    // The app and everything it starts live under memorySize; the guard
-    // itself stays outside, so an OOM kill cannot take it.
-    if (!apply_memory_limit_in_child(cgroup, memory_mb)) {
+    // Without a cgroup: RLIMIT_AS, set here for the app only.
+    if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
       std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
       _exit(1);
     }
@@ -106,6 +105,20 @@ int run_guard(int argc, char** argv) {
     execvp(command[0], command);
     std::fprintf(stderr, "cannot run %s: %s\n", command[0], std::strerror(errno));
     _exit(127);
+  }
+
+  // The app goes into its memory cgroup (the guard stays outside, so an OOM
+  // kill cannot take it).  Done here, while the app is already exec'ing:
+  // a cgroup v1 attach waits for an RCU grace period (10-20 ms), which would
+  // otherwise add to every cold start.  Children the app forks before the
+  // move stay outside; apps fork workers much later than that.
+  if (cgroup != nullptr) {
+    char path[4096];
+    std::snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
+    FILE* procs = std::fopen(path, "w");
+    if (procs == nullptr || std::fprintf(procs, "%d", static_cast<int>(app)) < 0 || std::fclose(procs) != 0) {
+      std::fprintf(stderr, "fc-runner guard: cannot apply memorySize (%s): %s\n", path, std::strerror(errno));
+    }
   }
 
   // The runner signals the group; the app handles those, the guard waits.

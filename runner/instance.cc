@@ -6,6 +6,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -23,7 +24,9 @@ namespace fc {
 namespace {
 
 constexpr size_t kTailLines = 8;
-constexpr uint64_t kProbeFirstMs = 2;
+// Readiness polling: every 1 ms at first (a connect to a closed loopback
+// port costs microseconds), backing off to 20 ms for slow starters.
+constexpr uint64_t kProbeFirstMs = 1;
 constexpr uint64_t kProbeMaxMs = 20;
 // After the process exited, how long its output pipes may stay open (held
 // by an escaped grandchild) before the runner closes them.
@@ -325,7 +328,7 @@ void Instance::on_probe_result(int status) {
   // Not listening yet: poll again, backing off gently, so the runner notices
   // readiness within a few ms of it (cold start ≈ the program's own start).
   uint64_t elapsed = uv_now(loop_) - started_ms_;
-  uint64_t interval = std::min(kProbeMaxMs, kProbeFirstMs + elapsed / 10);
+  uint64_t interval = std::clamp<uint64_t>(elapsed / 50, kProbeFirstMs, kProbeMaxMs);
   probe_timer_->start(interval, [this] { probe(); });
 }
 
