@@ -1,0 +1,99 @@
+#include "uv_handle.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <string>
+
+namespace fc {
+namespace {
+
+class UvHandleTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_EQ(uv_loop_init(&loop_), 0); }
+  void TearDown() override {
+    uv_run(&loop_, UV_RUN_DEFAULT);  // close callbacks
+    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle was not closed";
+  }
+  uv_loop_t loop_{};
+};
+
+TEST_F(UvHandleTest, TimerMayDropItsOwnerFromItsCallback) {
+  auto timer = Timer::create(&loop_);
+  bool fired = false;
+  timer->start(1, [&] {
+    fired = true;
+    timer.reset();  // closes the handle while inside its callback
+  });
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_TRUE(fired);
+  EXPECT_EQ(timer, nullptr);
+}
+
+TEST_F(UvHandleTest, NoCallbackReachesTheOwnerAfterClose) {
+  auto timer = Timer::create(&loop_);
+  bool fired = false;
+  timer->start(1, [&] { fired = true; });
+  timer.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_FALSE(fired);
+}
+
+TEST_F(UvHandleTest, ImmediateRunsAfterTheIterationWithoutBlocking) {
+  auto immediate = Immediate::create(&loop_);
+  auto timer = Timer::create(&loop_);
+  int order = 0, immediate_at = 0;
+  // Nothing else would wake the loop for 10 s: the immediate must not wait.
+  timer->start(10'000, [] {});
+  immediate->schedule([&] {
+    immediate_at = ++order;
+    timer->stop();
+  });
+  uint64_t start = uv_now(&loop_);
+  uv_run(&loop_, UV_RUN_DEFAULT);
+  EXPECT_EQ(immediate_at, 1);
+  EXPECT_LT(uv_now(&loop_) - start, 1000u);
+  immediate.reset();
+  timer.reset();
+}
+
+TEST_F(UvHandleTest, LargeWriteCompletesWhileTheReaderDrainsAndHoldsItsBytes) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  auto writer = Pipe::create(&loop_);
+  auto reader = Pipe::create(&loop_);
+  ASSERT_EQ(uv_pipe_open(writer->pipe(), fds[0]), 0);
+  ASSERT_EQ(uv_pipe_open(reader->pipe(), fds[1]), 0);
+
+  // 8 MiB: more than any socket buffer, so part of it is queued in libuv.
+  auto payload = std::make_shared<std::string>(8 << 20, 'x');
+  for (size_t i = 0; i < payload->size(); i += 4096) (*payload)[i] = static_cast<char>('a' + (i / 4096) % 26);
+  std::weak_ptr<std::string> watch = payload;
+  auto req = std::make_unique<WriteReq>();
+  req->copy(std::string_view("head:"));
+  req->ref(payload->data(), payload->size());
+  req->hold(payload);
+  payload.reset();  // only the write keeps it now
+  int done_status = 1;
+  writer->on_write_done([&](int status) { done_status = status; });
+  ASSERT_EQ(writer->write(std::move(req)), 0);
+  EXPECT_GT(writer->write_queue_size(), 0u);
+  EXPECT_FALSE(watch.expired()) << "bytes freed before they were written";
+
+  std::string got;
+  reader->read_start([&](const ChunkRef&, const char* data, size_t len) { got.append(data, len); },
+                     [](int) {});
+  while (got.size() < (8u << 20) + 5 && uv_run(&loop_, UV_RUN_ONCE)) {
+  }
+  EXPECT_EQ(done_status, 0);
+  EXPECT_TRUE(watch.expired()) << "the write did not release its hold";
+  ASSERT_EQ(got.size(), (8u << 20) + 5);
+  EXPECT_EQ(got.substr(0, 6), "head:a");
+  EXPECT_EQ(got[5 + 4096], 'b');
+  writer.reset();
+  reader.reset();
+}
+
+}  // namespace
+}  // namespace fc
