@@ -7,8 +7,13 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include <signal.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -46,7 +51,28 @@ long counter(const std::string& text, const std::string& name) {
   return 0;
 }
 
+// Removes `dir`'s child cgroups, then `dir` (each only if empty of tasks).
+void remove_tree(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
+  }
+  ::rmdir(dir.c_str());
+}
+
+// Directories of runners that died without cleaning up (SIGKILL).
+void sweep_dead_runners(const std::string& parent) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("fc-runner-", 0) != 0) continue;
+    long pid = std::strtol(name.c_str() + 10, nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove_tree(entry.path().string());
+  }
+}
+
 bool try_base(Version version, const std::string& parent) {
+  sweep_dead_runners(parent);
   std::string base = fmt::format("{}/fc-runner-{}", parent, getpid());
   if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) return false;
   if (version == Version::kV2) {
@@ -102,7 +128,8 @@ std::string MemoryLimit::init() {
 }
 
 void MemoryLimit::cleanup() {
-  if (!g_base.empty()) ::rmdir(g_base.c_str());
+  // Instance cgroups that were still busy when their instance went.
+  if (!g_base.empty()) remove_tree(g_base);
 }
 
 bool MemoryLimit::cgroups_available() { return g_version != Version::kNone; }
