@@ -37,6 +37,16 @@ functions:
     instanceConcurrency: 100
     maxInstances: 1
 YAML
+# One function per cold-start run, so each first request is a real cold start.
+cold_runs=${BENCH_COLD_RUNS:-20}
+for i in $(seq 0 $((cold_runs - 1))); do
+  cat >> "$work/fc-runner.yaml" <<YAML
+  cold$i:
+    runtime: custom
+    codeUri: $root/conf-examples/quickstart/functions/hello
+    customRuntimeConfig: { command: [/usr/bin/python3], args: [server.py] }
+YAML
+done
 setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 
 cat > "$work/nginx.conf" <<CONF
@@ -58,6 +68,7 @@ http {
     location = /direct { default_type text/plain; return 200 "hello\n"; }
     location = /2hop { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location = /fc { fc_runner runner; fc_function trivial; }
+    location ~ ^/cold/(?<fn>[a-z0-9]+)$ { fc_runner runner; fc_function \$fn; }
   }
 }
 CONF
@@ -83,3 +94,4 @@ for round in $(seq "$rounds"); do
 done
 
 python3 "$here/report.py" "$results"
+python3 "$here/coldstart.py" "$front" cold "$cold_runs" "$root/conf-examples/quickstart/functions/hello"
