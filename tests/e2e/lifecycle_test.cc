@@ -233,17 +233,23 @@ TEST_F(LifecycleTest, IdleInstanceRetiresAfterPreStopAndNextRequestColdStarts) {
   HttpResponse second = http_get(gw_.url("/idle/pid"));
   ASSERT_EQ(second.status, 200);
   EXPECT_NE(json::parse(second.body)["pid"], pid);
-  // Access log: "$request_id $status $fc_cold_start $fc_instance ..."
-  std::string log = gw_.access_log();
-  std::istringstream lines(log);
+  // Access log: "$request_id $status $fc_cold_start $fc_instance ..."; nginx
+  // writes it just after the response, so give it a moment.
   std::vector<std::string> cold_flags;
-  for (std::string line; std::getline(lines, line);) {
-    if (line.find("/idle/pid") == std::string::npos) continue;
-    std::istringstream f(line);
-    std::string rid, status, cold;
-    f >> rid >> status >> cold;
-    cold_flags.push_back(cold);
-  }
+  wait_until(
+      [&] {
+        cold_flags.clear();
+        std::istringstream lines(gw_.access_log());
+        for (std::string line; std::getline(lines, line);) {
+          if (line.find("/idle/pid") == std::string::npos) continue;
+          std::istringstream f(line);
+          std::string rid, status, cold;
+          f >> rid >> status >> cold;
+          cold_flags.push_back(cold);
+        }
+        return cold_flags.size() == 2;
+      },
+      2s);
   EXPECT_EQ(cold_flags, (std::vector<std::string>{"1", "1"}));
 
   // minInstances: 1 keeps one instance through idle periods.

@@ -95,18 +95,19 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.lazy_init()
         if url.path == "/sleep":
+            busy = os.path.join(STATE_DIR, "busy-%d" % PID)
             with lock:
                 inflight += 1
                 max_inflight = max(max_inflight, inflight)
-            busy = os.path.join(STATE_DIR, "busy-%d" % PID)
-            open(busy, "w").close()
+                if inflight == 1:
+                    open(busy, "w").close()
             try:
                 time.sleep(float(query.get("s", ["1"])[0]))
             finally:
                 with lock:
                     inflight -= 1
-                if os.path.exists(busy):
-                    os.unlink(busy)
+                    if inflight == 0:
+                        os.unlink(busy)
             self.reply(200, {"pid": PID, "max_inflight": max_inflight})
         elif url.path == "/alloc":
             hold = bytearray(int(query.get("mb", ["1"])[0]) << 20)
