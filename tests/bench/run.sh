@@ -2,9 +2,12 @@
 # `make bench`: wrk (1 thread, 16 connections, BENCH_SECONDS each, rounds
 # alternating between targets) against
 #   direct  nginx `return 200`
-#   2hop    nginx -> proxy_pass (keepalive) -> backend nginx   (the floor)
-#   fc      nginx -> fc_function -> fc-runner -> the same backend as a
-#           custom-runtime instance
+#   2hop    nginx -> proxy_pass (keepalive, unix socket) -> a middle nginx
+#           -> proxy_pass (keepalive) -> backend nginx   (the two-hop floor)
+#   fc      nginx -> fc_function (keepalive, unix socket) -> fc-runner -> the
+#           same backend program as a custom-runtime instance
+# The middle nginx and fc-runner sit at the same place, each a process of its
+# own with one worker/loop.
 # and prints requests/s, p50, p99 and the fc / 2hop ratios.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -22,12 +25,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-front=$(free_port); backend=$(free_port); runner=$(free_port)
+front=$(free_port); backend=$(free_port)
 
 setsid "$here/backend.sh" "$backend" >"$work/backend.log" 2>&1 & pids+=($!)
 
 cat > "$work/fc-runner.yaml" <<YAML
-listen: 127.0.0.1:$runner
+listen: unix:$work/fc.sock
 logLevel: warn
 functions:
   trivial:
@@ -49,6 +52,27 @@ YAML
 done
 setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 
+# The middle hop of the floor: nginx proxying to the backend.
+mkdir -p "$work/middle/tmp"
+cat > "$work/middle/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/middle/nginx.pid;
+error_log $work/middle/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/middle/tmp;
+  proxy_temp_path $work/middle/tmp;
+  upstream backend { server 127.0.0.1:$backend; keepalive 32; }
+  server {
+    listen unix:$work/middle.sock;
+    keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+
 cat > "$work/nginx.conf" <<CONF
 load_module $root/build/ngx_http_fc_module.so;
 worker_processes 1;
@@ -60,13 +84,13 @@ http {
   access_log off;
   client_body_temp_path $work/tmp;
   proxy_temp_path $work/tmp;
-  upstream backend { server 127.0.0.1:$backend; keepalive 32; }
-  upstream runner { server 127.0.0.1:$runner; keepalive 32; }
+  upstream middle { server unix:$work/middle.sock; keepalive 32; }
+  upstream runner { server unix:$work/fc.sock; keepalive 32; }
   server {
     listen 127.0.0.1:$front;
     keepalive_requests 1000000;
     location = /direct { default_type text/plain; return 200 "hello\n"; }
-    location = /2hop { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    location = /2hop { proxy_pass http://middle; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location = /fc { fc_runner runner; fc_function trivial; }
     location ~ ^/cold/(?<fn>[a-z0-9]+)$ { fc_runner runner; fc_function \$fn; }
   }
@@ -74,6 +98,7 @@ http {
 CONF
 user=()
 [ "$(id -u)" = 0 ] && user=(-g "user root;")
+setsid /usr/sbin/nginx -p "$work/middle/" -c "$work/middle/nginx.conf" "${user[@]}" >"$work/middle.log" 2>&1 & pids+=($!)
 setsid /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
 
 for i in $(seq 100); do
