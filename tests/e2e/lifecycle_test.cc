@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -99,6 +100,19 @@ TEST_F(LifecycleTest, QueuedRequestIsNotBoundToStartingInstance) {
     ASSERT_EQ(ra.status, 200) << fn << ra.body;
     ASSERT_EQ(rb.status, 200) << fn << rb.body;
     if (fn == "init") {
+      // The initializer ran once per started instance, with FC's headers.
+      std::istringstream inits(read_file(state_dir() + "/initialize.log"));
+      std::string first_line;
+      ASSERT_TRUE(std::getline(inits, first_line));
+      json headers = json::parse(first_line);
+      std::map<std::string, std::string> h;
+      for (const auto& kv : headers) h[kv[0]] = kv[1];
+      EXPECT_EQ(h["x-fc-control-path"], "/initialize");
+      EXPECT_EQ(h["x-fc-function-name"], "init");
+      EXPECT_EQ(h["x-fc-function-initializer"], "index.initializer");
+      EXPECT_FALSE(h["x-fc-request-id"].empty());
+      EXPECT_NE(gw_.runner_log().find("FC Initialize Start RequestId: " + h["x-fc-request-id"]),
+                std::string::npos);
       // B is served by the first instance to become ready, ~1.05 s.
       EXPECT_LT(tb, 1.45) << "B waited for its own instance's initializer";
     } else {
@@ -235,24 +249,32 @@ TEST_F(LifecycleTest, IdleInstanceRetiresAfterPreStopAndNextRequestColdStarts) {
   EXPECT_NE(json::parse(second.body)["pid"], pid);
   // Access log: "$request_id $status $fc_cold_start $fc_instance ..."; nginx
   // writes it just after the response, so give it a moment.
-  std::vector<std::string> cold_flags;
+  std::vector<std::string> cold_flags, instances;
   wait_until(
       [&] {
         cold_flags.clear();
+        instances.clear();
         std::istringstream lines(gw_.access_log());
         for (std::string line; std::getline(lines, line);) {
           if (line.find("/idle/pid") == std::string::npos) continue;
           std::istringstream f(line);
-          std::string rid, status, cold;
-          f >> rid >> status >> cold;
+          std::string rid, status, cold, instance;
+          f >> rid >> status >> cold >> instance;
           cold_flags.push_back(cold);
+          instances.push_back(instance);
         }
         return cold_flags.size() == 2;
       },
       2s);
   EXPECT_EQ(cold_flags, (std::vector<std::string>{"1", "1"}));
+  // $fc_instance names the instance: two different ones here.
+  ASSERT_EQ(instances.size(), 2u);
+  EXPECT_NE(instances[0], instances[1]);
+  EXPECT_NE(instances[0], "-");
+  EXPECT_NE(gw_.runner_log().find(instances[1]), std::string::npos);
 
-  // minInstances: 1 keeps one instance through idle periods.
+  // minInstances: 1 starts one at boot and keeps it through idle periods.
+  EXPECT_NE(gw_.runner_log().find("[warm/"), std::string::npos);
   HttpResponse warm = http_get(gw_.url("/warm/pid"));
   ASSERT_EQ(warm.status, 200);
   pid_t warm_pid = json::parse(warm.body)["pid"];
@@ -275,6 +297,45 @@ TEST_F(LifecycleTest, FailingInitializerIs503WithItsMessageAndCannotForkBomb) {
     std::this_thread::sleep_until(next);
   }
   EXPECT_LE(started_pids().size(), 6u);
+}
+
+TEST_F(LifecycleTest, InitializerTimeoutIs503InitializationFailed) {
+  add_function("slowinit",
+               "    initializer: index.initializer\n    initializationTimeout: 1\n    maxInstances: 1\n",
+               ", INIT_SLEEP: 5");
+  gw_.start();
+  HttpResponse r = http_get(gw_.url("/slowinit/fast"));
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.header("x-fc-error-type"), "InitializationFailed");
+  EXPECT_GT(r.total_s, 0.9);
+  EXPECT_LT(r.total_s, 3.0);
+}
+
+TEST_F(LifecycleTest, TimeoutAlsoFailsTheWedgedInstancesOtherRequests) {
+  add_function("wedge", "    timeout: 2\n    instanceConcurrency: 2\n    maxInstances: 1\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/wedge/fast")).status, 200);
+  auto stuck = get_async("/wedge/sleep?s=10");
+  auto bystander = get_async("/wedge/sleep?s=5", 500ms);
+  HttpResponse s = stuck.get();
+  HttpResponse b = bystander.get();
+  EXPECT_EQ(s.status, 504);
+  EXPECT_EQ(s.header("x-fc-error-type"), "FunctionTimeout");
+  // Killed with its instance at ~2 s, well before its own 5 s of work.
+  EXPECT_EQ(b.status, 502);
+  EXPECT_LT(b.total_s, 3.5);
+  EXPECT_EQ(http_get(gw_.url("/wedge/fast")).status, 200);
+}
+
+TEST_F(LifecycleTest, MemorySizeIsEnforcedAndTheKillIsReported) {
+  add_function("mem", "    memorySize: 128\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/mem/alloc?mb=16")).status, 200);
+  HttpResponse r = http_get(gw_.url("/mem/alloc?mb=400"));
+  EXPECT_EQ(r.status, 502);
+  EXPECT_NE(r.body.find("memory"), std::string::npos) << r.body;
+  EXPECT_NE(gw_.runner_log().find("memorySize 128 MB"), std::string::npos);
+  EXPECT_EQ(http_get(gw_.url("/mem/alloc?mb=16")).status, 200);
 }
 
 TEST_F(LifecycleTest, FixedPortAppScalesWithNetworkNamespaces) {

@@ -8,6 +8,7 @@ Behaviour is chosen by environment variables from the function's config:
   STATE_DIR    where it records what happened, for the test to read:
                  starts.log   one "pid time" line per process start
                  prestop.log  one "pid time" line per GET /pre-stop
+                 initialize.log  the headers of each POST /initialize (JSON)
                  busy-<pid>   exists while a /sleep call runs
 Paths:
   /sleep?s=X   sleeps X seconds; answers {pid, max_inflight}
@@ -70,6 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/initialize":
             self.body()
+            record("initialize.log", json.dumps([[k.lower(), v] for k, v in self.headers.items()]))
             time.sleep(float(os.environ.get("INIT_SLEEP", "0")))
             if os.environ.get("INIT_FAIL") == "1":
                 self.reply(500, b"init exploded")
