@@ -49,11 +49,11 @@ std::vector<std::string> runtime_command(const FunctionConfig& fn) {
       break;
     case Runtime::kPython3:
       argv.push_back(fn.interpreter.empty() ? "python3" : fn.interpreter);
-      argv.push_back(std::string(FC_RUNTIMES_DIR) + "/python3/bootstrap.py");
+      argv.push_back(builtin_bootstrap(fn.runtime));
       break;
     case Runtime::kNodejs:
       argv.push_back(fn.interpreter.empty() ? "node" : fn.interpreter);
-      argv.push_back(std::string(FC_RUNTIMES_DIR) + "/nodejs/bootstrap.js");
+      argv.push_back(builtin_bootstrap(fn.runtime));
       break;
   }
   return argv;
@@ -79,6 +79,18 @@ std::string describe_exit(int64_t exit_status, int term_signal) {
 }
 
 }  // namespace
+
+std::string builtin_bootstrap(Runtime runtime) {
+  switch (runtime) {
+    case Runtime::kPython3:
+      return std::string(FC_RUNTIMES_DIR) + "/python3/bootstrap.py";
+    case Runtime::kNodejs:
+      return std::string(FC_RUNTIMES_DIR) + "/nodejs/bootstrap.js";
+    case Runtime::kCustom:
+      break;
+  }
+  return {};
+}
 
 // ---- control calls: POST /initialize, GET /pre-stop ------------------------------
 

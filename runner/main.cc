@@ -2,6 +2,7 @@
 //   fc-runner --config FILE [--check]
 //   fc-runner --exec-instance PID -- CMD ARGS...   (internal: the instance guard)
 #include <signal.h>
+#include <unistd.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -13,6 +14,7 @@
 
 #include "config.h"
 #include "guard.h"
+#include "instance.h"
 #include "memory_limit.h"
 #include "runner.h"
 
@@ -33,6 +35,20 @@ void usage(FILE* out) {
                "  --check        validate FILE, print \"FILE: ok\" and exit\n"
                "  --version      print the version\n"
                "  --help         this text\n");
+}
+
+// The built-in runtimes' bootstraps are not shipped yet: say so at start, in
+// the config's terms, rather than failing every instance start later.
+void require_shipped_runtimes(const fc::RunnerConfig& config) {
+  for (const auto& fn : config.functions) {
+    std::string bootstrap = fc::builtin_bootstrap(fn.runtime);
+    if (!bootstrap.empty() && access(bootstrap.c_str(), R_OK) != 0) {
+      throw fc::ConfigError(config.path, fn.line, "functions." + fn.name + ".runtime",
+                            std::string("runtime ") + fc::to_string(fn.runtime) +
+                                " is not available in this build yet (no " + bootstrap +
+                                "); use runtime: custom with customRuntimeConfig");
+    }
+  }
 }
 
 }  // namespace
@@ -70,6 +86,7 @@ int main(int argc, char** argv) {
   fc::RunnerConfig config;
   try {
     config = fc::load_config(config_path);
+    require_shipped_runtimes(config);
   } catch (const fc::ConfigError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -1,0 +1,71 @@
+// fc-runner's command line: --check validates a config and names the file,
+// line and key of what is wrong.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+
+namespace fc::e2e {
+namespace {
+
+std::pair<int, std::string> run(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+TEST(RunnerCli, CheckAcceptsAGoodConfig) {
+  TempDir tmp;
+  write_file(tmp.path() + "/ok.yaml",
+             "listen: unix:" + tmp.path() + "/fc.sock\n"
+             "functions:\n"
+             "  hello:\n"
+             "    runtime: custom\n"
+             "    codeUri: .\n"
+             "    customRuntimeConfig: { command: [/usr/bin/python3], args: [server.py] }\n");
+  auto [rc, out] = run(runner_path() + " --config " + tmp.path() + "/ok.yaml --check");
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, tmp.path() + "/ok.yaml: ok\n");
+}
+
+TEST(RunnerCli, CheckNamesFileLineAndKeyOfABadValue) {
+  TempDir tmp;
+  write_file(tmp.path() + "/bad.yaml",
+             "listen: unix:" + tmp.path() + "/fc.sock\n"
+             "functions:\n"
+             "  hello:\n"
+             "    runtime: custom\n"
+             "    codeUri: .\n"
+             "    customRuntimeConfig: { command: [/usr/bin/python3] }\n"
+             "    instanceConcurrency: 101\n");
+  auto [rc, out] = run(runner_path() + " --config " + tmp.path() + "/bad.yaml --check");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find(tmp.path() + "/bad.yaml:7: functions.hello.instanceConcurrency:"), std::string::npos)
+      << out;
+  // The same config does not start either.
+  auto [start_rc, start_out] = run(runner_path() + " --config " + tmp.path() + "/bad.yaml");
+  EXPECT_NE(start_rc, 0);
+  EXPECT_EQ(start_out, out);
+}
+
+TEST(RunnerCli, BuiltInRuntimesThatAreNotShippedAreRefusedAtStart) {
+  TempDir tmp;
+  write_file(tmp.path() + "/py.yaml",
+             "listen: unix:" + tmp.path() + "/fc.sock\n"
+             "functions:\n"
+             "  py:\n"
+             "    runtime: python3\n"
+             "    codeUri: .\n");
+  auto [rc, out] = run(runner_path() + " --config " + tmp.path() + "/py.yaml --check");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("py.yaml:3: functions.py.runtime: runtime python3 is not available"),
+            std::string::npos)
+      << out;
+}
+
+}  // namespace
+}  // namespace fc::e2e
