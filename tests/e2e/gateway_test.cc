@@ -191,6 +191,22 @@ TEST_F(GatewayTest, ServerSentEventsAreNotBuffered) {
   EXPECT_GE(second_at - first_at, 0.8);
 }
 
+TEST_F(GatewayTest, ClientThatLeavesMidStreamDisturbsNothingElse) {
+  gw_.start();
+  HttpRequest req;
+  req.url = gw_.url("/sse");
+  req.timeout_ms = 300;  // gone after the first event
+  HttpResponse cut = http(req);
+  EXPECT_FALSE(cut.error.empty());
+  EXPECT_EQ(cut.body, "data: event 1\n\n");
+  for (int i = 0; i < 3; i++) {
+    HttpResponse ok = http_get(gw_.url("/inspect"));
+    EXPECT_EQ(ok.status, 200) << ok.error;
+  }
+  HttpResponse sse = http_get(gw_.url("/sse"));
+  EXPECT_EQ(sse.body, "data: event 1\n\ndata: event 2\n\n");
+}
+
 TEST_F(GatewayTest, FunctionNameFromARegexCaptureRoutes) {
   gw_.start();
   HttpResponse echo = http_get(gw_.url("/fn/echo/x"));

@@ -366,6 +366,21 @@ TEST_F(LifecycleTest, EventFunctionErrorIsUnhandledInvocationError) {
   EXPECT_NE(gw_.runner_log().find("Error: Unhandled function error"), std::string::npos);
 }
 
+TEST_F(LifecycleTest, SigtermFinishesInFlightRequestsThenStopsEverything) {
+  add_function("drain", "    maxInstances: 1\n");
+  gw_.start();
+  auto in_flight = get_async("/drain/sleep?s=1");
+  ASSERT_TRUE(wait_until([&] { return started_pids().size() == 1; }, 5s));
+  std::this_thread::sleep_for(300ms);
+  pid_t instance = started_pids()[0];
+  kill(gw_.runner().pid(), SIGTERM);
+  HttpResponse r = in_flight.get();
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(wait_until([&] { return !gw_.runner().running(); }, 5s));
+  EXPECT_FALSE(pid_alive(instance));
+  EXPECT_FALSE(std::filesystem::exists(gw_.runner_socket()));
+}
+
 TEST_F(LifecycleTest, RunnerSigkillLeavesNoInstanceBehind) {
   add_function("orphan", "    maxInstances: 2\n    minInstances: 2\n");
   gw_.start();
