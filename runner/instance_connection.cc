@@ -81,6 +81,7 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
     auto req = std::make_unique<WriteReq>();
     req->copy(std::move(head));
     rc = tcp_->write(std::move(req));
+    if (rc == 0 && acks_at_once_) tcp_->quickack();
   }
   if (rc != 0) fail_soon(crashed(fmt::format("cannot send to the instance: {}", uv_strerror(rc))));
 }
@@ -157,6 +158,14 @@ void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t
   size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   current_chunk_ = nullptr;
   if (!sink_) return;  // the sink failed or went away inside a callback
+  if (head_done_ && !message_done_ && !acks_at_once_) {
+    // The instance writes a response in pieces (e.g. Python's http.server:
+    // head, then body, without TCP_NODELAY).  Its Nagle would wait for our
+    // delayed ACK, ~40 ms per response on a reused connection, so from now
+    // on this connection acknowledges at once.
+    acks_at_once_ = true;
+    tcp_->quickack();
+  }
   if (message_done_) {
     bool extra = parsed < len;
     keep_alive_ = keep_alive_ && !extra && request_done_;

@@ -94,6 +94,7 @@ class InstanceConnection {
   bool interim_ = false;        // a 1xx response is being skipped
   bool message_done_ = false;
   bool keep_alive_ = false;
+  bool acks_at_once_ = false;  // the instance answers in pieces: no delayed ACKs
   const ChunkRef* current_chunk_ = nullptr;  // during on_read
   int connect_error_ = 0;
   HandlePtr<Timer> defer_;  // reports a failure found inside begin()

@@ -1,5 +1,9 @@
 #include "uv_handle.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <signal.h>
 
 #include <cerrno>
@@ -281,6 +285,13 @@ HandlePtr<Tcp> Tcp::create(uv_loop_t* loop) {
   t->h_.data = t.get();
   t->set_initialized();
   return t;
+}
+
+void Tcp::quickack() {
+  uv_os_fd_t fd;
+  if (uv_fileno(raw(), &fd) != 0) return;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
 }
 
 int Tcp::bind(const sockaddr* addr) { return uv_tcp_bind(&h_, addr, 0); }

@@ -209,6 +209,9 @@ class Tcp final : public Stream {
   // Connects; writes issued before the connection completes are queued.
   int connect(const sockaddr* addr, std::function<void(int status)> cb);
   void nodelay(bool on) { uv_tcp_nodelay(&h_, on ? 1 : 0); }
+  // Leaves delayed-ACK mode, so the peer's next segments are acknowledged
+  // at once (the kernel re-enters it on its own; call again per exchange).
+  void quickack();
 
  private:
   Tcp() = default;

@@ -34,9 +34,15 @@ class GatewayTest : public ::testing::Test {
     gw_.add_functions_yaml(custom_function("echo"));
     gw_.add_functions_yaml(custom_function("other"));
     gw_.add_functions_yaml(custom_function("ev", "    type: event\n"));
+    gw_.add_functions_yaml(
+        "  plain:\n"
+        "    runtime: custom\n"
+        "    codeUri: " FC_E2E_APPS_DIR "\n"
+        "    customRuntimeConfig: { command: [/usr/bin/python3], args: [plain_app.py] }\n");
     gw_.add_server_conf(
         "    location / { fc_function echo; }\n"
         "    location /ev/ { fc_function ev; }\n"
+        "    location /plain/ { fc_function plain; }\n"
         "    location ~ ^/fn/(?<fn>[a-z_]+)/ { fc_function $fn; }\n"
         "    location /app/ { rewrite ^/app(/.*)$ $1 break; fc_function echo; }\n");
   }
@@ -205,6 +211,21 @@ TEST_F(GatewayTest, ClientThatLeavesMidStreamDisturbsNothingElse) {
   }
   HttpResponse sse = http_get(gw_.url("/sse"));
   EXPECT_EQ(sse.body, "data: event 1\n\ndata: event 2\n\n");
+}
+
+// Python's http.server writes the head and the body separately with Nagle on:
+// on a reused connection each response would wait ~40 ms for our delayed ACK.
+TEST_F(GatewayTest, InstanceWritingHeadAndBodyApartIsNotSlowedByDelayedAcks) {
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/plain/")).status, 200);
+  auto t0 = Clock::now();
+  for (int i = 0; i < 50; i++) {
+    HttpResponse r = http_get(gw_.url("/plain/"));
+    ASSERT_EQ(r.status, 200) << r.error;
+    ASSERT_EQ(r.body, "plain\n");
+  }
+  // ~2 s with delayed ACKs (50 x 40 ms); a few ms each without.
+  EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 1.0);
 }
 
 TEST_F(GatewayTest, FunctionNameFromARegexCaptureRoutes) {

@@ -6,9 +6,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Hello(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body are separate writes: without this, Nagle + delayed ACK
-    # add ~40 ms to every response.
-    disable_nagle_algorithm = True
 
     def do_GET(self):
         body = json.dumps({

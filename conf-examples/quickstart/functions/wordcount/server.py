@@ -7,9 +7,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class Invoke(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    # Headers and body are separate writes: without this, Nagle + delayed ACK
-    # add ~40 ms to every response.
-    disable_nagle_algorithm = True
 
     def do_POST(self):
         event = self.rfile.read(int(self.headers.get("Content-Length", "0")))
