@@ -2,6 +2,7 @@
 // + a custom-runtime instance written with Python's standard library.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -89,6 +90,28 @@ TEST_F(GatewayTest, MethodsAndRawPathReachTheInstanceUnchanged) {
       EXPECT_EQ(info["body_len"], req.body ? req.body->size() : 0);
     }
   }
+}
+
+TEST_F(GatewayTest, InstanceOutputIsLoggedLineByLineWithFunctionAndInstance) {
+  gw_.start();
+  HttpResponse resp = http_get(gw_.url("/inspect/logged"));
+  ASSERT_EQ(resp.status, 200) << resp.error;
+  // echo_app logs each request on stderr; the runner tags the line.
+  ASSERT_TRUE(wait_until(
+      [&] { return gw_.runner_log().find("echo_app: \"GET /inspect/logged") != std::string::npos; },
+      2s));
+  std::string log = gw_.runner_log();
+  size_t at = log.find("echo_app: \"GET /inspect/logged");
+  size_t line_start = log.rfind('\n', at) + 1;
+  EXPECT_NE(log.substr(line_start, at - line_start).find("[echo/"), std::string::npos)
+      << log.substr(line_start, at - line_start + 40);
+}
+
+TEST_F(GatewayTest, RunnerSocketIsGroupOnlyByDefault) {
+  gw_.start();
+  struct stat st {};
+  ASSERT_EQ(stat(gw_.runner_socket().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0660u);
 }
 
 TEST_F(GatewayTest, TenMiBBodyComesBackByteIdenticalWithContentLengthAndChunked) {
