@@ -45,7 +45,11 @@ class GatewayTest : public ::testing::Test {
         "    location /ev/ { fc_function ev; }\n"
         "    location /plain/ { fc_function plain; }\n"
         "    location ~ ^/fn/(?<fn>[a-z_]+)/ { fc_function $fn; }\n"
-        "    location /app/ { rewrite ^/app(/.*)$ $1 break; fc_function echo; }\n");
+        "    location /app/ { rewrite ^/app(/.*)$ $1 break; fc_function echo; }\n"
+        "    location /reqbuf/ { rewrite ^/reqbuf(/.*)$ $1 break; fc_request_buffering on;"
+        " fc_function echo; }\n"
+        "    location /respbuf/ { rewrite ^/respbuf(/.*)$ $1 break; fc_buffering on;"
+        " fc_function echo; }\n");
   }
   void TearDown() override {
     if (HasFailure()) {
@@ -127,6 +131,23 @@ TEST_F(GatewayTest, TenMiBBodyComesBackByteIdenticalWithContentLengthAndChunked)
     ASSERT_EQ(resp.status, 200) << "chunked=" << chunked << " " << resp.error;
     ASSERT_EQ(resp.body.size(), body.size()) << "chunked=" << chunked;
     EXPECT_TRUE(resp.body == body) << "chunked=" << chunked;
+  }
+}
+
+TEST_F(GatewayTest, BufferedRequestAndBufferedResponseAlsoCarryTenMiBIntact) {
+  gw_.start();
+  const std::string body = random_bytes(10 << 20);
+  for (const char* prefix : {"/reqbuf", "/respbuf"}) {
+    for (bool chunked : {false, true}) {
+      HttpRequest req;
+      req.method = "POST";
+      req.url = gw_.url(std::string(prefix) + "/echo");
+      req.body = body;
+      req.chunked = chunked;
+      HttpResponse resp = http(req);
+      ASSERT_EQ(resp.status, 200) << prefix << " chunked=" << chunked << " " << resp.error;
+      EXPECT_TRUE(resp.body == body) << prefix << " chunked=" << chunked;
+    }
   }
 }
 
@@ -319,6 +340,17 @@ TEST_F(GatewayTest, KeepalivePoolBoundsRunnerConnections) {
     accepted++;
   EXPECT_GE(accepted, 1u);
   EXPECT_LE(accepted, 8u);
+}
+
+TEST_F(GatewayTest, NextUpstreamSkipsADeadRunner) {
+  gw_.add_http_conf("  upstream fc_pair { server unix:" + gw_.path("dead.sock") +
+                    "; server unix:" + gw_.runner_socket() + "; }\n");
+  gw_.set_fc_runner("fc_pair");
+  gw_.start();
+  for (int i = 0; i < 6; i++) {
+    HttpResponse resp = http_get(gw_.url("/inspect"));
+    EXPECT_EQ(resp.status, 200) << "request " << i << ": " << resp.error;
+  }
 }
 
 TEST_F(GatewayTest, Http2ClientWorks) {
