@@ -360,7 +360,15 @@ std::pair<bool, std::string> Gateway::nginx_test_config(const std::string& serve
 
 void Gateway::start_runner() {
   write_runner_config();
-  runner_.start({runner_path(), "--config", runner_config_path()}, path("runner.log"));
+  std::vector<std::string> argv;
+  if (!runner_user_.empty()) {
+    // An unprivileged runner needs to create its socket here.
+    chmod(dir().c_str(), 0777);
+    argv = {"setpriv", "--reuid=" + runner_user_, "--regid=nogroup", "--clear-groups",
+            "--inh-caps=-all", "--bounding-set=-all"};
+  }
+  for (const auto& a : {runner_path(), std::string("--config"), runner_config_path()}) argv.push_back(a);
+  runner_.start(argv, path("runner.log"));
   bool up = wait_until(
       [&] {
         int fd = connect_unix(runner_socket());

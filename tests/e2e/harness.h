@@ -111,6 +111,8 @@ class Gateway {
   void add_http_conf(const std::string& conf) { http_conf_ += conf; }
   void add_server_conf(const std::string& conf) { server_conf_ += conf; }
   void set_http2(bool on) { http2_ = on; }
+  // Run fc-runner as this user (via setpriv), e.g. "nobody".
+  void set_runner_user(const std::string& user) { runner_user_ = user; }
   // Use this fc_runner value instead of the default unix socket.
   void set_fc_runner(const std::string& value) { fc_runner_ = value; }
 
@@ -139,6 +141,7 @@ class Gateway {
   int port_;
   bool http2_ = false;
   std::string fc_runner_;
+  std::string runner_user_;
   std::string functions_yaml_;
   std::string runner_extra_;
   std::string http_conf_;

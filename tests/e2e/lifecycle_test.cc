@@ -2,6 +2,7 @@
 // the per-function queue, pool bounds, timeouts, crashes, fixed-port apps.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -351,6 +352,23 @@ TEST_F(LifecycleTest, FixedPortAppScalesWithNetworkNamespaces) {
     pids.insert(json::parse(r.body)["pid"].get<int>());
   }
   EXPECT_EQ(pids.size(), 3u);
+}
+
+TEST_F(LifecycleTest, FixedPortAppWithoutPrivilegeIsCappedAtOneInstanceAndSaysSo) {
+  add_function("fixed", "    caPort: 9000\n    maxInstances: 3\n", ", FIXED_PORT: 9000");
+  chmod(state_dir().c_str(), 0777);
+  gw_.set_runner_user("nobody");
+  gw_.start();
+  EXPECT_NE(gw_.runner_log().find("capped at 1 instance"), std::string::npos) << gw_.runner_log();
+  std::vector<std::future<HttpResponse>> calls;
+  for (int i = 0; i < 3; i++) calls.push_back(get_async("/fixed/sleep?s=0.5"));
+  std::set<int> pids;
+  for (auto& c : calls) {
+    HttpResponse r = c.get();
+    ASSERT_EQ(r.status, 200) << r.body;
+    pids.insert(json::parse(r.body)["pid"].get<int>());
+  }
+  EXPECT_EQ(pids.size(), 1u);
 }
 
 TEST_F(LifecycleTest, EventFunctionErrorIsUnhandledInvocationError) {
