@@ -148,10 +148,10 @@ void InstanceConnection::on_write_done(int status) {
 
 void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t len) {
   if (!sink_) {
-    // Bytes on an idle connection: the instance broke the protocol.
+    // Bytes on an idle connection: the instance broke the protocol.  Its
+    // slot was given back when the last response ended.
     spdlog::debug("[{}] {} unexpected bytes on an idle connection", owner_.tag(), len);
     close();
-    owner_.on_connection_released(*this, false);
     return;
   }
   current_chunk_ = &chunk;

@@ -1,0 +1,71 @@
+"""A custom-runtime instance for the robustness tests (standard library only).
+
+Paths:
+  /sleep?s=X   sleeps X seconds; answers {pid, max_inflight}
+  /pid         answers {pid} at once
+  /garbage     answers "ok" on a keep-alive connection, then, once the
+               response is out, writes stray bytes on that idle connection
+"""
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+PID = os.getpid()
+lock = threading.Lock()
+inflight = 0
+max_inflight = 0
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("robust_app: " + (fmt % args) + "\n")
+
+    def reply(self, payload):
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def do_GET(self):
+        global inflight, max_inflight
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        if url.path == "/sleep":
+            with lock:
+                inflight += 1
+                max_inflight = max(max_inflight, inflight)
+            try:
+                time.sleep(float(query.get("s", ["1"])[0]))
+            finally:
+                with lock:
+                    inflight -= 1
+            self.reply({"pid": PID, "max_inflight": max_inflight})
+        elif url.path == "/garbage":
+            self.reply(b"ok")
+            time.sleep(0.2)
+            self.wfile.write(b"stray bytes after the response\r\n")
+            self.wfile.flush()
+        else:
+            self.reply({"pid": PID})
+
+    do_POST = do_GET
+
+
+def main():
+    port = int(os.environ["FC_SERVER_PORT"])
+    ThreadingHTTPServer.daemon_threads = True
+    ThreadingHTTPServer.allow_reuse_address = True
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

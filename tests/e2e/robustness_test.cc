@@ -1,0 +1,72 @@
+// Robustness: interleavings where a request could be answered wrongly or an
+// instance's bookkeeping could drift (crashes with work queued, stray bytes
+// on idle instance connections, ...).
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <filesystem>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "harness.h"
+
+namespace fc::e2e {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+class RobustnessTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    if (HasFailure()) {
+      std::cerr << "---- runner log ----\n" << gw_.runner_log().substr(0, 30000)
+                << "\n---- nginx error log ----\n" << gw_.nginx_error_log().substr(0, 10000) << "\n";
+    }
+  }
+
+  // A function running robust_app.py, served at /<name>/...
+  void add_function(const std::string& name, const std::string& extra) {
+    gw_.add_functions_yaml("  " + name +
+                           ":\n"
+                           "    runtime: custom\n"
+                           "    codeUri: " FC_E2E_APPS_DIR "\n"
+                           "    customRuntimeConfig: { command: [/usr/bin/python3], args: [robust_app.py] }\n" +
+                           extra);
+    gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " +
+                        name + "; }\n");
+  }
+
+  std::future<HttpResponse> get_async(const std::string& path, std::chrono::milliseconds delay = 0ms) {
+    std::string url = gw_.url(path);
+    return std::async(std::launch::async, [url, delay] {
+      std::this_thread::sleep_for(delay);
+      return http_get(url);
+    });
+  }
+
+  Gateway gw_;
+};
+
+TEST_F(RobustnessTest, StrayBytesOnAnIdleInstanceConnectionDoNotFreeASlot) {
+  add_function("stray", "    instanceConcurrency: 1\n    maxInstances: 1\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/stray/garbage"));
+  ASSERT_EQ(first.status, 200);
+  EXPECT_EQ(first.body, "ok");
+  // The stray bytes arrive on the now idle connection, which is dropped.
+  std::this_thread::sleep_for(600ms);
+  auto a = get_async("/stray/sleep?s=1");
+  auto b = get_async("/stray/sleep?s=1", 200ms);
+  HttpResponse ra = a.get();
+  HttpResponse rb = b.get();
+  ASSERT_EQ(ra.status, 200);
+  ASSERT_EQ(rb.status, 200);
+  // instanceConcurrency 1: the second waits for the first, never runs beside it.
+  EXPECT_EQ(json::parse(ra.body)["max_inflight"].get<int>(), 1);
+  EXPECT_EQ(json::parse(rb.body)["max_inflight"].get<int>(), 1);
+}
+
+}  // namespace
+}  // namespace fc::e2e
