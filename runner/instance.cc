@@ -428,7 +428,7 @@ void Instance::on_connection_released(InstanceConnection& conn, bool reusable) {
     for (auto& c : connections_) idle += (!c->busy() && !c->closing()) ? 1 : 0;
     if (idle > static_cast<size_t>(config().instance_concurrency)) conn.close();
   }
-  if (state_ == State::kReady) {
+  if (ready()) {
     function_.on_slot_free(*this);
   } else if (state_ == State::kDraining) {
     maybe_stop();

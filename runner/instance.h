@@ -46,7 +46,9 @@ class Instance {
   uv_loop_t* loop() const { return loop_; }
   int port() const { return port_; }
   State state() const { return state_; }
-  bool ready() const { return state_ == State::kReady; }
+  // Not once the process exited: on_exit() fails the connections (freeing
+  // their slots) before it leaves kReady, and no request may land there.
+  bool ready() const { return state_ == State::kReady && !exited_; }
   bool starting() const { return state_ == State::kStarting || state_ == State::kInitializing; }
   int in_flight() const { return in_flight_; }
   int pid() const;

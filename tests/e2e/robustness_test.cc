@@ -68,5 +68,28 @@ TEST_F(RobustnessTest, StrayBytesOnAnIdleInstanceConnectionDoNotFreeASlot) {
   EXPECT_EQ(json::parse(rb.body)["max_inflight"].get<int>(), 1);
 }
 
+TEST_F(RobustnessTest, LeaderDeathFailsOnlyTheRunningRequestNotTheQueuedOne) {
+  // The spawned process dies while its child still holds the connection, so
+  // the runner learns of the exit before the connection ends.
+  add_function("crashq",
+               "    instanceConcurrency: 1\n    maxInstances: 1\n"
+               "    environmentVariables: { FORK_SERVER: '1' }\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/crashq/pid"));
+  ASSERT_EQ(first.status, 200);
+  pid_t leader = json::parse(first.body)["leader"];
+  auto running = get_async("/crashq/sleep?s=3");
+  auto queued = get_async("/crashq/pid", 300ms);
+  std::this_thread::sleep_for(800ms);
+  kill(leader, SIGKILL);
+  HttpResponse r = running.get();
+  HttpResponse q = queued.get();
+  EXPECT_EQ(r.status, 502);
+  EXPECT_EQ(r.header("x-fc-error-type"), "InstanceCrashed");
+  // The queued request never reached the dead instance: a replacement serves it.
+  ASSERT_EQ(q.status, 200) << q.body;
+  EXPECT_NE(json::parse(q.body)["leader"].get<int>(), leader);
+}
+
 }  // namespace
 }  // namespace fc::e2e

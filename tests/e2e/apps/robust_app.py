@@ -5,6 +5,9 @@ Paths:
   /pid         answers {pid} at once
   /garbage     answers "ok" on a keep-alive connection, then, once the
                response is out, writes stray bytes on that idle connection
+With FORK_SERVER=1 the process the runner spawned only waits while a child
+serves (like a bootstrap script or a pre-fork master); {leader} in the
+answers is that waiting parent.
 """
 import json
 import os
@@ -48,19 +51,26 @@ class Handler(BaseHTTPRequestHandler):
             finally:
                 with lock:
                     inflight -= 1
-            self.reply({"pid": PID, "max_inflight": max_inflight})
+            self.reply({"pid": PID, "leader": os.getppid(), "max_inflight": max_inflight})
         elif url.path == "/garbage":
             self.reply(b"ok")
             time.sleep(0.2)
             self.wfile.write(b"stray bytes after the response\r\n")
             self.wfile.flush()
         else:
-            self.reply({"pid": PID})
+            self.reply({"pid": PID, "leader": os.getppid()})
 
     do_POST = do_GET
 
 
 def main():
+    global PID
+    if os.environ.get("FORK_SERVER") == "1":
+        child = os.fork()
+        if child:
+            os.waitpid(child, 0)
+            return
+        PID = os.getpid()
     port = int(os.environ["FC_SERVER_PORT"])
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.allow_reuse_address = True
