@@ -492,7 +492,9 @@ void Instance::run_pre_stop() {
   spdlog::info("[{}] FC PreStop Start RequestId: {}", tag_, request_id);
   in_flight_++;  // keeps the instance from stopping under the call
   control_ = std::make_unique<ControlCall>(request_id, [this, request_id](bool ok, const std::string& why) {
-    deadline_timer_->stop();
+    // The connection gave the slot back first, which sent SIGTERM and armed
+    // the SIGKILL grace on the same timer: that one must keep running.
+    if (!term_sent_) deadline_timer_->stop();
     if (ok) {
       spdlog::info("[{}] FC PreStop End RequestId: {}", tag_, request_id);
     } else {

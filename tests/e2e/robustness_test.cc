@@ -17,6 +17,14 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
+// Alive and not a zombie (an orphan's zombie may wait a while for its reaper).
+bool pid_alive(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return false;
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || stat.substr(paren + 2, 1) != "Z";
+}
+
 class RobustnessTest : public ::testing::Test {
  protected:
   void TearDown() override {
@@ -89,6 +97,21 @@ TEST_F(RobustnessTest, LeaderDeathFailsOnlyTheRunningRequestNotTheQueuedOne) {
   // The queued request never reached the dead instance: a replacement serves it.
   ASSERT_EQ(q.status, 200) << q.body;
   EXPECT_NE(json::parse(q.body)["leader"].get<int>(), leader);
+}
+
+TEST_F(RobustnessTest, InstanceIgnoringSigtermAfterPreStopIsKilledAndTheRunnerExits) {
+  add_function("stubborn",
+               "    instanceLifecycleConfig: { preStop: { handler: pre-stop, timeout: 3 } }\n"
+               "    environmentVariables: { IGNORE_TERM: '1' }\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/stubborn/pid"));
+  ASSERT_EQ(first.status, 200);
+  pid_t pid = json::parse(first.body)["pid"];
+  kill(gw_.runner().pid(), SIGTERM);
+  // PreStop, SIGTERM (ignored), SIGKILL after the 5 s grace.
+  EXPECT_TRUE(wait_until([&] { return !gw_.runner().running(); }, 9s)) << "the runner did not exit";
+  EXPECT_NE(gw_.runner_log().find("FC PreStop End"), std::string::npos);
+  EXPECT_TRUE(wait_until([&] { return !pid_alive(pid); }, 2s)) << "the instance is still alive";
 }
 
 }  // namespace

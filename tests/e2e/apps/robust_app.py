@@ -7,10 +7,11 @@ Paths:
                response is out, writes stray bytes on that idle connection
 With FORK_SERVER=1 the process the runner spawned only waits while a child
 serves (like a bootstrap script or a pre-fork master); {leader} in the
-answers is that waiting parent.
+answers is that waiting parent.  With IGNORE_TERM=1 it ignores SIGTERM.
 """
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -65,6 +66,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def main():
     global PID
+    if os.environ.get("IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if os.environ.get("FORK_SERVER") == "1":
         child = os.fork()
         if child:
