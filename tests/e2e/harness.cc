@@ -361,13 +361,18 @@ std::pair<bool, std::string> Gateway::nginx_test_config(const std::string& serve
 void Gateway::start_runner() {
   write_runner_config();
   std::vector<std::string> argv;
+  std::string runner = runner_path();
   if (!runner_user_.empty()) {
-    // An unprivileged runner needs to create its socket here.
+    // An unprivileged runner creates its socket here, and runs from here: the
+    // checkout may sit below a directory only root can enter.
     chmod(dir().c_str(), 0777);
+    runner = path("fc-runner");
+    std::filesystem::copy_file(runner_path(), runner, std::filesystem::copy_options::overwrite_existing);
+    chmod(runner.c_str(), 0755);
     argv = {"setpriv", "--reuid=" + runner_user_, "--regid=nogroup", "--clear-groups",
             "--inh-caps=-all", "--bounding-set=-all"};
   }
-  for (const auto& a : {runner_path(), std::string("--config"), runner_config_path()}) argv.push_back(a);
+  for (const auto& a : {runner, std::string("--config"), runner_config_path()}) argv.push_back(a);
   runner_.start(argv, path("runner.log"));
   bool up = wait_until(
       [&] {

@@ -39,11 +39,11 @@ class LifecycleTest : public ::testing::Test {
 
   // A function running lifecycle_app.py, served at /<name>/...
   void add_function(const std::string& name, const std::string& extra,
-                    const std::string& env = "") {
+                    const std::string& env = "", const std::string& code_dir = FC_E2E_APPS_DIR) {
     gw_.add_functions_yaml("  " + name +
                            ":\n"
                            "    runtime: custom\n"
-                           "    codeUri: " FC_E2E_APPS_DIR "\n"
+                           "    codeUri: " + code_dir + "\n"
                            "    customRuntimeConfig: { command: [/usr/bin/python3], args: [lifecycle_app.py] }\n"
                            "    environmentVariables: { STATE_DIR: " + state_dir() + env + " }\n" + extra);
     gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " +
@@ -355,8 +355,14 @@ TEST_F(LifecycleTest, FixedPortAppScalesWithNetworkNamespaces) {
 }
 
 TEST_F(LifecycleTest, FixedPortAppWithoutPrivilegeIsCappedAtOneInstanceAndSaysSo) {
-  add_function("fixed", "    caPort: 9000\n    maxInstances: 3\n", ", FIXED_PORT: 9000");
+  // Everything the unprivileged runner and its instance touch lives in the
+  // test's own directory (the checkout may not be reachable for nobody).
+  std::string code = gw_.path("code");
+  std::filesystem::create_directories(code);
+  std::filesystem::copy_file(app_path("lifecycle_app.py"), code + "/lifecycle_app.py");
+  chmod(code.c_str(), 0755);
   chmod(state_dir().c_str(), 0777);
+  add_function("fixed", "    caPort: 9000\n    maxInstances: 3\n", ", FIXED_PORT: 9000", code);
   gw_.set_runner_user("nobody");
   gw_.start();
   EXPECT_NE(gw_.runner_log().find("capped at 1 instance"), std::string::npos) << gw_.runner_log();
