@@ -2,6 +2,7 @@
 
 #include "memory_limit.h"
 
+#include <dirent.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -15,6 +16,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace fc {
 
@@ -41,6 +44,84 @@ bool enter_own_network_namespace() {
   if (!ok) std::fprintf(stderr, "fc-runner guard: cannot bring lo up: %s\n", std::strerror(errno));
   close(fd);
   return ok;
+}
+
+// The other members of the guard's process group: the app and whatever it
+// forked (that did not leave the group).
+std::vector<pid_t> group_members() {
+  std::vector<pid_t> pids;
+  pid_t group = getpgrp(), self = getpid();
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    long pid = std::strtol(entry->d_name, &end, 10);
+    if (*end != '\0' || pid <= 0 || pid == self) continue;
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    FILE* f = std::fopen(path, "r");
+    if (f == nullptr) continue;
+    char stat[512];
+    size_t n = std::fread(stat, 1, sizeof(stat) - 1, f);
+    std::fclose(f);
+    stat[n] = '\0';
+    // "pid (comm) state ppid pgrp ...": comm may hold anything, so parse
+    // after its last ')'.
+    const char* after = std::strrchr(stat, ')');
+    char state;
+    long ppid, pgrp;
+    if (after != nullptr && std::sscanf(after + 1, " %c %ld %ld", &state, &ppid, &pgrp) == 3 &&
+        pgrp == group) {
+      pids.push_back(static_cast<pid_t>(pid));
+    }
+  }
+  closedir(proc);
+  return pids;
+}
+
+bool join_cgroup(const std::string& procs_path, pid_t pid) {
+  FILE* procs = std::fopen(procs_path.c_str(), "w");
+  if (procs == nullptr) return false;
+  bool ok = std::fprintf(procs, "%d", static_cast<int>(pid)) > 0;
+  return std::fclose(procs) == 0 && ok;
+}
+
+// Moves the app into its memory cgroup, then whatever it forked before the
+// move took effect (a shell's command, a pre-fork master's first workers),
+// until a pass finds nobody left outside.  Every move waits for an RCU grace
+// period (10-20 ms on cgroup v1), so this runs while the app is already
+// starting, not before its exec: cold starts do not pay for it.
+void move_group_into_cgroup(const char* cgroup, pid_t app) {
+  const std::string procs_path = std::string(cgroup) + "/cgroup.procs";
+  if (!join_cgroup(procs_path, app)) {
+    std::fprintf(stderr, "fc-runner guard: cannot apply memorySize (%s): %s\n", procs_path.c_str(),
+                 std::strerror(errno));
+    return;
+  }
+  constexpr int kMaxPasses = 8;
+  for (int pass = 0; pass < kMaxPasses; pass++) {
+    std::string inside;
+    if (FILE* f = std::fopen(procs_path.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) inside.append(buf, n);
+      std::fclose(f);
+    }
+    auto is_inside = [&inside](pid_t pid) {
+      const std::string needle = std::to_string(pid);
+      for (size_t at = 0; (at = inside.find(needle, at)) != std::string::npos; at += needle.size()) {
+        bool starts = at == 0 || inside[at - 1] == '\n';
+        bool ends = at + needle.size() == inside.size() || inside[at + needle.size()] == '\n';
+        if (starts && ends) return true;
+      }
+      return false;
+    };
+    bool moved = false;
+    for (pid_t pid : group_members()) {
+      if (!is_inside(pid)) moved = join_cgroup(procs_path, pid) || moved;
+    }
+    if (!moved) return;
+  }
 }
 
 }  // namespace
@@ -107,19 +188,9 @@ int run_guard(int argc, char** argv) {
     _exit(127);
   }
 
-  // The app goes into its memory cgroup (the guard stays outside, so an OOM
-  // kill cannot take it).  Done here, while the app is already exec'ing:
-  // a cgroup v1 attach waits for an RCU grace period (10-20 ms), which would
-  // otherwise add to every cold start.  Children the app forks before the
-  // move stay outside; apps fork workers much later than that.
-  if (cgroup != nullptr) {
-    char path[4096];
-    std::snprintf(path, sizeof(path), "%s/cgroup.procs", cgroup);
-    FILE* procs = std::fopen(path, "w");
-    if (procs == nullptr || std::fprintf(procs, "%d", static_cast<int>(app)) < 0 || std::fclose(procs) != 0) {
-      std::fprintf(stderr, "fc-runner guard: cannot apply memorySize (%s): %s\n", path, std::strerror(errno));
-    }
-  }
+  // The app goes into its memory cgroup; the guard stays outside, so an OOM
+  // kill cannot take it.
+  if (cgroup != nullptr) move_group_into_cgroup(cgroup, app);
 
   // The runner signals the group; the app handles those, the guard waits.
   signal(SIGTERM, SIG_IGN);

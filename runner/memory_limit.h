@@ -1,8 +1,9 @@
 // memorySize per instance (issue 3): a memory cgroup per instance where the
 // runner can make one (cgroup v2 memory.max or v1 memory.limit_in_bytes,
 // under the runner's own cgroup), else RLIMIT_AS set by the guard.  The
-// guard joins the cgroup before it forks the app, so the app and all its
-// children are inside.  cgroupfs reads and writes are kernel calls, not
+// guard moves the app into the cgroup while it starts, then whatever the app
+// forked before the move took effect, so the app and all its children of the
+// process group end up inside.  cgroupfs reads and writes are kernel calls, not
 // disk I/O, so they are done on the loop.
 #pragma once
 

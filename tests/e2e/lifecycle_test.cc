@@ -339,6 +339,32 @@ TEST_F(LifecycleTest, MemorySizeIsEnforcedAndTheKillIsReported) {
   EXPECT_EQ(http_get(gw_.url("/mem/alloc?mb=16")).status, 200);
 }
 
+// A shell or pre-fork master forks its workers within milliseconds of its
+// start: they must end up under the instance's memory limit too.
+TEST_F(LifecycleTest, ChildrenForkedAtStartAreUnderTheMemoryLimitToo) {
+  gw_.add_functions_yaml(
+      "  prefork:\n"
+      "    runtime: custom\n"
+      "    codeUri: " FC_E2E_APPS_DIR "\n"
+      "    customRuntimeConfig: { command: [/bin/sh], args: [-c, '/usr/bin/python3 prefork_app.py & wait'] }\n"
+      "    memorySize: 256\n");
+  gw_.add_server_conf("    location /prefork/ { fc_function prefork; }\n");
+  gw_.start();
+  if (gw_.runner_log().find("memorySize enforced by cgroup") == std::string::npos)
+    GTEST_SKIP() << "no memory cgroups here: RLIMIT_AS applies per process, children included";
+  json cgroups;
+  bool same = wait_until(
+      [&] {
+        HttpResponse r = http_get(gw_.url("/prefork/"));
+        if (r.status != 200) return false;
+        cgroups = json::parse(r.body);
+        return cgroups["self"] == cgroups["parent"];
+      },
+      3s);
+  EXPECT_TRUE(same) << cgroups.dump();
+  EXPECT_NE(std::string(cgroups["self"]).find("/c-"), std::string::npos) << cgroups.dump();
+}
+
 TEST_F(LifecycleTest, FixedPortAppScalesWithNetworkNamespaces) {
   if (geteuid() != 0) GTEST_SKIP() << "network namespaces need root";
   add_function("fixed", "    caPort: 9000\n    maxInstances: 3\n", ", FIXED_PORT: 9000");
