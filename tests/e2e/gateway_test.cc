@@ -29,7 +29,7 @@ std::string custom_function(const std::string& name, const std::string& extra = 
          extra;
 }
 
-class GatewayTest : public ::testing::Test {
+class GatewayTest : public GatewayFixture {
  protected:
   void SetUp() override {
     gw_.add_functions_yaml(custom_function("echo"));
@@ -51,14 +51,6 @@ class GatewayTest : public ::testing::Test {
         "    location /respbuf/ { rewrite ^/respbuf(/.*)$ $1 break; fc_buffering on;"
         " fc_function echo; }\n");
   }
-  void TearDown() override {
-    if (HasFailure()) {
-      std::cerr << "---- runner log ----\n" << gw_.runner_log().substr(0, 20000)
-                << "\n---- nginx error log ----\n" << gw_.nginx_error_log().substr(0, 20000) << "\n";
-    }
-  }
-
-  Gateway gw_;
 };
 
 std::string random_bytes(size_t n) {

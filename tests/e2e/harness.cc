@@ -280,6 +280,36 @@ int connect_unix(const std::string& path) {
   return fd;
 }
 
+bool pid_alive(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return false;
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || stat.substr(paren + 2, 1) != "Z";
+}
+
+std::future<HttpResponse> get_async(const std::string& url, std::chrono::milliseconds delay) {
+  return std::async(std::launch::async, [url, delay] {
+    std::this_thread::sleep_for(delay);
+    return http_get(url);
+  });
+}
+
+void GatewayFixture::TearDown() {
+  if (HasFailure()) {
+    std::cerr << "---- runner log ----\n" << gw_.runner_log().substr(0, 30000)
+              << "\n---- nginx error log ----\n" << gw_.nginx_error_log().substr(0, 10000) << "\n";
+  }
+}
+
+void GatewayFixture::add_app_function(const std::string& name, const std::string& script,
+                                      const std::string& extra, const std::string& code_dir) {
+  gw_.add_functions_yaml("  " + name + ":\n    runtime: custom\n    codeUri: " + code_dir +
+                         "\n    customRuntimeConfig: { command: [/usr/bin/python3], args: [" + script +
+                         "] }\n" + extra);
+  gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " +
+                      name + "; }\n");
+}
+
 static bool tcp_accepts(int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};

@@ -4,11 +4,13 @@
 // destructor, and dies with the test process if that is killed (PDEATHSIG).
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/types.h>
 
 #include <csignal>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <map>
 #include <optional>
 #include <string>
@@ -161,5 +163,32 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 
 // Connects to a unix socket; -1 on failure.
 int connect_unix(const std::string& path);
+
+// Alive and not a zombie (an orphan's zombie may wait a while for its reaper).
+bool pid_alive(pid_t pid);
+
+// GET `url` on another thread, after `delay`.
+std::future<HttpResponse> get_async(const std::string& url,
+                                    std::chrono::milliseconds delay = std::chrono::milliseconds(0));
+
+// The common fixture: one Gateway, whose logs are printed when a test fails,
+// and functions that run a script of tests/e2e/apps/ served under /<name>/.
+class GatewayFixture : public ::testing::Test {
+ protected:
+  void TearDown() override;
+
+  // A custom-runtime function running `script` with /usr/bin/python3 from
+  // `code_dir`; `extra` is more YAML of the function (4-space indented).
+  // Requests to /<name>/x reach it as /x.
+  void add_app_function(const std::string& name, const std::string& script, const std::string& extra,
+                        const std::string& code_dir = FC_E2E_APPS_DIR);
+
+  std::future<HttpResponse> get_async(const std::string& path,
+                                      std::chrono::milliseconds delay = std::chrono::milliseconds(0)) {
+    return e2e::get_async(gw_.url(path), delay);
+  }
+
+  Gateway gw_;
+};
 
 }  // namespace fc::e2e

@@ -25,37 +25,18 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-class LifecycleTest : public ::testing::Test {
+class LifecycleTest : public GatewayFixture {
  protected:
   void SetUp() override { std::filesystem::create_directories(state_dir()); }
-  void TearDown() override {
-    if (HasFailure()) {
-      std::cerr << "---- runner log ----\n" << gw_.runner_log().substr(0, 30000)
-                << "\n---- nginx error log ----\n" << gw_.nginx_error_log().substr(0, 10000) << "\n";
-    }
-  }
 
   std::string state_dir() const { return gw_.path("state"); }
 
-  // A function running lifecycle_app.py, served at /<name>/...
-  void add_function(const std::string& name, const std::string& extra,
-                    const std::string& env = "", const std::string& code_dir = FC_E2E_APPS_DIR) {
-    gw_.add_functions_yaml("  " + name +
-                           ":\n"
-                           "    runtime: custom\n"
-                           "    codeUri: " + code_dir + "\n"
-                           "    customRuntimeConfig: { command: [/usr/bin/python3], args: [lifecycle_app.py] }\n"
-                           "    environmentVariables: { STATE_DIR: " + state_dir() + env + " }\n" + extra);
-    gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " +
-                        name + "; }\n");
-  }
-
-  std::future<HttpResponse> get_async(const std::string& path, std::chrono::milliseconds delay = 0ms) {
-    std::string url = gw_.url(path);
-    return std::async(std::launch::async, [url, delay] {
-      std::this_thread::sleep_for(delay);
-      return http_get(url);
-    });
+  // A function running lifecycle_app.py, served at /<name>/...; `env` adds
+  // environment variables (", NAME: value").
+  void add_function(const std::string& name, const std::string& extra, const std::string& env = "",
+                    const std::string& code_dir = FC_E2E_APPS_DIR) {
+    add_app_function(name, "lifecycle_app.py",
+                     "    environmentVariables: { STATE_DIR: " + state_dir() + env + " }\n" + extra, code_dir);
   }
 
   std::vector<pid_t> started_pids() {
@@ -66,17 +47,7 @@ class LifecycleTest : public ::testing::Test {
     while (in >> pid >> at) pids.push_back(pid);
     return pids;
   }
-
-  Gateway gw_;
 };
-
-// Alive and not a zombie (an orphan's zombie may wait a while for its reaper).
-bool pid_alive(pid_t pid) {
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  if (stat.empty()) return false;
-  size_t paren = stat.rfind(')');
-  return paren == std::string::npos || stat.substr(paren + 2, 1) != "Z";
-}
 
 // The seed's scenario: two invocations during a slow initializer cost one
 // cold start on the critical path, not two.

@@ -17,44 +17,12 @@ namespace {
 using json = nlohmann::json;
 using namespace std::chrono_literals;
 
-// Alive and not a zombie (an orphan's zombie may wait a while for its reaper).
-bool pid_alive(pid_t pid) {
-  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
-  if (stat.empty()) return false;
-  size_t paren = stat.rfind(')');
-  return paren == std::string::npos || stat.substr(paren + 2, 1) != "Z";
-}
-
-class RobustnessTest : public ::testing::Test {
+class RobustnessTest : public GatewayFixture {
  protected:
-  void TearDown() override {
-    if (HasFailure()) {
-      std::cerr << "---- runner log ----\n" << gw_.runner_log().substr(0, 30000)
-                << "\n---- nginx error log ----\n" << gw_.nginx_error_log().substr(0, 10000) << "\n";
-    }
-  }
-
   // A function running robust_app.py, served at /<name>/...
   void add_function(const std::string& name, const std::string& extra) {
-    gw_.add_functions_yaml("  " + name +
-                           ":\n"
-                           "    runtime: custom\n"
-                           "    codeUri: " FC_E2E_APPS_DIR "\n"
-                           "    customRuntimeConfig: { command: [/usr/bin/python3], args: [robust_app.py] }\n" +
-                           extra);
-    gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " +
-                        name + "; }\n");
+    add_app_function(name, "robust_app.py", extra);
   }
-
-  std::future<HttpResponse> get_async(const std::string& path, std::chrono::milliseconds delay = 0ms) {
-    std::string url = gw_.url(path);
-    return std::async(std::launch::async, [url, delay] {
-      std::this_thread::sleep_for(delay);
-      return http_get(url);
-    });
-  }
-
-  Gateway gw_;
 };
 
 TEST_F(RobustnessTest, StrayBytesOnAnIdleInstanceConnectionDoNotFreeASlot) {
