@@ -889,11 +889,65 @@ enum {
 };
 
 
+/* Decodes the value of one known key of a message into `out`. */
+typedef int (*fc_field_pt)(int key, const msgpack_object *v,
+    const uint8_t *payload, size_t len, void *out);
+
+
+/*
+ * Walks a message's map: each known key at most once (a repeated one is
+ * ambiguous), unknown keys skipped (forward compatible), every required key
+ * present.  The value of key `headers_key` is handed back, to be copied only
+ * once the whole message is known to be good.
+ */
+static int
+fc_decode_fields(const msgpack_object *root, const uint8_t *payload,
+    size_t len, const char *const *names, int nkeys, unsigned required,
+    int headers_key, fc_field_pt field, void *out,
+    const msgpack_object **headers)
+{
+    int                    rc, key;
+    uint32_t               i;
+    unsigned               seen;
+    const msgpack_object  *v;
+
+    seen = 0;
+
+    for (i = 0; i < root->via.map.size; i++) {
+        key = fc_key_index(&root->via.map.ptr[i].key, names, nkeys);
+        if (key < 0) {
+            continue;
+        }
+
+        if (seen & (1u << key)) {
+            return FC_ESCHEMA;
+        }
+        seen |= 1u << key;
+
+        v = &root->via.map.ptr[i].val;
+
+        if (key == headers_key) {
+            rc = fc_check_headers(v, payload, len);
+            *headers = v;
+        } else {
+            rc = field(key, v, payload, len, out);
+        }
+
+        if (rc != FC_OK) {
+            return rc;
+        }
+    }
+
+    return (seen & required) == required ? FC_OK : FC_ESCHEMA;
+}
+
+
 static int
 fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
-    size_t len, fc_request_t *r)
+    size_t len, void *out)
 {
-    uint64_t  u;
+    uint64_t       u;
+    fc_request_t  *r = out;
 
     switch (key) {
     case FC_REQ_FUNCTION:
@@ -904,8 +958,6 @@ fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
         return fc_get_str(v, payload, len, &r->uri);
     case FC_REQ_VERSION:
         return fc_get_str(v, payload, len, &r->version);
-    case FC_REQ_HEADERS:
-        return fc_check_headers(v, payload, len);
     case FC_REQ_REMOTE_ADDR:
         return fc_get_str(v, payload, len, &r->remote_addr);
     case FC_REQ_REMOTE_PORT:
@@ -951,9 +1003,7 @@ fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
                                          | (1u << FC_REQ_METHOD)
                                          | (1u << FC_REQ_URI);
 
-    int                    rc, key;
-    uint32_t               i;
-    unsigned               seen;
+    int                    rc;
     fc_request_t           r;
     msgpack_zone           zone;
     msgpack_object         root;
@@ -967,43 +1017,17 @@ fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
     memset(&r, 0, sizeof(fc_request_t));
     r.content_length = -1;
     headers = NULL;
-    seen = 0;
 
-    for (i = 0; i < root.via.map.size; i++) {
-        key = fc_key_index(&root.via.map.ptr[i].key, names, FC_REQ_NKEYS);
-        if (key < 0) {
-            continue;
-        }
-
-        if (seen & (1u << key)) {
-            rc = FC_ESCHEMA;            /* duplicate key: ambiguous */
-            goto done;
-        }
-        seen |= 1u << key;
-
-        rc = fc_request_field(key, &root.via.map.ptr[i].val, payload, len,
-                              &r);
-        if (rc != FC_OK) {
-            goto done;
-        }
-
-        if (key == FC_REQ_HEADERS) {
-            headers = &root.via.map.ptr[i].val;
-        }
+    rc = fc_decode_fields(&root, payload, len, names, FC_REQ_NKEYS, required,
+                          FC_REQ_HEADERS, fc_request_field, &r, &headers);
+    if (rc == FC_OK) {
+        rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                             &r.headers, &r.nheaders);
     }
 
-    if ((seen & required) != required) {
-        rc = FC_ESCHEMA;
-        goto done;
-    }
-
-    rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
-                         &r.headers, &r.nheaders);
     if (rc == FC_OK) {
         *req = r;
     }
-
-done:
 
     msgpack_zone_destroy(&zone);
 
@@ -1020,6 +1044,29 @@ enum {
 };
 
 
+static int
+fc_response_field(int key, const msgpack_object *v, const uint8_t *payload,
+    size_t len, void *out)
+{
+    fc_response_t  *r = out;
+
+    switch (key) {
+    case FC_RESP_STATUS:
+        return fc_get_status(v, &r->status);
+    case FC_RESP_COLD_START:
+        if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+            return FC_ESCHEMA;
+        }
+        r->cold_start = v->via.boolean ? 1 : 0;
+        return FC_OK;
+    case FC_RESP_INSTANCE:
+        return fc_get_str(v, payload, len, &r->instance);
+    default:
+        return FC_OK;
+    }
+}
+
+
 int
 fc_response_decode(const uint8_t *payload, size_t len,
     fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx)
@@ -1028,13 +1075,11 @@ fc_response_decode(const uint8_t *payload, size_t len,
         "status", "headers", "cold_start", "instance"
     };
 
-    int                    rc, key;
-    uint32_t               i;
-    unsigned               seen;
+    int                    rc;
     fc_response_t          r;
     msgpack_zone           zone;
     msgpack_object         root;
-    const msgpack_object  *v, *headers;
+    const msgpack_object  *headers;
 
     rc = fc_unpack_map(payload, len, &zone, &root);
     if (rc != FC_OK) {
@@ -1043,59 +1088,18 @@ fc_response_decode(const uint8_t *payload, size_t len,
 
     memset(&r, 0, sizeof(fc_response_t));
     headers = NULL;
-    seen = 0;
 
-    for (i = 0; i < root.via.map.size; i++) {
-        key = fc_key_index(&root.via.map.ptr[i].key, names, FC_RESP_NKEYS);
-        if (key < 0) {
-            continue;
-        }
-
-        if (seen & (1u << key)) {
-            rc = FC_ESCHEMA;
-            goto done;
-        }
-        seen |= 1u << key;
-
-        v = &root.via.map.ptr[i].val;
-
-        switch (key) {
-        case FC_RESP_STATUS:
-            rc = fc_get_status(v, &r.status);
-            break;
-        case FC_RESP_HEADERS:
-            rc = fc_check_headers(v, payload, len);
-            headers = v;
-            break;
-        case FC_RESP_COLD_START:
-            if (v->type != MSGPACK_OBJECT_BOOLEAN) {
-                rc = FC_ESCHEMA;
-                break;
-            }
-            r.cold_start = v->via.boolean ? 1 : 0;
-            break;
-        default: /* FC_RESP_INSTANCE */
-            rc = fc_get_str(v, payload, len, &r.instance);
-            break;
-        }
-
-        if (rc != FC_OK) {
-            goto done;
-        }
+    rc = fc_decode_fields(&root, payload, len, names, FC_RESP_NKEYS,
+                          1u << FC_RESP_STATUS, FC_RESP_HEADERS,
+                          fc_response_field, &r, &headers);
+    if (rc == FC_OK) {
+        rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                             &r.headers, &r.nheaders);
     }
 
-    if (!(seen & (1u << FC_RESP_STATUS))) {
-        rc = FC_ESCHEMA;
-        goto done;
-    }
-
-    rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
-                         &r.headers, &r.nheaders);
     if (rc == FC_OK) {
         *resp = r;
     }
-
-done:
 
     msgpack_zone_destroy(&zone);
 
@@ -1111,6 +1115,25 @@ enum {
 };
 
 
+static int
+fc_error_field(int key, const msgpack_object *v, const uint8_t *payload,
+    size_t len, void *out)
+{
+    fc_error_t  *e = out;
+
+    switch (key) {
+    case FC_ERR_STATUS:
+        return fc_get_status(v, &e->status);
+    case FC_ERR_CODE:
+        return fc_get_str(v, payload, len, &e->code);
+    case FC_ERR_MESSAGE:
+        return fc_get_str(v, payload, len, &e->message);
+    default:
+        return FC_OK;
+    }
+}
+
+
 int
 fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
 {
@@ -1120,13 +1143,10 @@ fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
     static const unsigned     required = (1u << FC_ERR_STATUS)
                                          | (1u << FC_ERR_CODE);
 
-    int                    rc, key;
-    uint32_t               i;
-    unsigned               seen;
+    int                    rc;
     fc_error_t             e;
     msgpack_zone           zone;
     msgpack_object         root;
-    const msgpack_object  *v;
 
     rc = fc_unpack_map(payload, len, &zone, &root);
     if (rc != FC_OK) {
@@ -1134,47 +1154,12 @@ fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
     }
 
     memset(&e, 0, sizeof(fc_error_t));
-    seen = 0;
 
-    for (i = 0; i < root.via.map.size; i++) {
-        key = fc_key_index(&root.via.map.ptr[i].key, names, FC_ERR_NKEYS);
-        if (key < 0) {
-            continue;
-        }
-
-        if (seen & (1u << key)) {
-            rc = FC_ESCHEMA;
-            goto done;
-        }
-        seen |= 1u << key;
-
-        v = &root.via.map.ptr[i].val;
-
-        switch (key) {
-        case FC_ERR_STATUS:
-            rc = fc_get_status(v, &e.status);
-            break;
-        case FC_ERR_CODE:
-            rc = fc_get_str(v, payload, len, &e.code);
-            break;
-        default: /* FC_ERR_MESSAGE */
-            rc = fc_get_str(v, payload, len, &e.message);
-            break;
-        }
-
-        if (rc != FC_OK) {
-            goto done;
-        }
+    rc = fc_decode_fields(&root, payload, len, names, FC_ERR_NKEYS, required,
+                          -1, fc_error_field, &e, NULL);
+    if (rc == FC_OK) {
+        *err = e;
     }
-
-    if ((seen & required) != required) {
-        rc = FC_ESCHEMA;
-        goto done;
-    }
-
-    *err = e;
-
-done:
 
     msgpack_zone_destroy(&zone);
 
