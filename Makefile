@@ -26,7 +26,7 @@ DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev \
 
 MODULE_SOURCES := config $(wildcard ngx_module/*.c ngx_module/*.h) src/fc_proto.c src/fc_proto.h src/fc_limits.h
 
-.PHONY: all deps module runner test run bench fuzz clean install
+.PHONY: all deps module runner tests test run bench fuzz clean
 
 all: module runner
 
@@ -59,9 +59,12 @@ $(CMAKE_DIR)/CMakeCache.txt: CMakeLists.txt tests/CMakeLists.txt
 	cmake -S $(ROOT) -B $(CMAKE_DIR) -DFC_WERROR=$(if $(filter 1 ON on yes,$(FC_WERROR)),ON,OFF) >/dev/null
 
 runner: $(CMAKE_DIR)/CMakeCache.txt
+	cmake --build $(CMAKE_DIR) --target fc-runner -j $(JOBS)
+
+tests: $(CMAKE_DIR)/CMakeCache.txt
 	cmake --build $(CMAKE_DIR) -j $(JOBS)
 
-test: deps all
+test: deps all tests
 	cd $(CMAKE_DIR) && ctest --output-on-failure --timeout 300 -j 2 $(CTEST_ARGS)
 
 run: all

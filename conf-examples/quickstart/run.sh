@@ -17,7 +17,9 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-"$root/build/fc-runner" --config "$here/fc-runner.yaml" &
+# Its own session: Ctrl-C reaches the runner once, as the SIGTERM below (a
+# second signal would abort in-flight requests instead of draining them).
+setsid "$root/build/fc-runner" --config "$here/fc-runner.yaml" &
 runner_pid=$!
 
 user_directive=()
