@@ -88,7 +88,7 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
   call.framing = request_framing(call.method, length);
   call.content_length = length < 0 ? 0 : static_cast<uint64_t>(length);
 
-  conn.begin(*this, build_request_head(call, fn), call.framing, call.method == "HEAD");
+  conn.begin(*this, build_request_head(call, function_.header_lines()), call.framing, call.method == "HEAD");
   for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
   pending_.clear();
   pending_bytes_ = 0;

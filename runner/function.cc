@@ -45,6 +45,7 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
     : runner_(runner),
       loop_(loop),
       config_(std::move(config)),
+      header_lines_(function_header_lines(config_)),
       own_netns_(config_.ca_port_set && config_.max_instances > 1 && network_namespaces_available()),
       scheduler_(config_.instance_concurrency, effective_max_instances(config_, own_netns_, cap_reason_)),
       queue_timer_(Timer::create(loop)),

@@ -30,6 +30,8 @@ class Function {
 
   const FunctionConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
+  // The FC headers every call of this function carries (function_header_lines).
+  const std::string& header_lines() const { return header_lines_; }
   uv_loop_t* loop() const { return loop_; }
   int max_instances() const { return scheduler_.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.
@@ -70,6 +72,7 @@ class Function {
   Runner& runner_;
   uv_loop_t* loop_;
   FunctionConfig config_;
+  std::string header_lines_;
   bool own_netns_;          // an own network namespace per instance (caPort)
   std::string cap_reason_;  // before scheduler_: its initializer fills it
   Scheduler scheduler_;

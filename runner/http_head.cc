@@ -65,7 +65,18 @@ BodyFraming request_framing(std::string_view method, int64_t content_length) {
   return BodyFraming::kContentLength;
 }
 
-std::string build_request_head(const InstanceCall& call, const FunctionConfig& fn) {
+std::string function_header_lines(const FunctionConfig& fn) {
+  std::string out;
+  add(out, "x-fc-function-name", fn.name);
+  if (safe(fn.handler)) add(out, "x-fc-function-handler", fn.handler);
+  add(out, "x-fc-function-memory", fmt::format("{}", fn.memory_size_mb));
+  add(out, "x-fc-function-timeout", format_seconds(fn.timeout_s));
+  if (safe(fn.initializer)) add(out, "x-fc-function-initializer", fn.initializer);
+  add(out, "x-fc-initialization-timeout", format_seconds(fn.initialization_timeout_s));
+  return out;
+}
+
+std::string build_request_head(const InstanceCall& call, std::string_view function_headers) {
   std::string out;
   out.reserve(512);
   out.append(call.method);
@@ -88,12 +99,7 @@ std::string build_request_head(const InstanceCall& call, const FunctionConfig& f
   }
 
   add(out, "x-fc-request-id", call.request_id);
-  add(out, "x-fc-function-name", fn.name);
-  if (safe(fn.handler)) add(out, "x-fc-function-handler", fn.handler);
-  add(out, "x-fc-function-memory", fmt::format("{}", fn.memory_size_mb));
-  add(out, "x-fc-function-timeout", format_seconds(fn.timeout_s));
-  if (safe(fn.initializer)) add(out, "x-fc-function-initializer", fn.initializer);
-  add(out, "x-fc-initialization-timeout", format_seconds(fn.initialization_timeout_s));
+  out.append(function_headers);
   add(out, "x-fc-control-path", call.control_path);
 
   switch (call.framing) {

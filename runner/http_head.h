@@ -54,8 +54,14 @@ struct InstanceCall {
   uint64_t content_length = 0;  // with kContentLength
 };
 
-// "METHOD uri HTTP/1.1\r\n" + headers + "\r\n".
-std::string build_request_head(const InstanceCall& call, const FunctionConfig& fn);
+// The FC header lines that are the same on every call of a function
+// (x-fc-function-name, -handler, -memory, -timeout, -initializer,
+// x-fc-initialization-timeout): made once per function, not per request.
+std::string function_header_lines(const FunctionConfig& fn);
+
+// "METHOD uri HTTP/1.1\r\n" + headers + "\r\n"; `function_headers` comes
+// from function_header_lines().
+std::string build_request_head(const InstanceCall& call, std::string_view function_headers);
 
 // How the body of a forwarded request is framed: Content-Length when known,
 // chunked otherwise; no body headers for a bodiless GET/HEAD.

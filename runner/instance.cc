@@ -333,7 +333,7 @@ void Instance::on_probe_result(int status) {
     });
     InstanceConnection& conn = idle_connection();
     in_flight_++;  // released with the connection, like any request
-    conn.begin(*control_, build_request_head(call, fn), BodyFraming::kContentLength, false);
+    conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kContentLength, false);
     conn.end_body();
     return;
   }
@@ -512,7 +512,7 @@ void Instance::run_pre_stop() {
     spdlog::info("[{}] FC PreStop End RequestId: {}, Error: no answer within {} ms", tag_, request_id, limit);
     conn.abandon();
   });
-  conn.begin(*control_, build_request_head(call, fn), BodyFraming::kNone, false);
+  conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kNone, false);
   conn.end_body();
 }
 

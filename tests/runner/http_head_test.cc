@@ -37,7 +37,7 @@ std::string head_for(const RequestHead& r, BodyFraming framing = BodyFraming::kN
   call.client = &r;
   call.framing = framing;
   call.content_length = length;
-  return build_request_head(call, function());
+  return build_request_head(call, function_header_lines(function()));
 }
 
 TEST(HttpHead, KeepsMethodAndRawUri) {
