@@ -22,9 +22,16 @@ struct Arena {
   }
 };
 
-std::string with_header(uint8_t type, uint16_t flags, std::string payload, size_t written) {
-  std::string frame = frame_header(type, flags, static_cast<uint32_t>(written));
-  frame.append(payload.data(), written);
+// A whole frame: `encode(buf, cap, &written)` writes the msgpack payload in
+// place, behind the room left for the frame header.  Empty on failure.
+template <typename Encode>
+std::string encoded_frame(uint8_t type, uint16_t flags, size_t payload_bound, Encode encode) {
+  std::string frame(FC_FRAME_HEADER_SIZE + payload_bound, '\0');
+  auto* buf = reinterpret_cast<uint8_t*>(frame.data());
+  size_t written = 0;
+  if (encode(buf + FC_FRAME_HEADER_SIZE, payload_bound, &written) != FC_OK) return {};
+  fc_frame_header_encode(buf, type, flags, static_cast<uint32_t>(written));
+  frame.resize(FC_FRAME_HEADER_SIZE + written);
   return frame;
 }
 
@@ -74,12 +81,10 @@ std::string response_frame(int status, const HeaderList& headers, bool cold_star
   resp.nheaders = hs.size();
   resp.cold_start = cold_start ? 1 : 0;
   resp.instance = view(instance);
-  std::string payload(fc_response_size_bound(&resp), '\0');
-  size_t written = 0;
-  int rc = fc_response_encode(&resp, reinterpret_cast<uint8_t*>(payload.data()), payload.size(),
-                              &written);
-  if (rc != FC_OK) return {};
-  return with_header(FC_FRAME_RESPONSE, 0, std::move(payload), written);
+  return encoded_frame(FC_FRAME_RESPONSE, 0, fc_response_size_bound(&resp),
+                       [&resp](uint8_t* buf, size_t cap, size_t* written) {
+                         return fc_response_encode(&resp, buf, cap, written);
+                       });
 }
 
 std::string error_frame(const GatewayError& error) {
@@ -90,12 +95,10 @@ std::string error_frame(const GatewayError& error) {
   std::string_view message = error.message;
   if (message.size() > 8192) message = message.substr(0, 8192);
   err.message = view(message);
-  std::string payload(fc_error_size_bound(&err), '\0');
-  size_t written = 0;
-  int rc = fc_error_encode(&err, reinterpret_cast<uint8_t*>(payload.data()), payload.size(),
-                           &written);
-  if (rc != FC_OK) return {};
-  return with_header(FC_FRAME_ERROR, FC_FLAG_END_STREAM, std::move(payload), written);
+  return encoded_frame(FC_FRAME_ERROR, FC_FLAG_END_STREAM, fc_error_size_bound(&err),
+                       [&err](uint8_t* buf, size_t cap, size_t* written) {
+                         return fc_error_encode(&err, buf, cap, written);
+                       });
 }
 
 }  // namespace fc
