@@ -238,6 +238,17 @@ fc_writer_write(void *data, const char *buf, size_t len)
 
 
 static void
+fc_writer_init(fc_writer_t *w, msgpack_packer *pk, uint8_t *buf, size_t cap)
+{
+    w->buf = buf;
+    w->cap = cap;
+    w->used = 0;
+    w->oversize = 0;
+    msgpack_packer_init(pk, w, fc_writer_write);
+}
+
+
+static void
 fc_pack_key(msgpack_packer *pk, const char *key)
 {
     size_t  len = strlen(key);
@@ -305,11 +316,7 @@ fc_request_encode(const fc_request_t *req, uint8_t *buf, size_t cap,
         return FC_ETOOMANY;
     }
 
-    w.buf = buf;
-    w.cap = cap;
-    w.used = 0;
-    w.oversize = 0;
-    msgpack_packer_init(&pk, &w, fc_writer_write);
+    fc_writer_init(&w, &pk, buf, cap);
 
     msgpack_pack_map(&pk, 12);
 
@@ -353,11 +360,7 @@ fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
         return FC_ETOOMANY;
     }
 
-    w.buf = buf;
-    w.cap = cap;
-    w.used = 0;
-    w.oversize = 0;
-    msgpack_packer_init(&pk, &w, fc_writer_write);
+    fc_writer_init(&w, &pk, buf, cap);
 
     msgpack_pack_map(&pk, 4);
 
@@ -385,11 +388,7 @@ fc_error_encode(const fc_error_t *err, uint8_t *buf, size_t cap,
     fc_writer_t     w;
     msgpack_packer  pk;
 
-    w.buf = buf;
-    w.cap = cap;
-    w.used = 0;
-    w.oversize = 0;
-    msgpack_packer_init(&pk, &w, fc_writer_write);
+    fc_writer_init(&w, &pk, buf, cap);
 
     msgpack_pack_map(&pk, 3);
 
