@@ -1151,6 +1151,35 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
 
 
 /*
+ * Runs the frame parser over the unread bytes of b and consumes them; a bad
+ * frame, or one a callback refused (ctx->failed, logged there), is an error.
+ */
+
+static ngx_int_t
+ngx_http_fc_parse(ngx_http_fc_ctx_t *ctx, ngx_buf_t *b, ngx_log_t *log)
+{
+    size_t  n;
+
+    n = fc_parser_execute(&ctx->parser, &ngx_http_fc_parser_callbacks,
+                          b->pos, b->last - b->pos);
+
+    if (ctx->parser.error) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "runner sent invalid frame: %s",
+                      fc_strerror(ctx->parser.error));
+        return NGX_ERROR;
+    }
+
+    if (ctx->failed) {
+        return NGX_ERROR;
+    }
+
+    b->pos += n;
+
+    return NGX_OK;
+}
+
+
+/*
  * HEAD, 204 and 304: the runner still ends the stream with a DATA frame,
  * which is read here, before nginx sends the header and finalizes.
  */
@@ -1158,7 +1187,6 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
 static ngx_int_t
 ngx_http_fc_discard_body(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx)
 {
-    size_t                n;
     ngx_buf_t            *b;
     ngx_http_upstream_t  *u;
 
@@ -1167,21 +1195,9 @@ ngx_http_fc_discard_body(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx)
 
     ctx->out = NULL;
 
-    n = fc_parser_execute(&ctx->parser, &ngx_http_fc_parser_callbacks,
-                          b->pos, b->last - b->pos);
-
-    if (ctx->parser.error) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "runner sent invalid frame: %s",
-                      fc_strerror(ctx->parser.error));
+    if (ngx_http_fc_parse(ctx, b, r->connection->log) != NGX_OK) {
         return NGX_HTTP_UPSTREAM_INVALID_HEADER;
     }
-
-    if (ctx->failed) {
-        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
-    }
-
-    b->pos += n;
 
     if (!ctx->done) {
 
@@ -1261,7 +1277,6 @@ ngx_http_fc_filter(void *data, ssize_t bytes)
 {
     ngx_http_fc_ctx_t  *ctx = data;
 
-    size_t                n;
     ngx_buf_t            *b;
     ngx_chain_t          *cl, **ll;
     ngx_http_request_t   *r;
@@ -1290,21 +1305,9 @@ ngx_http_fc_filter(void *data, ssize_t bytes)
 
     ctx->out = ll;
 
-    n = fc_parser_execute(&ctx->parser, &ngx_http_fc_parser_callbacks,
-                          b->pos, b->last - b->pos);
-
-    if (ctx->parser.error) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "runner sent invalid frame: %s",
-                      fc_strerror(ctx->parser.error));
+    if (ngx_http_fc_parse(ctx, b, r->connection->log) != NGX_OK) {
         return NGX_ERROR;
     }
-
-    if (ctx->failed) {
-        return NGX_ERROR;
-    }
-
-    b->pos += n;
 
     if (ctx->done) {
         u->length = 0;
@@ -1327,7 +1330,7 @@ ngx_http_fc_filter(void *data, ssize_t bytes)
 static ngx_int_t
 ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf)
 {
-    size_t               n;
+    ngx_int_t            rc;
     ngx_http_fc_ctx_t   *ctx;
     ngx_http_request_t  *r;
 
@@ -1350,23 +1353,13 @@ ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf)
     ctx->pipe_shadow = &buf->shadow;
     ctx->pipe_last = NULL;
 
-    n = fc_parser_execute(&ctx->parser, &ngx_http_fc_parser_callbacks,
-                          buf->pos, buf->last - buf->pos);
+    rc = ngx_http_fc_parse(ctx, buf, p->log);
 
     ctx->pipe_buf = NULL;
 
-    if (ctx->parser.error) {
-        ngx_log_error(NGX_LOG_ERR, p->log, 0,
-                      "runner sent invalid frame: %s",
-                      fc_strerror(ctx->parser.error));
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
-
-    if (ctx->failed) {
-        return NGX_ERROR;
-    }
-
-    buf->pos += n;
 
     p->length = ngx_http_fc_pipe_length(ctx);
 
