@@ -219,6 +219,8 @@ TEST_F(LifecycleTest, IdleInstanceRetiresAfterPreStopAndNextRequestColdStarts) {
   HttpResponse second = http_get(gw_.url("/idle/pid"));
   ASSERT_EQ(second.status, 200);
   EXPECT_NE(json::parse(second.body)["pid"], pid);
+  HttpResponse third = http_get(gw_.url("/idle/pid"));  // warm
+  ASSERT_EQ(third.status, 200);
   // Access log: "$request_id $status $fc_cold_start $fc_instance ..."; nginx
   // writes it just after the response, so give it a moment.
   std::vector<std::string> cold_flags, instances;
@@ -235,13 +237,15 @@ TEST_F(LifecycleTest, IdleInstanceRetiresAfterPreStopAndNextRequestColdStarts) {
           cold_flags.push_back(cold);
           instances.push_back(instance);
         }
-        return cold_flags.size() == 2;
+        return cold_flags.size() == 3;
       },
       2s);
-  EXPECT_EQ(cold_flags, (std::vector<std::string>{"1", "1"}));
-  // $fc_instance names the instance: two different ones here.
-  ASSERT_EQ(instances.size(), 2u);
+  // Cold, cold again after the idle retirement, then warm.
+  EXPECT_EQ(cold_flags, (std::vector<std::string>{"1", "1", "0"}));
+  // $fc_instance names the instance: a new one after the retirement.
+  ASSERT_EQ(instances.size(), 3u);
   EXPECT_NE(instances[0], instances[1]);
+  EXPECT_EQ(instances[1], instances[2]);
   EXPECT_NE(instances[0], "-");
   EXPECT_NE(gw_.runner_log().find(instances[1]), std::string::npos);
 
@@ -269,6 +273,19 @@ TEST_F(LifecycleTest, FailingInitializerIs503WithItsMessageAndCannotForkBomb) {
     std::this_thread::sleep_until(next);
   }
   EXPECT_LE(started_pids().size(), 6u);
+}
+
+TEST_F(LifecycleTest, InitializerErrorStatusAndCrashAreInitializationFailedToo) {
+  add_function("status404", "    initializer: index.initializer\n    maxInstances: 1\n", ", INIT_FAIL: 404");
+  add_function("crashing", "    initializer: index.initializer\n    maxInstances: 1\n", ", INIT_FAIL: crash");
+  gw_.start();
+  HttpResponse r404 = http_get(gw_.url("/status404/fast"));
+  EXPECT_EQ(r404.status, 503);
+  EXPECT_EQ(r404.header("x-fc-error-type"), "InitializationFailed");
+  EXPECT_NE(r404.body.find("init exploded"), std::string::npos) << r404.body;
+  HttpResponse crashed = http_get(gw_.url("/crashing/fast"));
+  EXPECT_EQ(crashed.status, 503);
+  EXPECT_EQ(crashed.header("x-fc-error-type"), "InitializationFailed");
 }
 
 TEST_F(LifecycleTest, InitializerTimeoutIs503InitializationFailed) {

@@ -2,7 +2,9 @@
 
 Behaviour is chosen by environment variables from the function's config:
   INIT_SLEEP   seconds POST /initialize takes (default 0)
-  INIT_FAIL    "1": POST /initialize answers 500 "init exploded"
+  INIT_FAIL    how POST /initialize fails: "1" answers 500 "init exploded",
+               "404" answers 200 with x-fc-status: 404 and that text,
+               "crash" exits
   LAZY_SLEEP   seconds the first handler call takes (lazy initialization)
   FIXED_PORT   listen on this port instead of $FC_SERVER_PORT (caPort apps)
   STATE_DIR    where it records what happened, for the test to read:
@@ -73,8 +75,13 @@ class Handler(BaseHTTPRequestHandler):
             self.body()
             record("initialize.log", json.dumps([[k.lower(), v] for k, v in self.headers.items()]))
             time.sleep(float(os.environ.get("INIT_SLEEP", "0")))
-            if os.environ.get("INIT_FAIL") == "1":
+            fail = os.environ.get("INIT_FAIL")
+            if fail == "1":
                 self.reply(500, b"init exploded")
+            elif fail == "404":
+                self.reply(200, b"init exploded", [("x-fc-status", "404")])
+            elif fail == "crash":
+                os._exit(3)
             else:
                 self.reply(200, b"")
             return
