@@ -4,9 +4,11 @@
 #include <spdlog/spdlog.h>
 
 #include "exchange.h"
+#include "config.h"
 #include "fc_errors.h"
 #include "function.h"
 #include "listener.h"
+#include "log.h"
 #include "response_sink.h"
 #include "runner.h"
 
@@ -19,8 +21,13 @@ const fc_parser_callbacks_t& ClientConnection::callbacks() {
 }
 
 ClientConnection::ClientConnection(Runner& runner, Listener& listener, HandlePtr<Stream> stream,
-                                   uint64_t serial)
-    : runner_(runner), listener_(listener), stream_(std::move(stream)), name_(fmt::format("conn#{}", serial)) {
+                                   uint64_t serial, uint64_t frame_timeout_ms)
+    : runner_(runner),
+      listener_(listener),
+      stream_(std::move(stream)),
+      name_(fmt::format("conn#{}", serial)),
+      serial_(serial),
+      frame_timeout_ms_(frame_timeout_ms) {
   fc_parser_init(&parser_, this);
 }
 
@@ -43,6 +50,7 @@ void ClientConnection::close(const std::string& why) {
   if (exchange_) exchange_->on_client_gone();
   exchange_.reset();
   resume_timer_.reset();
+  frame_timer_.reset();
   flush_.reset();
   out_.reset();
   Listener* listener = &listener_;
@@ -111,6 +119,37 @@ void ClientConnection::parse(const ChunkRef& chunk, const char* data, size_t len
   }
   if (exchange_ && !parser_paused_ && exchange_->request_backlog() > kWriteHighWater) body_paused_ = true;
   update_reading();
+  watch_frame_time();
+}
+
+int ClientConnection::eviction_rank() const {
+  if (exchange_ || closing_) return kNotEvictable;
+  if (mid_frame()) return frames_ == 0 ? 0 : 1;
+  return frames_ == 0 ? 1 : 2;
+}
+
+// A frame that was begun must be finished within frameTimeout: a peer that
+// sends part of a header and stops would otherwise hold a descriptor forever.
+// Time the runner itself stops reading (backpressure) does not count.
+void ClientConnection::watch_frame_time() {
+  if (!mid_frame() || frame_timeout_ms_ == 0) {
+    if (frame_timer_) frame_timer_->stop();
+    return;
+  }
+  if (!frame_timer_) frame_timer_ = Timer::create(stream_->stream()->loop);
+  // Armed for this frame already; a frame completed since means a new one.
+  if (frame_timer_->active() && frames_at_arm_ == frames_) return;
+  frames_at_arm_ = frames_;
+  frame_timer_->start(frame_timeout_ms_, [this] {
+    if (body_paused_ || parser_paused_) {
+      frame_timer_->stop();
+      watch_frame_time();
+      return;
+    }
+    spdlog::warn("[{}] closing the connection: a frame was begun and not completed within {} ms (frameTimeout)",
+                 name_, frame_timeout_ms_);
+    close("frameTimeout");
+  });
 }
 
 void ClientConnection::update_reading() {
@@ -195,6 +234,7 @@ int ClientConnection::on_payload(fc_parser_t* p, const uint8_t* data, size_t len
 
 int ClientConnection::on_frame_end(fc_parser_t* p) {
   auto* self = static_cast<ClientConnection*>(p->data);
+  self->frames_++;
   bool end_stream = (self->frame_.flags & FC_FLAG_END_STREAM) != 0;
   if (self->state_ == State::kRequestMeta) {
     self->handle_request(end_stream);
@@ -221,17 +261,22 @@ void ClientConnection::handle_request(bool end_stream) {
   }
   state_ = State::kRequestBody;
 
-  Function* function = runner_.shutting_down() ? nullptr : runner_.find(head.function);
+  bool valid_name = is_valid_function_name(head.function);
+  Function* function = runner_.shutting_down() || !valid_name ? nullptr : runner_.find(head.function);
   if (function == nullptr) {
     GatewayError error;
     if (runner_.shutting_down()) {
       error = {503, FC_ERR_RUNNER_UNAVAILABLE, "the runner is shutting down"};
       close_when_idle_ = true;
+    } else if (!valid_name) {
+      error = {404, FC_ERR_FUNCTION_NOT_FOUND,
+               fmt::format("function '{}' is not defined: not a valid function name", printable(head.function))};
     } else {
       error = {404, FC_ERR_FUNCTION_NOT_FOUND, fmt::format("function '{}' is not defined", head.function)};
     }
-    spdlog::warn("[{}] RequestId: {}: {} {}: {}", name_, head.request_id.empty() ? "-" : head.request_id,
-                 error.status, error.code, error.message);
+    spdlog::warn("[{}] RequestId: {}: {} {}: {}", name_,
+                 head.request_id.empty() ? "-" : printable(head.request_id), error.status, error.code,
+                 error.message);
     send_frame(error_frame(error));
     if (end_stream) request_ended();
     return;

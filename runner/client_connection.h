@@ -20,7 +20,8 @@ class Runner;
 
 class ClientConnection {
  public:
-  ClientConnection(Runner& runner, Listener& listener, HandlePtr<Stream> stream, uint64_t serial);
+  ClientConnection(Runner& runner, Listener& listener, HandlePtr<Stream> stream, uint64_t serial,
+                   uint64_t frame_timeout_ms);
   ~ClientConnection();
   ClientConnection(const ClientConnection&) = delete;
   ClientConnection& operator=(const ClientConnection&) = delete;
@@ -34,6 +35,13 @@ class ClientConnection {
   // Writes what is pending, then closes.
   void finish_and_close(const std::string& why);
   bool idle() const { return state_ == State::kAwaitRequest && !exchange_; }
+
+  // For the listener's choice of a connection to shed when the runner runs
+  // out of descriptors: lower goes first.  Connections with an exchange are
+  // never shed; a half-sent frame that never completed is the cheapest loss.
+  static constexpr int kNotEvictable = 3;
+  int eviction_rank() const;
+  uint64_t serial() const { return serial_; }
 
   // For the exchange.  Frames are collected and written once per loop
   // iteration (RESPONSE + DATA + END_STREAM of a small response: one writev).
@@ -61,6 +69,8 @@ class ClientConnection {
   void handle_request(bool end_stream);
   void request_ended();
   void update_reading();
+  bool mid_frame() const { return parser_.header_have > 0 || parser_.in_payload; }
+  void watch_frame_time();
 
   static const fc_parser_callbacks_t& callbacks();
   static int on_header(fc_parser_t* p, const fc_frame_header_t* hdr);
@@ -71,6 +81,11 @@ class ClientConnection {
   Listener& listener_;
   HandlePtr<Stream> stream_;
   std::string name_;  // "conn#N" for logs
+  uint64_t serial_;
+  uint64_t frame_timeout_ms_;
+  uint64_t frames_ = 0;  // complete frames received
+  uint64_t frames_at_arm_ = 0;
+  HandlePtr<Timer> frame_timer_;
   State state_ = State::kAwaitRequest;
   fc_parser_t parser_{};
   fc_frame_header_t frame_{};

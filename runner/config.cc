@@ -35,7 +35,8 @@ namespace fs = std::filesystem;
 // Keys.  The lists are the whole vocabulary: anything else is an error.
 
 constexpr std::string_view kTopLevelKeys[] = {
-    "listen", "listenMode", "admin", "logLevel", "shutdownTimeout", "functions",
+    "listen", "listenMode", "listenBacklog", "frameTimeout", "admin", "logLevel", "logFile", "shutdownTimeout",
+    "functions",
 };
 
 constexpr std::string_view kFunctionKeys[] = {
@@ -593,6 +594,14 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
       std::string level = as_string(field);
       if (!contains(kLogLevels, level)) fail(field, "must be one of " + join(kLogLevels) + ", got " + in_quotes(level));
       config.log_level = level;
+    } else if (key == "logFile") {
+      config.log_file = as_string(field);
+      if (config.log_file.empty()) fail(field, "must be a file path");
+      if (config.log_file.front() != '/') config.log_file = (base_dir_ / config.log_file).lexically_normal().string();
+    } else if (key == "listenBacklog") {
+      config.listen_backlog = static_cast<int>(as_int(field, 1, 1 << 20));
+    } else if (key == "frameTimeout") {
+      config.frame_timeout_s = as_seconds(field, 0, 3600, true);
     } else if (key == "shutdownTimeout") {
       config.shutdown_timeout_s = as_seconds(field, 0, 86400);
     } else if (key == "functions") {
@@ -649,6 +658,8 @@ fs::path absolute_path(const std::string& path) {
 }
 
 }  // namespace
+
+bool is_valid_function_name(std::string_view name) { return valid_function_name(name); }
 
 // ---------------------------------------------------------------------------
 

@@ -82,6 +82,12 @@ struct RunnerConfig {
   int listen_mode = 0660;  // extension `listenMode` (unix sockets), octal string or int
   std::optional<Address> admin;
   std::string log_level = "info";  // extension `logLevel`
+  std::string log_file;            // extension `logFile`: absolute; empty = stderr
+  // extension `listenBacklog`; 0 = the kernel's maximum (net.core.somaxconn).
+  int listen_backlog = 0;
+  // extension `frameTimeout`: a frame begun on a runner connection must be
+  // complete within this (idle half-frames are closed, DESIGN §3).
+  double frame_timeout_s = 10;
   double shutdown_timeout_s = 10;  // extension `shutdownTimeout`: SIGTERM drain bound
   std::vector<FunctionConfig> functions;  // in file order
 
@@ -100,6 +106,9 @@ class ConfigError : public std::runtime_error {
   int line_;
   std::string key_;
 };
+
+// FC's name rule: [A-Za-z_][A-Za-z0-9_-]{0,127}.
+bool is_valid_function_name(std::string_view name);
 
 // Reads and validates a config file.  Throws ConfigError.
 RunnerConfig load_config(const std::string& path);

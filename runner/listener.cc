@@ -1,5 +1,6 @@
 #include "listener.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "client_connection.h"
 #include "runner.h"
@@ -16,8 +18,32 @@
 namespace fc {
 
 namespace {
-constexpr int kBacklog = 511;
+
+// Used when /proc does not say what the kernel allows.
+constexpr int kFallbackBacklog = 4096;
+// Descriptors kept for instances (pipes, connections, probes) and the
+// runner's own files: a quarter of the limit, at least this many.
+constexpr size_t kMinReservedFds = 64;
+// Shedding is logged at most this often, with a count.
+constexpr uint64_t kShedLogIntervalMs = 1000;
+
+int kernel_max_backlog() {
+  // Start-up only: a synchronous read is fine here.
+  std::ifstream in("/proc/sys/net/core/somaxconn");
+  int value = 0;
+  if (in >> value && value > 0) return value;
+  return kFallbackBacklog;
 }
+
+size_t connection_budget() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 1 << 20;
+  size_t fds = static_cast<size_t>(lim.rlim_cur);
+  size_t reserved = std::max(kMinReservedFds, fds / 4);
+  return fds > reserved + 16 ? fds - reserved : 16;
+}
+
+}  // namespace
 
 Listener::Listener(Runner& runner, uv_loop_t* loop) : runner_(runner), loop_(loop) {}
 
@@ -27,8 +53,10 @@ Listener::~Listener() {
   for (auto& [ptr, conn] : connections_) conn.release();
 }
 
-bool Listener::listen(const Address& address, int mode, std::string& error) {
+bool Listener::listen(const Address& address, int mode, int backlog, std::string& error) {
   address_ = address;
+  if (backlog <= 0) backlog = kernel_max_backlog();
+  max_connections_ = connection_budget();
   int rc = 0;
   if (address.kind == Address::Kind::kUnix) {
     // Start-up only: synchronous file system calls are fine here.
@@ -65,20 +93,63 @@ bool Listener::listen(const Address& address, int mode, std::string& error) {
     rc = tcp->bind(reinterpret_cast<const sockaddr*>(&addr));
     server_ = std::move(tcp);
   }
-  if (rc == 0) rc = server_->listen(kBacklog, [this](int status) { on_connection(status); });
+  if (rc == 0) rc = server_->listen(backlog, [this](int status) { on_connection(status); });
   if (rc != 0) {
     error = fmt::format("cannot listen on {}: {}", address.to_string(), uv_strerror(rc));
     server_.reset();
     return false;
   }
+  spdlog::info("listen backlog {}, at most {} runner connections, frameTimeout {} ms", backlog, max_connections_,
+               frame_timeout_ms_);
   return true;
 }
 
 void Listener::on_connection(int status) {
   if (status != 0) {
-    spdlog::warn("accept on {} failed: {}", address_.to_string(), uv_strerror(status));
+    // EMFILE/ENFILE: libuv already shed the pending connections to get out
+    // of it; make room so the next ones fit.
+    spdlog::error("accept on {} failed: {} ({} runner connections open)", address_.to_string(),
+                  uv_strerror(status), connections_.size());
+    make_room();
     return;
   }
+  if (connections_.size() >= max_connections_ && !make_room()) {
+    // Leave it in the kernel: libuv stops polling until it is accepted.
+    if (!accept_paused_) {
+      spdlog::warn("{} runner connections are busy (the open-file limit allows {}): accepting paused",
+                   connections_.size(), max_connections_);
+    }
+    accept_paused_ = true;
+    return;
+  }
+  accept_pending();
+}
+
+bool Listener::make_room() {
+  ClientConnection* victim = nullptr;
+  for (auto& [ptr, conn] : connections_) {
+    int rank = conn->eviction_rank();
+    if (rank == ClientConnection::kNotEvictable) continue;
+    if (!victim || rank < victim->eviction_rank() ||
+        (rank == victim->eviction_rank() && conn->serial() < victim->serial())) {
+      victim = ptr;
+    }
+  }
+  if (!victim) return false;
+  shed_++;
+  uint64_t now = uv_now(loop_);
+  if (now - shed_logged_ms_ >= kShedLogIntervalMs) {
+    spdlog::warn("at the connection limit ({}): shed {} idle runner connection(s), the oldest half-sent first",
+                 max_connections_, shed_);
+    shed_ = 0;
+    shed_logged_ms_ = now;
+  }
+  victim->close("shed to make room for a new connection");
+  return true;
+}
+
+void Listener::accept_pending() {
+  if (!server_) return;
   HandlePtr<Stream> client;
   if (address_.kind == Address::Kind::kUnix) {
     client = Pipe::create(loop_);
@@ -93,7 +164,7 @@ void Listener::on_connection(int status) {
     return;
   }
   spdlog::debug("[conn#{}] accepted connection on {}", serial_ + 1, address_.to_string());
-  auto conn = std::make_unique<ClientConnection>(runner_, *this, std::move(client), ++serial_);
+  auto conn = std::make_unique<ClientConnection>(runner_, *this, std::move(client), ++serial_, frame_timeout_ms_);
   ClientConnection* raw = conn.get();
   connections_.emplace(raw, std::move(conn));
   raw->start();
@@ -119,6 +190,11 @@ void Listener::close_all(const std::string& why) {
 
 void Listener::on_connection_closed(ClientConnection* conn) {
   connections_.erase(conn);
+  if (accept_paused_ && connections_.size() < max_connections_) {
+    accept_paused_ = false;
+    spdlog::info("accepting again ({} runner connections open)", connections_.size());
+    accept_pending();
+  }
   runner_.on_connection_closed();
 }
 

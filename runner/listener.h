@@ -1,6 +1,11 @@
 // The runner's front door: the `listen:` unix socket (stale file unlinked,
 // parent directory created, mode listenMode) or loopback TCP.  Owns the
-// client connections it accepted.
+// client connections it accepted.  It keeps their count below what the
+// open-file limit leaves after a reserve for instances: past that, a new
+// connection sheds the cheapest idle one (a half-sent frame first), and when
+// none can go, accepting pauses (the kernel's backlog holds the rest) until a
+// connection closes.  It never accepts into EMFILE, where libuv would drop
+// every pending connection.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +28,9 @@ class Listener {
   ~Listener();
 
   // False with `error` set when the address cannot be bound.
-  bool listen(const Address& address, int mode, std::string& error);
+  // `backlog` 0: the kernel's maximum.
+  bool listen(const Address& address, int mode, int backlog, std::string& error);
+  void set_frame_timeout_ms(uint64_t ms) { frame_timeout_ms_ = ms; }
   void stop_accepting();
   // Shutdown: idle connections close now, busy ones after their exchange.
   void close_when_idle();
@@ -34,6 +41,8 @@ class Listener {
 
  private:
   void on_connection(int status);
+  void accept_pending();
+  bool make_room();
 
   Runner& runner_;
   uv_loop_t* loop_;
@@ -41,6 +50,11 @@ class Listener {
   HandlePtr<Stream> server_;
   std::unordered_map<ClientConnection*, std::unique_ptr<ClientConnection>> connections_;
   uint64_t serial_ = 0;
+  uint64_t frame_timeout_ms_ = 10'000;
+  size_t max_connections_ = 0;
+  bool accept_paused_ = false;  // a connection waits in the kernel for room
+  uint64_t shed_ = 0;           // connections shed since the last log line
+  uint64_t shed_logged_ms_ = 0;
 };
 
 }  // namespace fc

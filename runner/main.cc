@@ -2,9 +2,9 @@
 //   fc-runner --config FILE [--check]
 //   fc-runner --exec-instance PID -- CMD ARGS...   (internal: the instance guard)
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <uv.h>
 
@@ -15,6 +15,7 @@
 #include "config.h"
 #include "guard.h"
 #include "instance.h"
+#include "log.h"
 #include "memory_limit.h"
 #include "runner.h"
 
@@ -49,6 +50,19 @@ void require_shipped_runtimes(const fc::RunnerConfig& config) {
                                 "); use runtime: custom with customRuntimeConfig");
     }
   }
+}
+
+// Every connection and instance pipe is a file descriptor: take all the
+// kernel allows, as nginx's worker_rlimit_nofile would, and say what it is.
+std::string raise_open_file_limit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return "open-file limit unknown";
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlim_t before = lim.rlim_cur;
+    lim.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &lim) != 0) lim.rlim_cur = before;
+  }
+  return "open-file limit " + std::to_string(lim.rlim_cur);
 }
 
 }  // namespace
@@ -99,15 +113,16 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto logger = spdlog::stderr_color_mt("fc-runner");
-  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
-  spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(config.log_level));
-  spdlog::flush_on(spdlog::level::trace);
+  std::string log_error;
+  if (!fc::init_log(config.log_file, config.log_level, log_error)) {
+    std::fprintf(stderr, "%s: logFile: %s\n", config_path.c_str(), log_error.c_str());
+    return 1;
+  }
 
   // Writes to a peer that went away fail with EPIPE instead of killing us.
   signal(SIGPIPE, SIG_IGN);
 
+  spdlog::info("{}", raise_open_file_limit());
   spdlog::info("{}", fc::MemoryLimit::init());
   uv_loop_t* loop = uv_default_loop();
   int status = 0;

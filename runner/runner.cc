@@ -7,6 +7,7 @@
 
 #include "function.h"
 #include "listener.h"
+#include "log.h"
 
 namespace fc {
 
@@ -15,20 +16,37 @@ Runner::Runner(uv_loop_t* loop, RunnerConfig config) : loop_(loop), config_(std:
 Runner::~Runner() = default;
 
 bool Runner::start() {
-  for (const auto& fn : config_.functions) {
-    functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
-  }
-  listener_ = std::make_unique<Listener>(*this, loop_);
-  std::string error;
-  if (!listener_->listen(config_.listen, config_.listen_mode, error)) {
-    spdlog::critical("{}", error);
-    return false;
-  }
+  // First: a signal that comes during start-up must not kill the runner.
   sigterm_ = Signal::create(loop_);
   sigint_ = Signal::create(loop_);
   sigterm_->start(SIGTERM, [this](int) { shutdown("SIGTERM"); });
   sigint_->start(SIGINT, [this](int) { shutdown("SIGINT"); });
+  sighup_ = Signal::create(loop_);
+  sighup_->start(SIGHUP, [](int) {
+    spdlog::warn("SIGHUP: config reload is not supported yet; ignored (the running config keeps serving)");
+  });
+  sigusr2_ = Signal::create(loop_);
+  sigusr2_->start(SIGUSR2, [](int) { spdlog::warn("SIGUSR2: no meaning for fc-runner; ignored"); });
+  sigusr1_ = Signal::create(loop_);
+  sigusr1_->start(SIGUSR1, [](int) {
+    std::string error;
+    if (reopen_log(error)) {
+      spdlog::info("SIGUSR1: log reopened");
+    } else {
+      spdlog::error("SIGUSR1: {}; still logging to the old file", error);
+    }
+  });
 
+  for (const auto& fn : config_.functions) {
+    functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
+  }
+  listener_ = std::make_unique<Listener>(*this, loop_);
+  listener_->set_frame_timeout_ms(static_cast<uint64_t>(config_.frame_timeout_s * 1000.0));
+  std::string error;
+  if (!listener_->listen(config_.listen, config_.listen_mode, config_.listen_backlog, error)) {
+    spdlog::critical("{}", error);
+    return false;
+  }
   spdlog::info("fc-runner listening on {} ({} function{}), config {}", config_.listen.to_string(),
                functions_.size(), functions_.size() == 1 ? "" : "s", config_.path);
   for (const auto& fn : config_.functions) functions_.at(fn.name)->start();
@@ -91,6 +109,9 @@ void Runner::finish() {
   finish_timer_->start(0, [this] {
     sigterm_.reset();
     sigint_.reset();
+    sighup_.reset();
+    sigusr1_.reset();
+    sigusr2_.reset();
     shutdown_timer_.reset();
     finish_timer_.reset();
     listener_.reset();

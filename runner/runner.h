@@ -1,7 +1,9 @@
 // The daemon: one libuv loop, the listener, the functions, the signals.
 // SIGTERM/SIGINT drain: stop accepting, let in-flight exchanges finish
 // (bounded by shutdownTimeout), stop every instance, close every handle, and
-// let the loop run dry.
+// let the loop run dry.  SIGUSR1 reopens the log file; SIGHUP (reload, not
+// there yet) and SIGUSR2 are logged and ignored, so a logrotate or `systemctl reload`
+// never takes the runner down.
 #pragma once
 
 #include <map>
@@ -46,6 +48,9 @@ class Runner {
   std::map<std::string, std::unique_ptr<Function>, std::less<>> functions_;
   HandlePtr<Signal> sigterm_;
   HandlePtr<Signal> sigint_;
+  HandlePtr<Signal> sighup_;
+  HandlePtr<Signal> sigusr1_;
+  HandlePtr<Signal> sigusr2_;
   HandlePtr<Timer> shutdown_timer_;
   HandlePtr<Timer> finish_timer_;
   bool shutting_down_ = false;

@@ -438,6 +438,21 @@ TEST_F(ConfigTest, RangesAreCheckedAtBothEnds) {
   expect_error(with_function_keys(hook + "601 }"), 6, "functions.hello.instanceLifecycleConfig.preStop.timeout",
                "must be a number between 1 and 600");
 
+  // Top level: listenBacklog 1..2^20 (default 0: the kernel's maximum),
+  // frameTimeout > 0 up to 3600 (default 10), logFile relative to the file.
+  EXPECT_EQ(load("functions: {}\n").listen_backlog, 0);
+  EXPECT_EQ(load("functions: {}\n").frame_timeout_s, 10);
+  EXPECT_EQ(load("listenBacklog: 1\nfunctions: {}\n").listen_backlog, 1);
+  EXPECT_EQ(load("listenBacklog: 1048576\nfunctions: {}\n").listen_backlog, 1048576);
+  expect_error("listenBacklog: 0\nfunctions: {}\n", 1, "listenBacklog", "must be an integer between 1 and 1048576");
+  expect_error("listenBacklog: 1048577\nfunctions: {}\n", 1, "listenBacklog", "between 1 and 1048576");
+  EXPECT_EQ(load("frameTimeout: 3600\nfunctions: {}\n").frame_timeout_s, 3600);
+  expect_error("frameTimeout: 0\nfunctions: {}\n", 1, "frameTimeout", "must be a number");
+  expect_error("frameTimeout: 3601\nfunctions: {}\n", 1, "frameTimeout", "must be a number");
+  EXPECT_EQ(load("logFile: logs/runner.log\nfunctions: {}\n").log_file, (dir_ / "logs/runner.log").string());
+  EXPECT_EQ(load("logFile: /var/log/x.log\nfunctions: {}\n").log_file, "/var/log/x.log");
+  expect_error("logFile: ''\nfunctions: {}\n", 1, "logFile", "must be a file path");
+
   // Top level: shutdownTimeout 0..86400, listenMode 0..0777.
   EXPECT_NO_THROW(load("shutdownTimeout: 0\nfunctions: {}\n"));
   EXPECT_NO_THROW(load("shutdownTimeout: 86400\nfunctions: {}\n"));
