@@ -271,7 +271,13 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
     self->in_value_ = false;
   }
   int status = static_cast<int>(p->status_code);
-  if (status >= 100 && status < 200 && status != 101) {
+  if (status < 100 || status > 599 || status == 101) {
+    // Not a status a client can be given (no upgrade is tunnelled yet).
+    self->fail(GatewayError{502, FC_ERR_BAD_RESPONSE,
+                            fmt::format("the instance answered with status {}, not a valid final status", status)});
+    return -1;
+  }
+  if (status >= 100 && status < 200) {
     // An interim response (100 Continue, 103 Early Hints): skip it.
     self->interim_ = true;
     self->headers_.clear();
