@@ -390,7 +390,7 @@ std::pair<bool, std::string> Gateway::nginx_test_config(const std::string& serve
 
 void Gateway::start_runner() {
   write_runner_config();
-  std::vector<std::string> argv;
+  std::vector<std::string> argv = runner_wrapper_;
   std::string runner = runner_path();
   if (!runner_user_.empty()) {
     // An unprivileged runner creates its socket here, and runs from here: the
@@ -399,8 +399,11 @@ void Gateway::start_runner() {
     runner = path("fc-runner");
     std::filesystem::copy_file(runner_path(), runner, std::filesystem::copy_options::overwrite_existing);
     chmod(runner.c_str(), 0755);
-    argv = {"setpriv", "--reuid=" + runner_user_, "--regid=nogroup", "--clear-groups",
-            "--inh-caps=-all", "--bounding-set=-all"};
+    for (const std::string& a : {std::string("setpriv"), "--reuid=" + runner_user_, std::string("--regid=nogroup"),
+                                 std::string("--clear-groups"), std::string("--inh-caps=-all"),
+                                 std::string("--bounding-set=-all")}) {
+      argv.push_back(a);
+    }
   }
   for (const auto& a : {runner, std::string("--config"), runner_config_path()}) argv.push_back(a);
   runner_.start(argv, path("runner.log"));

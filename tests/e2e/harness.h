@@ -115,6 +115,8 @@ class Gateway {
   void set_http2(bool on) { http2_ = on; }
   // Run fc-runner as this user (via setpriv), e.g. "nobody".
   void set_runner_user(const std::string& user) { runner_user_ = user; }
+  // Run fc-runner under this command line, e.g. {"prlimit", "--nofile=1024:1024", "--"}.
+  void set_runner_wrapper(std::vector<std::string> argv) { runner_wrapper_ = std::move(argv); }
   // Use this fc_runner value instead of the default unix socket.
   void set_fc_runner(const std::string& value) { fc_runner_ = value; }
 
@@ -144,6 +146,7 @@ class Gateway {
   bool http2_ = false;
   std::string fc_runner_;
   std::string runner_user_;
+  std::vector<std::string> runner_wrapper_;
   std::string functions_yaml_;
   std::string runner_extra_;
   std::string http_conf_;

@@ -1,0 +1,259 @@
+// The runner against hostile peers and unlucky operators (issue 6): signals
+// an operator or logrotate sends, names that try to forge log lines, peers
+// that open connections and never finish a frame, an open-file limit that
+// is too small, instances that answer with statuses no client can be given.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "fc_proto.h"
+#include "harness.h"
+
+namespace fc::e2e {
+namespace {
+
+using json = nlohmann::json;
+using namespace std::chrono_literals;
+
+// A REQUEST frame (with END_STREAM: no body) for `function`.
+std::string request_frame(const std::string& function, const std::string& request_id) {
+  fc_request_t req{};
+  req.function = {function.data(), function.size()};
+  req.method = {"GET", 3};
+  req.uri = {"/", 1};
+  req.version = {"HTTP/1.1", 8};
+  req.request_id = {request_id.data(), request_id.size()};
+  req.content_length = 0;
+  std::string payload(fc_request_size_bound(&req), '\0');
+  size_t written = 0;
+  EXPECT_EQ(fc_request_encode(&req, reinterpret_cast<uint8_t*>(payload.data()), payload.size(), &written), FC_OK);
+  payload.resize(written);
+  uint8_t header[FC_FRAME_HEADER_SIZE];
+  fc_frame_header_encode(header, FC_FRAME_REQUEST, FC_FLAG_END_STREAM, static_cast<uint32_t>(payload.size()));
+  return std::string(reinterpret_cast<char*>(header), sizeof header) + payload;
+}
+
+bool read_exactly(int fd, void* buf, size_t n) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// Sends `frame` on a new runner connection and returns the ERROR frame's
+// (status, code, message) the runner answers with.
+std::tuple<int, std::string, std::string> error_reply(const std::string& socket, const std::string& frame) {
+  int fd = connect_unix(socket);
+  EXPECT_GE(fd, 0);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  EXPECT_EQ(write(fd, frame.data(), frame.size()), static_cast<ssize_t>(frame.size()));
+  uint8_t header[FC_FRAME_HEADER_SIZE];
+  fc_frame_header_t hdr{};
+  std::tuple<int, std::string, std::string> out{0, "", ""};
+  if (read_exactly(fd, header, sizeof header) && fc_frame_header_decode(header, &hdr) == FC_OK &&
+      hdr.type == FC_FRAME_ERROR) {
+    std::string payload(hdr.length, '\0');
+    fc_error_t err{};
+    if (read_exactly(fd, payload.data(), payload.size()) &&
+        fc_error_decode(reinterpret_cast<const uint8_t*>(payload.data()), payload.size(), &err) == FC_OK) {
+      out = {static_cast<int>(err.status), std::string(err.code.data, err.code.len),
+             std::string(err.message.data, err.message.len)};
+    }
+  }
+  close(fd);
+  return out;
+}
+
+// Every line of the runner's log is one the runner wrote: it starts with the
+// runner's timestamp and level, and holds no control character.
+void expect_only_runner_lines(const std::string& log) {
+  static const std::regex kLine(R"(^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} (trace|debug|info|warning|error|critical) [^\x00-\x1f\x7f]*$)");
+  std::istringstream in(log);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    n++;
+    EXPECT_TRUE(std::regex_match(line, kLine)) << "a line the runner did not write: " << line.substr(0, 300);
+  }
+  EXPECT_GT(n, 3);
+}
+
+void raise_own_open_file_limit(rlim_t want) {
+  rlimit lim{};
+  ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &lim), 0);
+  if (lim.rlim_cur >= want) return;
+  lim.rlim_cur = std::min(want, lim.rlim_max);
+  ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  ASSERT_GE(lim.rlim_cur, want) << "the test needs " << want << " descriptors";
+}
+
+class RunnerHardeningTest : public GatewayFixture {
+ protected:
+  void add_lifecycle_function(const std::string& name, const std::string& extra = "") {
+    add_app_function(name, "lifecycle_app.py", extra);
+  }
+};
+
+TEST_F(RunnerHardeningTest, SighupWithRequestsInFlightIsLoggedAndEveryRequestSucceeds) {
+  add_lifecycle_function("slow", "    instanceConcurrency: 3\n    maxInstances: 1\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/slow/pid")).status, 200);
+  std::vector<std::future<HttpResponse>> in_flight;
+  for (int i = 0; i < 3; i++) in_flight.push_back(get_async("/slow/sleep?s=1.5"));
+  std::this_thread::sleep_for(500ms);
+  ASSERT_EQ(kill(gw_.runner().pid(), SIGHUP), 0);
+  ASSERT_EQ(kill(gw_.runner().pid(), SIGUSR2), 0);
+  for (auto& f : in_flight) {
+    HttpResponse r = f.get();
+    EXPECT_EQ(r.status, 200) << r.body << r.error;
+  }
+  EXPECT_TRUE(gw_.runner().running());
+  EXPECT_EQ(http_get(gw_.url("/slow/pid")).status, 200);
+  EXPECT_NE(gw_.runner_log().find("SIGHUP"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(gw_.runner_socket()));
+}
+
+TEST_F(RunnerHardeningTest, Sigusr1ReopensTheLogFileAfterItWasRotated) {
+  add_lifecycle_function("fn");
+  gw_.add_runner_yaml("logFile: rotating.log\n");
+  gw_.start();
+  std::string log = gw_.path("rotating.log");
+  ASSERT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+  ASSERT_TRUE(wait_until([&] { return read_file(log).find("FC Invoke End") != std::string::npos; }, 2s));
+  std::filesystem::rename(log, log + ".1");
+  ASSERT_EQ(kill(gw_.runner().pid(), SIGUSR1), 0);
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(log); }, 2s)) << "not reopened";
+  ASSERT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+  EXPECT_TRUE(wait_until([&] { return read_file(log).find("FC Invoke End") != std::string::npos; }, 2s))
+      << read_file(log);
+  EXPECT_NE(read_file(log).find("SIGUSR1: log reopened"), std::string::npos);
+  EXPECT_NE(read_file(log + ".1").find("fc-runner listening"), std::string::npos) << "the old file kept its lines";
+}
+
+TEST_F(RunnerHardeningTest, NamesWithControlCharactersOrHugeOnesGet404AndForgeNoLogLine) {
+  add_lifecycle_function("fn");
+  gw_.add_runner_yaml("logLevel: debug\n");
+  gw_.start();
+  std::string forged = "x\r\n2026-01-01 00:00:00.000 critical FORGED by a client";
+  auto [status, code, message] = error_reply(gw_.runner_socket(), request_frame(forged, "id\nFORGED too"));
+  EXPECT_EQ(status, 404);
+  EXPECT_EQ(code, "FunctionNotFound");
+  EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  EXPECT_NE(message.find("\\x0d\\x0a"), std::string::npos) << "the name is quoted escaped: " << message;
+
+  std::string huge(10000, 'a');
+  auto [status2, code2, message2] = error_reply(gw_.runner_socket(), request_frame(huge, "id2"));
+  EXPECT_EQ(status2, 404);
+  EXPECT_EQ(code2, "FunctionNotFound");
+  EXPECT_LT(message2.size(), 300u) << "the name is cut";
+
+  ASSERT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+  std::string log = gw_.runner_log();
+  EXPECT_EQ(log.find(huge), std::string::npos) << "a 10,000-character name was logged whole";
+  EXPECT_NE(log.find("FunctionNotFound"), std::string::npos);
+  expect_only_runner_lines(log);
+}
+
+TEST_F(RunnerHardeningTest, IdleHalfFramesAtTheOpenFileLimitDoNotStopServiceAndAreClosed) {
+  raise_own_open_file_limit(4096);
+  add_lifecycle_function("fn", "    instanceConcurrency: 10\n    maxInstances: 1\n");
+  gw_.add_runner_yaml("frameTimeout: 3\n");
+  gw_.set_runner_wrapper({"prlimit", "--nofile=1024:1024", "--"});
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+  std::string log_start = gw_.runner_log();
+  EXPECT_NE(log_start.find("open-file limit 1024"), std::string::npos);
+
+  // 2,000 connections that each send half a frame header and stop.
+  std::vector<int> idle;
+  char half[4] = {1, 1, 0, 0};
+  auto flood_started = Clock::now();
+  for (int i = 0; i < 2000; i++) {
+    int fd = connect_unix(gw_.runner_socket());
+    if (fd < 0) continue;  // the backlog is full for a moment: fine
+    if (write(fd, half, sizeof half) != sizeof half) {
+      close(fd);
+      continue;
+    }
+    idle.push_back(fd);
+  }
+  EXPECT_GT(idle.size(), 1500u);
+  // Normal requests keep being served while the half frames sit there.
+  int ok = 0;
+  for (int i = 0; i < 20; i++) {
+    HttpResponse r = http_get(gw_.url("/fn/pid"));
+    if (r.status == 200) ok++;
+    EXPECT_LT(r.total_s, 1.0) << "request " << i << ": " << r.status << " " << r.error;
+  }
+  EXPECT_EQ(ok, 20);
+  EXPECT_LT(Clock::now() - flood_started, 2900ms) << "too slow to test before frameTimeout";
+
+  // After frameTimeout every half-frame connection is closed (EOF), none left.
+  std::this_thread::sleep_for(4s);
+  size_t closed = 0;
+  for (int fd : idle) {
+    timeval tv{0, 200000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[64];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) closed++;
+    close(fd);
+  }
+  EXPECT_EQ(closed, idle.size());
+  std::string log = gw_.runner_log();
+  EXPECT_NE(log.find("frameTimeout"), std::string::npos);
+  EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+  EXPECT_TRUE(gw_.runner().running());
+}
+
+TEST_F(RunnerHardeningTest, TheOpenFileLimitIsRaisedToTheHardLimitAndTheBacklogIsTheKernels) {
+  add_lifecycle_function("fn");
+  gw_.set_runner_wrapper({"prlimit", "--nofile=1024:4096", "--"});
+  gw_.start();
+  std::string log = gw_.runner_log();
+  EXPECT_NE(log.find("open-file limit 4096"), std::string::npos) << log;
+  int somaxconn = 0;
+  std::ifstream("/proc/sys/net/core/somaxconn") >> somaxconn;
+  ASSERT_GT(somaxconn, 0);
+  EXPECT_NE(log.find("listen backlog " + std::to_string(somaxconn) + ","), std::string::npos) << log;
+}
+
+TEST_F(RunnerHardeningTest, AConfiguredListenBacklogIsUsed) {
+  add_lifecycle_function("fn");
+  gw_.add_runner_yaml("listenBacklog: 77\n");
+  gw_.start();
+  EXPECT_NE(gw_.runner_log().find("listen backlog 77,"), std::string::npos);
+  EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+}
+
+TEST_F(RunnerHardeningTest, StatusesNoClientCanBeGivenAre502BadResponse) {
+  add_app_function("echo", "echo_app.py", "    maxInstances: 1\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/echo/status/200")).status, 200);
+  for (int bad : {99, 101, 600, 999}) {
+    HttpResponse r = http_get(gw_.url("/echo/status/" + std::to_string(bad)));
+    EXPECT_EQ(r.status, 502) << bad;
+    EXPECT_EQ(r.header("x-fc-error-type"), "BadResponse") << bad;
+    EXPECT_NE(r.body.find(std::to_string(bad)), std::string::npos) << r.body;
+  }
+  // Edges that are valid pass through; the instance was not replaced for it.
+  EXPECT_EQ(http_get(gw_.url("/echo/status/599")).status, 599);
+  EXPECT_EQ(gw_.runner_log().find("instance was killed"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace fc::e2e
