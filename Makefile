@@ -67,10 +67,10 @@ tests: $(CMAKE_DIR)/CMakeCache.txt
 test: deps all tests
 	cd $(CMAKE_DIR) && ctest --output-on-failure --timeout 300 -j 2 $(CTEST_ARGS)
 
-run: all
+run: deps all
 	@exec $(ROOT)/conf-examples/quickstart/run.sh
 
-bench: all
+bench: deps all
 	@exec $(ROOT)/tests/bench/run.sh
 
 fuzz: deps
