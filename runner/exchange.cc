@@ -44,7 +44,6 @@ Exchange::~Exchange() {
 
 void Exchange::on_request_body(const ChunkRef& chunk, const char* data, size_t len) {
   if (len == 0) return;
-  body_in_ += len;
   if (conn_) {
     conn_->write_body(chunk, data, len);
   } else if (!response_started_ && !finished_) {
@@ -84,7 +83,6 @@ void Exchange::on_client_gone() {
     conn_ = nullptr;
     conn->discard_rest(discard_limit_ms(function_.config()));
   }
-  instance_ = nullptr;
   function_.withdraw(*this);
 }
 
@@ -92,7 +90,6 @@ void Exchange::on_client_gone() {
 
 void Exchange::start(Instance& instance, InstanceConnection& conn) {
   const FunctionConfig& fn = function_.config();
-  instance_ = &instance;
   instance_id_ = instance.id();
   conn_ = &conn;
   cold_start_ = instance.ready_serial() > ready_serials_seen;
@@ -146,7 +143,6 @@ void Exchange::detach_instance() {
     conn_ = nullptr;
     conn->abandon();
   }
-  instance_ = nullptr;
 }
 
 void Exchange::finish() {
@@ -192,7 +188,6 @@ void Exchange::on_response_end() {
   } else {
     spdlog::info("[{}/{}] FC Invoke End RequestId: {}", function_.name(), instance_id_, request_id_);
   }
-  instance_ = nullptr;
   client_.send_end();
   finish();
 }

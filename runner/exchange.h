@@ -31,10 +31,7 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   ~Exchange() override;
 
   const std::string& request_id() const { return request_id_; }
-  const RequestHead& head() const { return head_; }
   Function& function() const { return function_; }
-  bool started() const { return conn_ != nullptr || response_started_; }
-  bool finished() const { return finished_; }
 
   // Client side.
   void on_request_body(const ChunkRef& chunk, const char* data, size_t len);
@@ -76,12 +73,10 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   std::string request_id_;
   bool request_ended_;
 
-  Instance* instance_ = nullptr;
   std::string instance_id_;
   InstanceConnection* conn_ = nullptr;
   std::vector<Slice> pending_;  // body bytes that arrived before an instance took the exchange
   size_t pending_bytes_ = 0;
-  uint64_t body_in_ = 0;  // request body bytes received from nginx
 
   bool response_started_ = false;
   bool function_error_ = false;

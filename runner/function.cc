@@ -266,7 +266,6 @@ void Function::on_idle_timer() {
 
 void Function::on_instance_changed(Instance& instance, Instance::State previous) {
   using State = Instance::State;
-  uint64_t now = uv_now(loop_);
   if (instance.state() == State::kExited) {
     if (instance.failed()) on_instance_failed(instance);
     remove(instance);

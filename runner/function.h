@@ -34,7 +34,6 @@ class Function {
   const std::string& name() const { return config_.name; }
   // The FC headers every call of this function carries (function_header_lines).
   const std::string& header_lines() const { return header_lines_; }
-  uv_loop_t* loop() const { return loop_; }
   int max_instances() const { return scheduler_.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.
   const std::string& cap_reason() const { return cap_reason_; }
@@ -62,8 +61,6 @@ class Function {
 
   // Shutdown: stop every instance; `on_stopped` runs once none is left.
   void stop(std::function<void()> on_stopped);
-  size_t instance_count() const { return instances_.size(); }
-  size_t queued() const { return queue_.size(); }
 
  private:
   void dispatch();

@@ -89,7 +89,6 @@ class Instance final : public DeferredDeletable {
   const std::string& id() const { return id_; }
   const FunctionConfig& config() const;
   const std::string& tag() const { return tag_; }  // "function/instance" for logs
-  uv_loop_t* loop() const { return loop_; }
   State state() const { return state_; }
   bool ready() const { return state_ == State::kReady; }
   bool starting() const { return state_ == State::kStarting || state_ == State::kInitializing; }
