@@ -48,7 +48,7 @@ void ClientConnection::close(const std::string& why) {
   closing_ = true;
   spdlog::debug("[{}] closed: {}", name_, why);
   if (exchange_) exchange_->on_client_gone();
-  exchange_.reset();
+  runner_.deleter().defer(std::move(exchange_));
   resume_timer_.reset();
   frame_timer_.reset();
   flush_.reset();
@@ -298,7 +298,8 @@ void ClientConnection::request_ended() {
 }
 
 void ClientConnection::on_exchange_finished() {
-  exchange_.reset();
+  // Called by the exchange itself: it is freed after this loop iteration.
+  runner_.deleter().defer(std::move(exchange_));
   if (closing_) return;
   if (state_ != State::kRequestDone) {
     // The request body is still coming: it is read and dropped.

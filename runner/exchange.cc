@@ -12,6 +12,22 @@
 
 namespace fc {
 
+namespace {
+
+uint64_t timeout_ms(const FunctionConfig& fn) {
+  return fn.timeout_s > 0 ? static_cast<uint64_t>(fn.timeout_s * 1000.0) : 0;
+}
+
+// How long an abandoned request may keep its slot once its response started
+// (or its body was cut): the function's own timeout.
+uint64_t discard_limit_ms(const FunctionConfig& fn) {
+  constexpr uint64_t kWithoutTimeoutMs = 60'000;
+  uint64_t limit = timeout_ms(fn);
+  return limit > 0 ? limit : kWithoutTimeoutMs;
+}
+
+}  // namespace
+
 Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& head, bool request_ended)
     : client_(client),
       function_(function),
@@ -28,7 +44,6 @@ Exchange::~Exchange() {
 
 void Exchange::on_request_body(const ChunkRef& chunk, const char* data, size_t len) {
   if (len == 0) return;
-  body_in_ += len;
   if (conn_) {
     conn_->write_body(chunk, data, len);
   } else if (!response_started_ && !finished_) {
@@ -60,7 +75,14 @@ void Exchange::on_client_gone() {
     spdlog::info("[{}] RequestId: {}: the client went away while the request waited", function_.name(),
                  request_id_);
   }
-  detach_instance();
+  if (conn_) {
+    // The instance may still be working on the request: its slot stays
+    // taken until it has finished (the rest is read and dropped), bounded by
+    // the function's timeout.
+    InstanceConnection* conn = conn_;
+    conn_ = nullptr;
+    conn->discard_rest(discard_limit_ms(function_.config()));
+  }
   function_.withdraw(*this);
 }
 
@@ -68,9 +90,9 @@ void Exchange::on_client_gone() {
 
 void Exchange::start(Instance& instance, InstanceConnection& conn) {
   const FunctionConfig& fn = function_.config();
-  instance_ = &instance;
   instance_id_ = instance.id();
   conn_ = &conn;
+  cold_start_ = instance.ready_serial() > ready_serials_seen;
   invoke_logged_ = true;
   spdlog::info("[{}] FC Invoke Start RequestId: {}", instance.tag(), request_id_);
 
@@ -88,16 +110,14 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
   call.framing = request_framing(call.method, length);
   call.content_length = length < 0 ? 0 : static_cast<uint64_t>(length);
 
-  conn.begin(*this, build_request_head(call, function_.header_lines()), call.framing, call.method == "HEAD");
+  // The function's timeout starts once the whole request is the instance's
+  // (InstanceConnection::end_body), not while the client still sends.
+  conn.begin(*this, build_request_head(call, function_.header_lines()), call.framing, call.method == "HEAD",
+             timeout_ms(fn));
   for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
   pending_.clear();
   pending_bytes_ = 0;
   if (request_ended_) conn.end_body();
-
-  if (fn.timeout_s > 0) {
-    timeout_ = Timer::create(function_.loop());
-    timeout_->start(static_cast<uint64_t>(fn.timeout_s * 1000.0), [this] { on_timeout(); });
-  }
   // Pending bytes moved to the instance's queue; reading may resume.
   client_.resume_request_body();
 }
@@ -117,32 +137,17 @@ void Exchange::fail(GatewayError&& error) {
   finish();
 }
 
-void Exchange::on_timeout() {
-  if (finished_) return;
-  std::string why = fmt::format("the function did not respond within {} s", format_seconds(function_.config().timeout_s));
-  spdlog::debug("[{}] RequestId: {}: timed out with {} request body bytes received{}, {} queued to the instance",
-                function_.name(), request_id_, body_in_, request_ended_ ? " (complete)" : "",
-                conn_ ? conn_->write_queue_size() : pending_bytes_);
-  // A timed-out instance may be wedged: it is killed (and replaced), before
-  // its slot is given back, so no other request lands on it.
-  if (instance_) instance_->kill(fmt::format("an invocation timed out (RequestId: {})", request_id_));
-  fail(GatewayError{504, FC_ERR_FUNCTION_TIMEOUT, std::move(why)});
-}
-
 void Exchange::detach_instance() {
-  if (timeout_) timeout_->stop();
   if (conn_) {
     InstanceConnection* conn = conn_;
     conn_ = nullptr;
     conn->abandon();
   }
-  instance_ = nullptr;
 }
 
 void Exchange::finish() {
   finished_ = true;
-  if (timeout_) timeout_->stop();
-  client_.on_exchange_finished();  // destroys this
+  client_.on_exchange_finished();  // hands this to the deferred deleter
 }
 
 // ---- instance side ----------------------------------------------------------------------
@@ -159,7 +164,7 @@ void Exchange::on_response_head(int status, HeaderList&& headers) {
       headers.emplace_back(FC_ERROR_TYPE_HEADER, "UnhandledInvocationError");
     }
   }
-  std::string frame = response_frame(status, headers, cold_start, instance_id_);
+  std::string frame = response_frame(status, headers, cold_start_, instance_id_);
   if (frame.empty() || frame.size() > FC_FRAME_HEADER_SIZE + FC_MAX_META_PAYLOAD) {
     fail(GatewayError{502, FC_ERR_BAD_RESPONSE, "the response headers are too large"});
     return;
@@ -177,14 +182,12 @@ void Exchange::on_response_body(const ChunkRef& chunk, const char* data, size_t 
 void Exchange::on_response_end() {
   conn_ = nullptr;  // the connection has let go already
   if (finished_) return;
-  if (timeout_) timeout_->stop();
   if (function_error_) {
     spdlog::info("[{}/{}] FC Invoke End RequestId: {}, Error: Unhandled function error", function_.name(),
                  instance_id_, request_id_);
   } else {
     spdlog::info("[{}/{}] FC Invoke End RequestId: {}", function_.name(), instance_id_, request_id_);
   }
-  instance_ = nullptr;
   client_.send_end();
   finish();
 }

@@ -3,13 +3,16 @@
 // ClientConnection; observed by the function queue while waiting and by the
 // instance connection while running.  It ends when its response side ended
 // (RESPONSE + DATA… + END_STREAM, or one ERROR frame); the client connection
-// then drains what is left of the request body.
+// then drains what is left of the request body.  The client connection
+// hands a finished exchange to the DeferredDeleter: it ends inside its own
+// callbacks.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "deferred_delete.h"
 #include "frames.h"
 #include "http_head.h"
 #include "response_sink.h"
@@ -22,16 +25,13 @@ class Function;
 class Instance;
 class InstanceConnection;
 
-class Exchange final : public ResponseSink {
+class Exchange final : public ResponseSink, public DeferredDeletable {
  public:
   Exchange(ClientConnection& client, Function& function, RequestHead&& head, bool request_ended);
   ~Exchange() override;
 
   const std::string& request_id() const { return request_id_; }
-  const RequestHead& head() const { return head_; }
   Function& function() const { return function_; }
-  bool started() const { return conn_ != nullptr || response_started_; }
-  bool finished() const { return finished_; }
 
   // Client side.
   void on_request_body(const ChunkRef& chunk, const char* data, size_t len);
@@ -43,7 +43,10 @@ class Exchange final : public ResponseSink {
 
   // Scheduler side.
   uint64_t enqueued_ms = 0;
-  bool cold_start = false;  // waited for an instance start
+  // Function::ready_serials() when the request arrived: an instance that
+  // became ready later was started (or still starting) while it waited.
+  uint64_t ready_serials_seen = 0;
+  bool cold_start() const { return cold_start_; }
   void start(Instance& instance, InstanceConnection& conn);
   // Fails the exchange with a gateway error (ERROR frame, END_STREAM).
   void fail(GatewayError&& error);
@@ -61,7 +64,6 @@ class Exchange final : public ResponseSink {
     const char* data;
     size_t len;
   };
-  void on_timeout();
   void detach_instance();
   void finish();
 
@@ -71,18 +73,16 @@ class Exchange final : public ResponseSink {
   std::string request_id_;
   bool request_ended_;
 
-  Instance* instance_ = nullptr;
   std::string instance_id_;
   InstanceConnection* conn_ = nullptr;
   std::vector<Slice> pending_;  // body bytes that arrived before an instance took the exchange
   size_t pending_bytes_ = 0;
-  uint64_t body_in_ = 0;  // request body bytes received from nginx
 
   bool response_started_ = false;
   bool function_error_ = false;
   bool finished_ = false;
   bool invoke_logged_ = false;
-  HandlePtr<Timer> timeout_;
+  bool cold_start_ = false;  // $fc_cold_start: served by an instance it waited for
 };
 
 }  // namespace fc

@@ -21,8 +21,6 @@ namespace fc {
 
 namespace {
 
-constexpr uint64_t kEarlyCrashMs = 10'000;
-
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
 
 int effective_max_instances(const FunctionConfig& config, bool own_netns, std::string& reason) {
@@ -54,6 +52,8 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
 
 Function::~Function() = default;
 
+DeferredDeleter& Function::deleter() { return runner_.deleter(); }
+
 void Function::start() {
   spdlog::info("function {}: runtime {}, type {}, codeUri {}, timeout {} s, memorySize {} MB, "
                "instanceConcurrency {}, instances {}..{}, maxQueueSize {}, maxQueueTime {} s, idleTimeout {} s{}",
@@ -75,11 +75,15 @@ void Function::start() {
 
 void Function::submit(Exchange& exchange) {
   exchange.enqueued_ms = uv_now(loop_);
+  exchange.ready_serials_seen = ready_serials_;
   bool free_slot = false;
   for (auto& inst : instances_) {
     if (inst->ready() && inst->in_flight() < scheduler_.concurrency()) free_slot = true;
   }
   if (!free_slot && queue_.size() >= static_cast<size_t>(std::max(0, config_.max_queue_size))) {
+    // No waiting, but the demand still scales the pool: with maxQueueSize 0
+    // a cold function gets its instance for the requests that follow.
+    scale_up(1);
     exchange.fail(GatewayError{503, FC_ERR_QUEUE_FULL,
                                fmt::format("function '{}' has {} requests waiting (maxQueueSize {})",
                                            config_.name, queue_.size(), config_.max_queue_size)});
@@ -97,6 +101,21 @@ void Function::withdraw(Exchange& exchange) {
 }
 
 void Function::dispatch() {
+  // Assigning a request makes its instance call back, which dispatches:
+  // the outer call goes round again instead of nesting.
+  if (dispatching_) {
+    dispatch_again_ = true;
+    return;
+  }
+  dispatching_ = true;
+  do {
+    dispatch_again_ = false;
+    dispatch_once();
+  } while (dispatch_again_);
+  dispatching_ = false;
+}
+
+void Function::dispatch_once() {
   std::vector<InstanceView> views;
   while (!queue_.empty()) {
     views.clear();
@@ -109,10 +128,7 @@ void Function::dispatch() {
   }
   scale_up();
   if (!queue_.empty()) {
-    bool starting = std::any_of(instances_.begin(), instances_.end(), [](auto& i) { return i->starting(); });
-    if (starting) {
-      for (auto* exchange : queue_) exchange->cold_start = true;
-    } else if (!last_failure_.empty() && !any_live_instance(nullptr) && backoff_.delay(uv_now(loop_)) > 0) {
+    if (!last_failure_.empty() && !any_live_instance(nullptr) && backoff_.delay(uv_now(loop_)) > 0) {
       // No instance can come up before the backoff ends: answer now with the
       // reason the last one failed (FC: the next request tries a fresh one).
       fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, last_failure_});
@@ -122,16 +138,14 @@ void Function::dispatch() {
   arm_queue_timer();
 }
 
-void Function::scale_up() {
+void Function::scale_up(size_t refused) {
   if (stopping_) return;
   std::vector<InstanceView> views;
   for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
-  size_t wanted = queue_.size();
+  size_t wanted = queue_.size() + refused;
   int n = scheduler_.to_start(wanted, views);
   // minInstances are kept warm, queue or not.
-  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) {
-    return i->ready() || i->starting();
-  }));
+  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) { return i->live(); }));
   n = std::max(n, std::min(config_.min_instances, scheduler_.max_instances()) - live);
   int room = scheduler_.max_instances() - static_cast<int>(instances_.size());
   n = std::min(n, room);
@@ -162,6 +176,7 @@ void Function::start_instance() {
     spdlog::error("[{}] {}", raw->tag(), error);
     last_failure_ = error;
     backoff_.on_failure(uv_now(loop_));
+    deleter().defer(std::move(instances_.back()));
     instances_.pop_back();
   }
 }
@@ -186,9 +201,8 @@ int Function::free_port() {
 }
 
 bool Function::any_live_instance(const Instance* except) const {
-  return std::any_of(instances_.begin(), instances_.end(), [except](auto& i) {
-    return i.get() != except && (i->ready() || i->starting());
-  });
+  return std::any_of(instances_.begin(), instances_.end(),
+                     [except](auto& i) { return i.get() != except && i->live(); });
 }
 
 void Function::fail_queue(const GatewayError& error) {
@@ -237,9 +251,7 @@ void Function::arm_idle_timer() {
 void Function::on_idle_timer() {
   uint64_t now = uv_now(loop_);
   uint64_t limit = ms(config_.idle_timeout_s);
-  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) {
-    return i->ready() || i->starting();
-  }));
+  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) { return i->live(); }));
   for (auto& inst : instances_) {
     if (live <= config_.min_instances) break;
     if (inst->ready() && inst->in_flight() == 0 && now - inst->idle_since_ms() >= limit) {
@@ -252,36 +264,48 @@ void Function::on_idle_timer() {
 
 // ---- instance events -----------------------------------------------------------------------
 
-void Function::on_instance_ready(Instance&) {
-  backoff_.on_success();
-  last_failure_.clear();
-  dispatch();
-}
-
-void Function::on_slot_free(Instance&) { dispatch(); }
-
-void Function::on_instance_failed(Instance& instance, const std::string& reason) {
-  last_failure_ = reason;
-  backoff_.on_failure(uv_now(loop_));
-  if (!any_live_instance(&instance)) {
-    // Nobody else can take the waiting requests: they get the reason now.
-    fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, reason});
+void Function::on_instance_changed(Instance& instance, Instance::State previous) {
+  using State = Instance::State;
+  if (instance.state() == State::kExited) {
+    if (instance.failed()) on_instance_failed(instance);
+    remove(instance);
     return;
   }
-  dispatch();
+  // Served well for a while: past failures are forgiven.
+  if (instance.ready_since_ms() != 0 && instance.last_success_ms() >= instance.ready_since_ms() + kHealthyServiceMs &&
+      backoff_.failures() > 0) {
+    spdlog::debug("function {}: restart backoff reset ({} served well)", config_.name, instance.tag());
+    backoff_.on_success();
+  }
+  bool became_ready = (previous == State::kStarting || previous == State::kInitializing) &&
+                      (instance.state() == State::kReady || instance.state() == State::kBusy);
+  if (became_ready) last_failure_.clear();
+  // A free slot, a new instance, or one that left service (a replacement
+  // may start when there is room).
+  if (instance.state() == State::kReady || instance.state() != previous) dispatch();
 }
 
-void Function::on_instance_crashed(Instance& instance, const std::string& reason) {
-  spdlog::warn("[{}] crashed: {}", instance.tag(), reason);
-  // An instance that dies soon after it became ready counts against restarts
-  // like a failed start: a function that crashes at once must not respawn in
-  // a tight loop (minInstances would otherwise do exactly that).
-  if (uv_now(loop_) - instance.ready_since_ms() < kEarlyCrashMs) backoff_.on_failure(uv_now(loop_));
+void Function::on_instance_failed(Instance& instance) {
+  uint64_t now = uv_now(loop_);
+  backoff_.on_failure(now);
+  spdlog::warn("function {}: instance {} failed ({} in a row): a replacement starts in {} ms at the earliest",
+               config_.name, instance.id(), backoff_.failures(), backoff_.delay(now));
+  if (instance.ending() != Instance::Ending::kStartFailed) return;
+  // Requests that wait while no instance can start are answered with this
+  // (a crash or a wedge after ready lets them wait for the replacement).
+  last_failure_ = instance.failure();
+  if (!any_live_instance(&instance)) {
+    // Nobody else can take the waiting requests: they get the reason now.
+    fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, instance.failure()});
+  }
 }
 
-void Function::on_instance_gone(Instance* instance) {
-  auto it = std::find_if(instances_.begin(), instances_.end(), [instance](auto& i) { return i.get() == instance; });
-  if (it != instances_.end()) instances_.erase(it);
+void Function::remove(Instance& instance) {
+  auto it = std::find_if(instances_.begin(), instances_.end(), [&](auto& i) { return i.get() == &instance; });
+  if (it == instances_.end()) return;
+  // Its last connection's close callback is on the stack.
+  deleter().defer(std::move(*it));
+  instances_.erase(it);
   if (stopping_) {
     if (instances_.empty() && on_stopped_) {
       auto done = std::move(on_stopped_);

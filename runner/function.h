@@ -1,7 +1,8 @@
 // A function: its config, its FIFO queue of exchanges (one per function,
 // never per instance) and its pool of instances.  It applies the Scheduler's
-// decisions and owns "what happens to waiting requests" when instances come
-// and go.
+// decisions, and on_instance_changed() -- the one callback of the instance
+// state machine (instance.h) -- alone decides replacement, restart backoff
+// and what happens to waiting requests when instances come and go.
 #pragma once
 
 #include <cstdint>
@@ -11,14 +12,15 @@
 #include <vector>
 
 #include "config.h"
+#include "deferred_delete.h"
 #include "frames.h"
+#include "instance.h"
 #include "scheduler.h"
 #include "uv_handle.h"
 
 namespace fc {
 
 class Exchange;
-class Instance;
 class Runner;
 
 class Function {
@@ -32,7 +34,6 @@ class Function {
   const std::string& name() const { return config_.name; }
   // The FC headers every call of this function carries (function_header_lines).
   const std::string& header_lines() const { return header_lines_; }
-  uv_loop_t* loop() const { return loop_; }
   int max_instances() const { return scheduler_.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.
   const std::string& cap_reason() const { return cap_reason_; }
@@ -45,21 +46,29 @@ class Function {
   // The exchange goes away while queued (client gone).
   void withdraw(Exchange& exchange);
 
-  // From instances.
-  void on_instance_ready(Instance& instance);
-  void on_slot_free(Instance& instance);
-  void on_instance_failed(Instance& instance, const std::string& reason);
-  void on_instance_crashed(Instance& instance, const std::string& reason);
-  void on_instance_gone(Instance* instance);
+  // The instance state machine's one callback: after every transition of
+  // `instance` (from `previous`) and every slot it took or gave back.
+  void on_instance_changed(Instance& instance, Instance::State previous);
+  // An instance whose successful responses span this long since it became
+  // ready resets the restart backoff: until then every replacement of a
+  // failed instance (start failure, crash, wedge, unhealthy) waits longer.
+  static constexpr uint64_t kHealthyServiceMs = 10'000;
+
+  DeferredDeleter& deleter();
+  // Instances of this function that became ready so far; the next one.
+  uint64_t ready_serials() const { return ready_serials_; }
+  uint64_t next_ready_serial() { return ++ready_serials_; }
 
   // Shutdown: stop every instance; `on_stopped` runs once none is left.
   void stop(std::function<void()> on_stopped);
-  size_t instance_count() const { return instances_.size(); }
-  size_t queued() const { return queue_.size(); }
 
  private:
   void dispatch();
-  void scale_up();
+  void dispatch_once();
+  // `refused`: requests turned away (maxQueueSize) that still ask for capacity.
+  void scale_up(size_t refused = 0);
+  void on_instance_failed(Instance& instance);
+  void remove(Instance& instance);
   void start_instance();
   void arm_queue_timer();
   void on_queue_timer();
@@ -85,6 +94,9 @@ class Function {
   HandlePtr<Timer> idle_timer_;
   HandlePtr<Timer> restart_timer_;
   bool stopping_ = false;
+  bool dispatching_ = false;
+  bool dispatch_again_ = false;
+  uint64_t ready_serials_ = 0;
   std::function<void()> on_stopped_;
 };
 

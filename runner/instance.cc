@@ -28,11 +28,6 @@ constexpr size_t kTailLines = 8;
 // port costs microseconds), backing off to 20 ms for slow starters.
 constexpr uint64_t kProbeFirstMs = 1;
 constexpr uint64_t kProbeMaxMs = 20;
-// After the process exited, how long its output pipes may stay open (held
-// by an escaped grandchild) before the runner closes them.
-constexpr uint64_t kOutputLingerMs = 1000;
-// A start failure waits this long for the last lines of output.
-constexpr uint64_t kFailureOutputWaitMs = 200;
 
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
 
@@ -94,10 +89,10 @@ std::string builtin_bootstrap(Runtime runtime) {
 
 // ---- control calls: POST /initialize, GET /pre-stop ------------------------------
 
-class Instance::ControlCall final : public ResponseSink {
+class Instance::ControlCall final : public ResponseSink, public DeferredDeletable {
  public:
   using Done = std::function<void(bool ok, const std::string& why)>;
-  ControlCall(std::string request_id, Done done) : request_id(std::move(request_id)), done_(std::move(done)) {}
+  explicit ControlCall(Done done) : done_(std::move(done)) {}
 
   void on_response_head(int status, HeaderList&& headers) override {
     status_ = status;
@@ -118,13 +113,12 @@ class Instance::ControlCall final : public ResponseSink {
   }
   void on_response_failed(GatewayError&& error) override { finish(false, error.message); }
 
-  std::string request_id;
-
  private:
   void finish(bool ok, const std::string& why) {
     auto done = std::move(done_);
     done_ = nullptr;
-    if (done) done(ok, why);  // may destroy this
+    // Stopping the instance from here hands this call to the deferred deleter.
+    if (done) done(ok, why);
   }
   Done done_;
   int status_ = 0;
@@ -142,7 +136,10 @@ Instance::Instance(Function& function, uv_loop_t* loop, std::string id, int port
       port_(port),
       own_netns_(own_netns) {}
 
-Instance::~Instance() = default;
+Instance::~Instance() {
+  // Connections report to this instance: they go first.
+  connections_.clear();
+}
 
 const FunctionConfig& Instance::config() const { return function_.config(); }
 
@@ -211,11 +208,14 @@ bool Instance::start(std::string& error) {
   options.stdio = stdio;
 
   process_ = Process::create(loop_);
-  int rc = process_->spawn(options, [this](int64_t st, int sig) { on_exit(st, sig); });
+  int rc = process_->spawn(options, [this](int64_t st, int sig) {
+    transition({Event::Kind::kExited, describe_exit(st, sig) + failure_detail()});
+  });
   if (rc != 0) {
+    // Never started: the Function drops it at once.
     error = fmt::format("cannot spawn {}: {}", args[command_at], uv_strerror(rc));
-    exited_ = true;
-    state_ = State::kExited;
+    ending_ = Ending::kStartFailed;
+    failure_ = error;
     process_.reset();
     stdout_.reset();
     stderr_.reset();
@@ -228,10 +228,14 @@ bool Instance::start(std::string& error) {
   start_stream(stderr_, stderr_lines_, 2);
 
   probe_timer_ = Timer::create(loop_);
-  deadline_timer_ = Timer::create(loop_);
+  start_deadline_ = Timer::create(loop_);
+  stop_grace_ = Timer::create(loop_);
+  output_linger_ = Timer::create(loop_);
+  control_deadline_ = Timer::create(loop_);
   uint64_t limit = ms(fn.initialization_timeout_s);
-  deadline_timer_->start(limit, [this, limit] {
-    fail_start(fmt::format("the instance did not listen on port {} within {} ms", port_, limit));
+  start_deadline_->start(limit, [this, limit] {
+    transition({Event::Kind::kStartFailed,
+                fmt::format("the instance did not listen on port {} within {} ms", port_, limit)});
   });
   probe();
   return true;
@@ -247,7 +251,8 @@ void Instance::start_stream(HandlePtr<Pipe>& pipe, LineSplitter& lines, int fd) 
       [this, &pipe, &lines, fd](int) {
         lines.finish([this, fd](std::string_view line) { on_output(fd, line); });
         pipe.reset();  // closes it; no more callbacks
-        on_stream_closed();
+        open_streams_--;
+        transition({Event::Kind::kOutputClosed, {}});
       });
 }
 
@@ -270,14 +275,184 @@ std::string Instance::output_tail() const {
   return out;
 }
 
-void Instance::on_stream_closed() {
-  open_streams_--;
-  if (open_streams_ > 0) return;
-  if (start_failure_pending_) {
-    report_start_failure();
+// ---- the state machine -------------------------------------------------------------
+
+void Instance::set_state(State next) {
+  if (next == state_) return;
+  spdlog::debug("[{}] {} -> {}", tag_, to_string(state_), to_string(next));
+  state_ = next;
+}
+
+void Instance::transition(Event event) {
+  using Kind = Event::Kind;
+  const int concurrency = std::max(1, config().instance_concurrency);
+  switch (event.kind) {
+    case Kind::kListening:
+      if (state_ != State::kStarting) return;
+      start_deadline_->stop();
+      spdlog::debug("[{}] listening after {} ms", tag_, uv_now(loop_) - started_ms_);
+      if (config().initializer.empty()) {
+        transition({Kind::kInitialized, {}});
+        return;
+      }
+      set_state(State::kInitializing);
+      run_initializer();
+      break;
+
+    case Kind::kInitialized:
+      if (!starting()) return;
+      start_deadline_->stop();
+      idle_since_ms_ = ready_since_ms_ = uv_now(loop_);
+      ready_serial_ = function_.next_ready_serial();
+      spdlog::info("[{}] ready after {} ms", tag_, uv_now(loop_) - started_ms_);
+      set_state(State::kReady);
+      break;
+
+    case Kind::kStartFailed:
+      if (!starting()) return;
+      leave_service(Ending::kStartFailed, event.why, SIGKILL);
+      break;
+
+    case Kind::kSlotsChanged:
+      if (state_ == State::kReady && in_flight_ >= concurrency) {
+        set_state(State::kBusy);
+      } else if (state_ == State::kBusy && in_flight_ < concurrency) {
+        set_state(State::kReady);
+      } else if (state_ == State::kDraining) {
+        maybe_finish_drain();
+      }
+      break;
+
+    case Kind::kUnhealthy:
+      if (state_ != State::kReady && state_ != State::kBusy) return;
+      // Requests already running on other connections may still finish.
+      spdlog::warn("[{}] unhealthy, replacing it: {}", tag_, event.why);
+      ending_ = Ending::kUnhealthy;
+      failure_ = event.why;
+      set_state(State::kDraining);
+      maybe_finish_drain();
+      break;
+
+    case Kind::kWedged:
+      if (state_ == State::kStopping || state_ == State::kExited) return;
+      spdlog::warn("[{}] killed: {}", tag_, event.why);
+      leave_service(Ending::kWedged, event.why, SIGKILL);
+      break;
+
+    case Kind::kDrain:
+      if (starting()) {
+        // Nobody waits for it any more; stop it right away.
+        leave_service(Ending::kRetired, event.why, SIGTERM);
+      } else if (state_ == State::kReady || state_ == State::kBusy) {
+        spdlog::info("[{}] draining: {}", tag_, event.why);
+        ending_ = Ending::kRetired;
+        set_state(State::kDraining);
+        maybe_finish_drain();
+      }
+      break;
+
+    case Kind::kStopGraceOver:
+      if (state_ != State::kStopping || exit_reason_) return;
+      spdlog::warn("[{}] did not stop within {} ms of SIGTERM: SIGKILL", tag_, kStopGraceMs);
+      process_->kill_group(SIGKILL);
+      return;
+
+    case Kind::kExited: {
+      exit_reason_ = event.why;
+      // Whatever is left of the group (the app's children) goes with it.
+      process_->kill_group(SIGKILL);
+      probe_.reset();
+      probe_timer_->stop();
+      start_deadline_->stop();
+      stop_grace_->stop();
+      std::string why;
+      if (state_ == State::kStopping) {
+        spdlog::info("[{}] stopped ({})", tag_, event.why);
+        why = failed() ? failure_ : fmt::format("the instance {}", event.why);
+      } else if (starting()) {
+        ending_ = Ending::kStartFailed;
+        failure_ = fmt::format("the instance {} before {}", event.why,
+                               state_ == State::kStarting ? fmt::format("listening on port {}", port_)
+                                                          : std::string("its initializer answered"));
+        why = failure_;
+      } else {
+        spdlog::error("[{}] instance {}", tag_, event.why);
+        ending_ = Ending::kCrashed;
+        failure_ = fmt::format("the instance {}", event.why);
+        why = failure_;
+      }
+      set_state(State::kStopping);
+      stop_control_call();
+      // Requests in flight fail with the reason; idle connections close.
+      std::vector<InstanceConnection*> conns;
+      for (auto& conn : connections_) conns.push_back(conn.get());
+      for (auto* conn : conns) conn->instance_gone(why);
+      if (open_streams_ > 0) {
+        output_linger_->start(kOutputLingerMs, [this] {
+          // A child that left the group holds the pipes: stop reading them.
+          stdout_.reset();
+          stderr_.reset();
+          open_streams_ = 0;
+          transition({Kind::kOutputClosed, {}});
+        });
+      }
+      maybe_exited();
+      break;
+    }
+
+    case Kind::kOutputClosed:
+    case Kind::kConnectionClosed:
+      maybe_exited();
+      break;
+  }
+  // Transitions nest (failing a connection gives back its slot): the
+  // Function hears of each state once, from whichever call ends last.
+  if (state_ != reported_state_ || event.kind == Kind::kSlotsChanged) {
+    State previous = reported_state_;
+    reported_state_ = state_;
+    function_.on_instance_changed(*this, previous);
+  }
+}
+
+void Instance::leave_service(Ending ending, const std::string& why, int signal) {
+  if (ending_ == Ending::kNone || (ending_ == Ending::kRetired && ending != Ending::kRetired)) {
+    ending_ = ending;
+    failure_ = why;
+  }
+  probe_.reset();
+  probe_timer_->stop();
+  start_deadline_->stop();
+  stop_control_call();
+  set_state(State::kStopping);
+  std::vector<InstanceConnection*> idle;
+  for (auto& conn : connections_) {
+    if (!conn->busy()) idle.push_back(conn.get());
+  }
+  for (auto* conn : idle) conn->close();
+  if (exit_reason_) return;
+  process_->kill_group(signal);
+  if (signal == SIGTERM) {
+    stop_grace_->start(kStopGraceMs, [this] { transition({Event::Kind::kStopGraceOver, {}}); });
+  }
+}
+
+void Instance::maybe_finish_drain() {
+  if (state_ != State::kDraining || in_flight_ > 0) return;
+  if (config().pre_stop && !pre_stop_called_) {
+    run_pre_stop();
     return;
   }
-  maybe_gone();
+  leave_service(ending_, failure_, SIGTERM);
+}
+
+void Instance::maybe_exited() {
+  if (state_ != State::kStopping || !exit_reason_ || open_streams_ > 0 || !connections_.empty()) return;
+  if (ending_ == Ending::kStartFailed) {
+    std::string tail = output_tail();
+    if (!tail.empty()) failure_ += fmt::format("; output: {}", tail);
+    spdlog::error("[{}] failed to start: {}", tag_, failure_);
+  }
+  set_state(State::kExited);
 }
 
 // ---- readiness -----------------------------------------------------------------------
@@ -307,34 +482,7 @@ void Instance::on_probe_result(int status) {
   if (status == 0) {
     // The port accepts.  The probe connection is not kept: a server with
     // one-connection-at-a-time workers must not sit on an idle socket.
-    deadline_timer_->stop();
-    spdlog::debug("[{}] listening after {} ms", tag_, uv_now(loop_) - started_ms_);
-    const FunctionConfig& fn = config();
-    if (fn.initializer.empty()) {
-      become_ready();
-      return;
-    }
-    state_ = State::kInitializing;
-    std::string request_id = new_request_id();
-    spdlog::info("[{}] FC Initialize Start RequestId: {}", tag_, request_id);
-    control_ = std::make_unique<ControlCall>(request_id, [this](bool ok, const std::string& why) {
-      on_initialized(ok, why);
-    });
-    InstanceCall call;
-    call.method = "POST";
-    call.uri = "/initialize";
-    call.control_path = "/initialize";
-    call.request_id = request_id;
-    call.framing = BodyFraming::kContentLength;
-    call.content_length = 0;
-    uint64_t limit = ms(fn.initialization_timeout_s);
-    deadline_timer_->start(limit, [this, limit] {
-      fail_start(fmt::format("the initializer did not finish within {} ms", limit));
-    });
-    InstanceConnection& conn = idle_connection();
-    in_flight_++;  // released with the connection, like any request
-    conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kContentLength, false);
-    conn.end_body();
+    transition({Event::Kind::kListening, {}});
     return;
   }
   // Not listening yet: poll again, backing off gently, so the runner notices
@@ -344,50 +492,76 @@ void Instance::on_probe_result(int status) {
   probe_timer_->start(interval, [this] { probe(); });
 }
 
-void Instance::on_initialized(bool ok, const std::string& why) {
-  std::string request_id = control_ ? control_->request_id : std::string();
-  // control_ is still on the stack of the connection's callback: keep it
-  // alive until this instance goes.
-  if (state_ != State::kInitializing || exited_ || start_failed_) return;
-  deadline_timer_->stop();
-  if (!ok) {
-    spdlog::info("[{}] FC Initialize End RequestId: {}, Error: {}", tag_, request_id, why);
-    fail_start(fmt::format("the initializer failed: {}", why));
-    return;
+void Instance::run_initializer() {
+  const FunctionConfig& fn = config();
+  std::string request_id = new_request_id();
+  spdlog::info("[{}] FC Initialize Start RequestId: {}", tag_, request_id);
+  control_ = std::make_unique<ControlCall>([this, request_id](bool ok, const std::string& why) {
+    if (state_ != State::kInitializing) return;
+    if (!ok) {
+      spdlog::info("[{}] FC Initialize End RequestId: {}, Error: {}", tag_, request_id, why);
+      transition({Event::Kind::kStartFailed, fmt::format("the initializer failed: {}", why)});
+      return;
+    }
+    spdlog::info("[{}] FC Initialize End RequestId: {}", tag_, request_id);
+    transition({Event::Kind::kInitialized, {}});
+  });
+  InstanceCall call;
+  call.method = "POST";
+  call.uri = "/initialize";
+  call.control_path = "/initialize";
+  call.request_id = request_id;
+  call.framing = BodyFraming::kContentLength;
+  call.content_length = 0;
+  uint64_t limit = ms(fn.initialization_timeout_s);
+  start_deadline_->start(limit, [this, limit] {
+    transition({Event::Kind::kStartFailed, fmt::format("the initializer did not finish within {} ms", limit)});
+  });
+  InstanceConnection& conn = idle_connection();
+  in_flight_++;  // released with the connection, like any request
+  conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kContentLength, false, 0);
+  conn.end_body();
+}
+
+void Instance::run_pre_stop() {
+  pre_stop_called_ = true;
+  const FunctionConfig& fn = config();
+  std::string request_id = new_request_id();
+  spdlog::info("[{}] FC PreStop Start RequestId: {}", tag_, request_id);
+  in_flight_++;  // keeps the instance from stopping under the call
+  control_ = std::make_unique<ControlCall>([this, request_id](bool ok, const std::string& why) {
+    control_deadline_->stop();
+    if (ok) {
+      spdlog::info("[{}] FC PreStop End RequestId: {}", tag_, request_id);
+    } else {
+      spdlog::info("[{}] FC PreStop End RequestId: {}, Error: {}", tag_, request_id, why);
+    }
+  });
+  InstanceCall call;
+  call.method = "GET";
+  call.uri = "/pre-stop";
+  call.control_path = "/pre-stop";
+  call.request_id = request_id;
+  uint64_t limit = ms(fn.pre_stop->timeout_s);
+  InstanceConnection& conn = idle_connection();
+  control_deadline_->start(limit, [this, &conn, limit, request_id] {
+    spdlog::info("[{}] FC PreStop End RequestId: {}, Error: no answer within {} ms", tag_, request_id, limit);
+    conn.abandon();
+  });
+  conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kNone, false, 0);
+  conn.end_body();
+}
+
+void Instance::stop_control_call() {
+  if (!control_) return;
+  control_deadline_->stop();
+  std::vector<InstanceConnection*> carrying;
+  for (auto& conn : connections_) {
+    if (conn->sink() == control_.get()) carrying.push_back(conn.get());
   }
-  spdlog::info("[{}] FC Initialize End RequestId: {}", tag_, request_id);
-  become_ready();
-}
-
-void Instance::become_ready() {
-  state_ = State::kReady;
-  idle_since_ms_ = uv_now(loop_);
-  ready_since_ms_ = idle_since_ms_;
-  spdlog::info("[{}] ready after {} ms", tag_, uv_now(loop_) - started_ms_);
-  function_.on_instance_ready(*this);
-}
-
-void Instance::fail_start(const std::string& why) {
-  if (start_failed_ || !starting()) return;
-  start_failed_ = true;
-  start_failure_ = why;
-  probe_.reset();
-  if (probe_timer_) probe_timer_->stop();
-  for (auto& conn : connections_) conn->abandon();  // an initializer call
-  kill(why);
-  // Reported from on_exit, with the output's last lines.
-}
-
-void Instance::report_start_failure() {
-  start_failure_pending_ = false;
-  if (deadline_timer_) deadline_timer_->stop();
-  std::string why = start_failure_;
-  std::string tail = output_tail();
-  if (!tail.empty()) why += fmt::format("; output: {}", tail);
-  spdlog::error("[{}] failed to start: {}", tag_, why);
-  state_ = State::kExited;
-  function_.on_instance_failed(*this, why);
-  maybe_gone();
+  for (auto* conn : carrying) conn->abandon();
+  // It may be on the stack (its answer is what stopped the instance).
+  function_.deleter().defer(std::move(control_));
 }
 
 // ---- work ----------------------------------------------------------------------------
@@ -416,126 +590,58 @@ int Instance::instance_socket() {
 
 void Instance::assign(Exchange& exchange) {
   in_flight_++;
-  served_++;
   exchange.start(*this, idle_connection());
+  transition({Event::Kind::kSlotsChanged, {}});
 }
 
-void Instance::on_connection_released(InstanceConnection& conn, bool reusable) {
+void Instance::on_connection_released(InstanceConnection& conn, Outcome outcome, bool reusable,
+                                      const std::string& why) {
   in_flight_--;
-  if (in_flight_ == 0) idle_since_ms_ = uv_now(loop_);
+  uint64_t now = uv_now(loop_);
+  if (in_flight_ == 0) idle_since_ms_ = now;
+  switch (outcome) {
+    case Outcome::kComplete:
+      consecutive_failures_ = 0;
+      if (ready_since_ms_ != 0) last_success_ms_ = now;  // not the initializer's answer
+      break;
+    case Outcome::kFailed:
+      if (++consecutive_failures_ >= kMaxConsecutiveFailures) {
+        transition({Event::Kind::kUnhealthy,
+                    fmt::format("{} requests in a row failed, the last with: {}", consecutive_failures_, why)});
+      }
+      break;
+    case Outcome::kRefused:
+      // The process lives (or its exit would be known) but nothing listens.
+      transition({Event::Kind::kUnhealthy, why});
+      break;
+    case Outcome::kTimedOut:
+      // Killed before its slot is given back, so no other request lands on it.
+      transition({Event::Kind::kWedged, why});
+      break;
+    case Outcome::kAbandoned:
+      break;
+  }
   if (reusable) {
     size_t idle = 0;
     for (auto& c : connections_) idle += (!c->busy() && !c->closing()) ? 1 : 0;
-    if (idle > static_cast<size_t>(config().instance_concurrency)) conn.close();
+    bool serving = state_ == State::kReady || state_ == State::kBusy || state_ == State::kDraining;
+    if (!serving || idle > static_cast<size_t>(config().instance_concurrency)) conn.close();
   }
-  if (ready()) {
-    function_.on_slot_free(*this);
-  } else if (state_ == State::kDraining) {
-    maybe_stop();
-  }
-}
-
-void Instance::on_connection_crashed(InstanceConnection&, const std::string& why) {
-  if (state_ == State::kReady || state_ == State::kDraining) {
-    crashed_ = true;
-    kill(why);
-  }
+  transition({Event::Kind::kSlotsChanged, {}});
 }
 
 void Instance::on_connection_closed(InstanceConnection* conn) {
   for (auto it = connections_.begin(); it != connections_.end(); ++it) {
     if (it->get() == conn) {
-      it->release();  // already freed by its handle
+      function_.deleter().defer(std::move(*it));
       connections_.erase(it);
       break;
     }
   }
-  delete conn;
-  maybe_gone();
+  transition({Event::Kind::kConnectionClosed, {}});
 }
 
-// ---- stopping ---------------------------------------------------------------------------
-
-void Instance::begin_drain(const std::string& why) {
-  if (exited_ || state_ == State::kDraining || state_ == State::kStopping) return;
-  if (starting()) {
-    // Nobody waits for it any more; stop it right away.
-    kill_reason_ = why;
-    probe_.reset();
-    if (probe_timer_) probe_timer_->stop();
-    if (deadline_timer_) deadline_timer_->stop();
-    for (auto& conn : connections_) conn->abandon();  // an initializer call
-    control_.reset();
-    state_ = State::kDraining;
-    send_stop_signal();
-    return;
-  }
-  spdlog::info("[{}] draining: {}", tag_, why);
-  kill_reason_ = why;
-  state_ = State::kDraining;
-  maybe_stop();
-}
-
-void Instance::maybe_stop() {
-  if (state_ != State::kDraining || in_flight_ > 0 || exited_) return;
-  if (config().pre_stop && !pre_stop_done_) {
-    run_pre_stop();
-    return;
-  }
-  send_stop_signal();
-}
-
-void Instance::run_pre_stop() {
-  pre_stop_done_ = true;
-  const FunctionConfig& fn = config();
-  std::string request_id = new_request_id();
-  spdlog::info("[{}] FC PreStop Start RequestId: {}", tag_, request_id);
-  in_flight_++;  // keeps the instance from stopping under the call
-  control_ = std::make_unique<ControlCall>(request_id, [this, request_id](bool ok, const std::string& why) {
-    // The connection gave the slot back first, which sent SIGTERM and armed
-    // the SIGKILL grace on the same timer: that one must keep running.
-    if (!term_sent_) deadline_timer_->stop();
-    if (ok) {
-      spdlog::info("[{}] FC PreStop End RequestId: {}", tag_, request_id);
-    } else {
-      spdlog::info("[{}] FC PreStop End RequestId: {}, Error: {}", tag_, request_id, why);
-    }
-  });
-  InstanceCall call;
-  call.method = "GET";
-  call.uri = "/pre-stop";
-  call.control_path = "/pre-stop";
-  call.request_id = request_id;
-  uint64_t limit = ms(fn.pre_stop->timeout_s);
-  InstanceConnection& conn = idle_connection();
-  deadline_timer_->start(limit, [this, &conn, limit, request_id] {
-    spdlog::info("[{}] FC PreStop End RequestId: {}, Error: no answer within {} ms", tag_, request_id, limit);
-    conn.abandon();
-  });
-  conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kNone, false);
-  conn.end_body();
-}
-
-void Instance::send_stop_signal() {
-  if (exited_ || term_sent_) return;
-  term_sent_ = true;
-  state_ = State::kStopping;
-  for (auto& conn : connections_) {
-    if (!conn->busy()) conn->close();
-  }
-  process_->kill_group(SIGTERM);
-  deadline_timer_->start(kStopGraceMs, [this] {
-    spdlog::warn("[{}] did not stop within {} ms of SIGTERM: SIGKILL", tag_, kStopGraceMs);
-    process_->kill_group(SIGKILL);
-  });
-}
-
-void Instance::kill(const std::string& why) {
-  if (exited_) return;
-  if (kill_reason_.empty()) kill_reason_ = why;
-  if (state_ != State::kStarting && state_ != State::kInitializing) state_ = State::kStopping;
-  process_->kill_group(SIGKILL);
-}
+void Instance::begin_drain(const std::string& why) { transition({Event::Kind::kDrain, why}); }
 
 std::string Instance::failure_detail() const {
   if (memory_ && memory_->oom_killed()) {
@@ -544,69 +650,12 @@ std::string Instance::failure_detail() const {
   return {};
 }
 
-void Instance::on_exit(int64_t exit_status, int term_signal) {
-  exited_ = true;
-  exit_reason_ = describe_exit(exit_status, term_signal) + failure_detail();
-  // Whatever is left of the group (the app's children) goes with it.
-  process_->kill_group(SIGKILL);
-  probe_.reset();
-  if (probe_timer_) probe_timer_->stop();
-  if (deadline_timer_) deadline_timer_->stop();
-
-  bool was_starting = starting();
-  bool expected = term_sent_ || (!kill_reason_.empty() && !crashed_);
-  if (expected) {
-    spdlog::info("[{}] stopped ({})", tag_, exit_reason_);
-  } else if (!was_starting) {
-    spdlog::error("[{}] instance {}", tag_, exit_reason_);
-  }
-
-  std::string why = crashed_ ? kill_reason_ : fmt::format("the instance {}", exit_reason_);
-  for (size_t i = 0; i < connections_.size(); i++) connections_[i]->instance_gone(why);
-  control_.reset();
-
-  if (was_starting) {
-    if (!start_failed_) {
-      start_failed_ = true;
-      start_failure_ = fmt::format("the instance {} before listening on port {}", exit_reason_, port_);
-    }
-    // Wait a moment for the last lines of output: they usually say why.
-    if (open_streams_ > 0) {
-      start_failure_pending_ = true;
-      deadline_timer_->start(kFailureOutputWaitMs, [this] { report_start_failure(); });
-      return;
-    }
-    report_start_failure();
-    return;
-  }
-  State previous = state_;
-  state_ = State::kExited;
-  if (!expected || previous == State::kReady) {
-    function_.on_instance_crashed(*this, why);
-  }
-  if (open_streams_ > 0) {
-    deadline_timer_->start(kOutputLingerMs, [this] {
-      stdout_.reset();
-      stderr_.reset();
-      open_streams_ = 0;
-      maybe_gone();
-    });
-    return;
-  }
-  maybe_gone();
-}
-
-void Instance::maybe_gone() {
-  if (!exited_ || open_streams_ > 0 || !connections_.empty() || start_failure_pending_) return;
-  if (state_ != State::kExited) state_ = State::kExited;
-  function_.on_instance_gone(this);  // destroys this
-}
-
 const char* to_string(Instance::State state) {
   switch (state) {
     case Instance::State::kStarting: return "starting";
     case Instance::State::kInitializing: return "initializing";
     case Instance::State::kReady: return "ready";
+    case Instance::State::kBusy: return "busy";
     case Instance::State::kDraining: return "draining";
     case Instance::State::kStopping: return "stopping";
     case Instance::State::kExited: return "exited";

@@ -1,18 +1,29 @@
 // One instance of a function: a process group spawned by the runner (through
 // the --exec-instance guard, see guard.h), its stdout/stderr captured line by
 // line, its readiness probed by connecting to its port, and its pool of
-// keep-alive connections.  States (DESIGN §4):
+// keep-alive connections.
+//
+// The lifecycle is one state machine (DESIGN §4, after Envoy's ActiveClient):
+//
 //   starting → initializing → ready ⇄ busy → draining → stopping → exited
-// "What happens when an instance dies" is in on_exit() below.
+//       └──────────┴────────────┴──────┴────────┴──→ stopping (failure, kill)
+//
+// Every process, connection and timer event goes through transition(); it
+// alone changes state_, and after every change (and every slot taken or
+// given back) it tells the Function, whose on_instance_changed() alone
+// decides replacement and backoff.  "What happens when an instance dies" is
+// transition() below.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "config.h"
+#include "deferred_delete.h"
 #include "line_splitter.h"
 #include "response_sink.h"
 #include "uv_handle.h"
@@ -23,76 +34,130 @@ class Function;
 class InstanceConnection;
 class Exchange;
 
-class Instance {
+class Instance final : public DeferredDeletable {
  public:
-  enum class State { kStarting, kInitializing, kReady, kDraining, kStopping, kExited };
+  enum class State {
+    kStarting,      // spawned; probing its port
+    kInitializing,  // listening; POST /initialize running
+    kReady,         // serving, with a free slot
+    kBusy,          // serving, every slot taken
+    kDraining,      // no new work; in-flight work (then preStop) finishes
+    kStopping,      // signalled or dead: waiting for the exit and the last output
+    kExited,        // process, output and connections gone: the Function frees it
+  };
+
+  // Why an instance left service.  Everything but kRetired is a failure
+  // that counts against the function's restart backoff.
+  enum class Ending {
+    kNone,
+    kRetired,      // drained on purpose (idle, shutdown)
+    kStartFailed,  // did not listen or initialize, or exited before
+    kCrashed,      // exited while serving
+    kWedged,       // a request got no response within `timeout`: killed
+    kUnhealthy,    // its connections keep failing or its listener is gone
+  };
+
+  // What the instance's connections report when a request leaves them.
+  enum class Outcome {
+    kComplete,   // a whole response
+    kAbandoned,  // dropped by the runner (client gone, shutdown)
+    kFailed,     // the instance closed or broke the connection early
+    kRefused,    // connect() to the instance failed
+    kTimedOut,   // the whole request was delivered and no response head came in time
+  };
 
   // How long a stopping instance gets between SIGTERM and SIGKILL.
   static constexpr uint64_t kStopGraceMs = 5000;
+  // This many requests in a row whose connection failed early mark the
+  // instance unhealthy (one failure fails only its own request).
+  static constexpr int kMaxConsecutiveFailures = 3;
+  // After the process exited, how long its output pipes may stay open (held
+  // by a child that escaped the group, e.g. a daemon) before the runner
+  // closes them: such a child never pins the instance.
+  static constexpr uint64_t kOutputLingerMs = 300;
 
   // `own_netns`: the instance gets its own network namespace (caPort apps).
   Instance(Function& function, uv_loop_t* loop, std::string id, int port, bool own_netns);
-  ~Instance();
+  ~Instance() override;
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
 
   // Spawns the process and starts probing; false (with `error`) when the
-  // spawn itself failed.
+  // spawn itself failed (the instance is then kExited).
   bool start(std::string& error);
 
   const std::string& id() const { return id_; }
   const FunctionConfig& config() const;
   const std::string& tag() const { return tag_; }  // "function/instance" for logs
-  uv_loop_t* loop() const { return loop_; }
-  int port() const { return port_; }
   State state() const { return state_; }
-  // Not once the process exited: on_exit() fails the connections (freeing
-  // their slots) before it leaves kReady, and no request may land there.
-  bool ready() const { return state_ == State::kReady && !exited_; }
+  bool ready() const { return state_ == State::kReady; }
   bool starting() const { return state_ == State::kStarting || state_ == State::kInitializing; }
+  // Ready, busy or on its way there: counts as capacity.
+  bool live() const { return starting() || state_ == State::kReady || state_ == State::kBusy; }
   int in_flight() const { return in_flight_; }
   int pid() const;
   uint64_t idle_since_ms() const { return idle_since_ms_; }
   uint64_t ready_since_ms() const { return ready_since_ms_; }
-  uint64_t served() const { return served_; }
+  // When the last whole response came from it (0: none yet).
+  uint64_t last_success_ms() const { return last_success_ms_; }
+  // The order in which instances of the function became ready (0: not yet),
+  // for $fc_cold_start: see Exchange::start.
+  uint64_t ready_serial() const { return ready_serial_; }
+  Ending ending() const { return ending_; }
+  bool failed() const { return ending_ != Ending::kNone && ending_ != Ending::kRetired; }
+  // Why it failed, with the last lines of its output (for the 503 body).
+  const std::string& failure() const { return failure_; }
 
   // Takes a slot and starts the exchange on an idle or new connection.
   void assign(Exchange& exchange);
 
   // No new work; stop once in-flight work is done (idle reaping, shutdown).
   void begin_drain(const std::string& why);
-  // The instance is wedged or broken: SIGKILL its group now.
-  void kill(const std::string& why);
 
-  // From InstanceConnection: the request on `conn` ended (reusable or not).
-  void on_connection_released(InstanceConnection& conn, bool reusable);
-  // A failure on a connection that means the instance itself is broken.
-  void on_connection_crashed(InstanceConnection& conn, const std::string& why);
+  // From InstanceConnection: the request on `conn` left it.
+  void on_connection_released(InstanceConnection& conn, Outcome outcome, bool reusable,
+                              const std::string& why);
   // From InstanceConnection's close callback.
   void on_connection_closed(InstanceConnection* conn);
 
-  // The reason an exit is reported with, e.g. "exited with status 1".
-  const std::string& exit_reason() const { return exit_reason_; }
-  std::string output_tail() const;
   // " (out of memory: ...)" when the kernel OOM-killed the instance.
   std::string failure_detail() const;
 
  private:
   class ControlCall;
+
+  struct Event {
+    enum class Kind {
+      kListening,     // the probe connected
+      kInitialized,   // the initializer answered 2xx
+      kStartFailed,   // start deadline passed, initializer failed
+      kSlotsChanged,  // a request took or gave back a slot
+      kUnhealthy,     // connection failures, a refused connect
+      kWedged,        // a request timed out
+      kDrain,         // retire (idle, shutdown)
+      kStopGraceOver, // SIGTERM was not enough
+      kExited,        // the process exited
+      kOutputClosed,  // stdout and stderr are closed (or were made to)
+      kConnectionClosed,
+    };
+    Kind kind;
+    std::string why;
+  };
+  // The one place the state changes.
+  void transition(Event event);
+  void set_state(State next);
+  void leave_service(Ending ending, const std::string& why, int signal);
+  void maybe_finish_drain();
+  void maybe_exited();
+
   void probe();
   void on_probe_result(int status);
-  void on_initialized(bool ok, const std::string& why);
-  void become_ready();
-  void fail_start(const std::string& why);
-  void on_exit(int64_t exit_status, int term_signal);
-  void report_start_failure();
+  void run_initializer();
+  void run_pre_stop();
+  void stop_control_call();
   void on_output(int fd, std::string_view line);
   void start_stream(HandlePtr<Pipe>& pipe, LineSplitter& lines, int fd);
-  void on_stream_closed();
-  void maybe_stop();
-  void send_stop_signal();
-  void maybe_gone();
-  void run_pre_stop();
+  std::string output_tail() const;
   InstanceConnection& idle_connection();
   int instance_socket();  // InstanceConnection's fd argument
 
@@ -103,6 +168,11 @@ class Instance {
   int port_;
   bool own_netns_;
   State state_ = State::kStarting;
+  State reported_state_ = State::kStarting;  // what the Function last heard
+  Ending ending_ = Ending::kNone;
+  std::string failure_;
+  std::optional<std::string> exit_reason_;  // set once the process exited
+  bool pre_stop_called_ = false;
 
   std::unique_ptr<class MemoryLimit> memory_;
   HandlePtr<Process> process_;
@@ -115,25 +185,20 @@ class Instance {
 
   HandlePtr<Tcp> probe_;
   HandlePtr<Timer> probe_timer_;
-  HandlePtr<Timer> deadline_timer_;  // start deadline, then stop grace
+  HandlePtr<Timer> start_deadline_;
+  HandlePtr<Timer> stop_grace_;
+  HandlePtr<Timer> output_linger_;
+  HandlePtr<Timer> control_deadline_;  // preStop
   uint64_t started_ms_ = 0;
 
   std::vector<std::unique_ptr<InstanceConnection>> connections_;
   std::unique_ptr<ControlCall> control_;
   int in_flight_ = 0;
-  uint64_t served_ = 0;
+  int consecutive_failures_ = 0;
   uint64_t idle_since_ms_ = 0;
   uint64_t ready_since_ms_ = 0;
-
-  bool start_failed_ = false;
-  bool exited_ = false;
-  bool pre_stop_done_ = false;
-  bool term_sent_ = false;
-  bool start_failure_pending_ = false;
-  bool crashed_ = false;
-  std::string start_failure_;
-  std::string exit_reason_;
-  std::string kill_reason_;
+  uint64_t last_success_ms_ = 0;
+  uint64_t ready_serial_ = 0;
 };
 
 const char* to_string(Instance::State state);

@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "fc_errors.h"
-#include "instance.h"
 
 namespace fc {
 
@@ -16,10 +15,19 @@ GatewayError crashed(std::string message) {
   return GatewayError{502, FC_ERR_INSTANCE_CRASHED, std::move(message)};
 }
 
+void arm(HandlePtr<Timer>& timer, uv_loop_t* loop, uint64_t ms, std::function<void()> cb) {
+  if (!timer) timer = Timer::create(loop);
+  timer->start(ms, std::move(cb));
+}
+
+void disarm(HandlePtr<Timer>& timer) {
+  if (timer) timer->stop();
+}
+
 }  // namespace
 
 InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int port, int fd)
-    : owner_(owner), tcp_(Tcp::create(loop)) {
+    : owner_(owner), loop_(loop), tcp_(Tcp::create(loop)) {
   if (fd == kNoSocket) {
     connect_error_ = UV_ENETUNREACH;
     return;
@@ -41,29 +49,44 @@ InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int por
 InstanceConnection::~InstanceConnection() = default;
 
 void InstanceConnection::close() {
+  stop_timers();
   if (!tcp_) return;
   closing_ = true;
   Instance* owner = &owner_;
   tcp_.release()->close([owner, this] { owner->on_connection_closed(this); });
 }
 
+void InstanceConnection::stop_timers() {
+  disarm(response_timer_);
+  disarm(discard_timer_);
+  disarm(verdict_timer_);
+}
+
 void InstanceConnection::on_connected(int status) {
   if (status != 0) {
-    fail(crashed(fmt::format("cannot connect to the instance: {}", uv_strerror(status))));
+    std::string why = fmt::format("cannot connect to the instance: {}", uv_strerror(status));
+    if (!busy()) {
+      close();
+    } else {
+      fail(crashed(std::move(why)), Instance::Outcome::kRefused);
+    }
     return;
   }
   connected_ = true;
   tcp_->read_start([this](const ChunkRef& c, const char* d, size_t n) { on_read(c, d, n); },
                    [this](int st) { on_end(st); });
+  if (paused_by_sink_) tcp_->read_stop();
 }
 
-void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming framing,
-                               bool head_request) {
+void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request,
+                               uint64_t response_timeout_ms) {
   sink_ = &sink;
+  discarding_ = false;
   framing_ = framing;
   head_request_ = head_request;
   request_done_ = false;
   paused_by_sink_ = false;
+  response_timeout_ms_ = response_timeout_ms;
   if (connected_ && tcp_) tcp_->read_resume();
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
@@ -76,20 +99,28 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
   message_done_ = false;
   keep_alive_ = false;
   int rc = connect_error_;
-  if (rc == 0 && (closing_ || !tcp_)) rc = UV_ECONNRESET;
+  if (rc != 0) {
+    fail_soon(crashed(fmt::format("cannot connect to the instance: {}", uv_strerror(rc))),
+              Instance::Outcome::kRefused);
+    return;
+  }
+  if (closing_ || !tcp_) rc = UV_ECONNRESET;
   if (rc == 0) {
     auto req = std::make_unique<WriteReq>();
     req->copy(std::move(head));
     rc = tcp_->write(std::move(req));
     if (rc == 0 && acks_at_once_) tcp_->quickack();
   }
-  if (rc != 0) fail_soon(crashed(fmt::format("cannot send to the instance: {}", uv_strerror(rc))));
+  if (rc != 0) {
+    fail_soon(crashed(fmt::format("cannot send to the instance: {}", uv_strerror(rc))), Instance::Outcome::kFailed);
+  }
 }
 
-void InstanceConnection::fail_soon(GatewayError&& error) {
+void InstanceConnection::fail_soon(GatewayError&& error, Instance::Outcome outcome) {
   // The caller is still inside Exchange::start(); fail on the next tick.
-  if (!defer_) defer_ = Timer::create(owner_.loop());
-  defer_->start(0, [this, error = std::move(error)]() mutable { fail(std::move(error)); });
+  arm(defer_, loop_, 0, [this, error = std::move(error), outcome]() mutable {
+    if (sink_) fail(std::move(error), outcome);
+  });
 }
 
 void InstanceConnection::write_body(const ChunkRef& chunk, const char* data, size_t len) {
@@ -109,14 +140,63 @@ void InstanceConnection::end_body() {
     req->copy(std::string_view("0\r\n\r\n"));
     tcp_->write(std::move(req));
   }
+  // From here on the time is the instance's: the whole request is its.
+  if (response_timeout_ms_ > 0 && busy() && !head_done_) {
+    arm(response_timer_, loop_, response_timeout_ms_, [this] { on_response_timeout(); });
+  }
+}
+
+void InstanceConnection::on_response_timeout() {
+  std::string why = fmt::format("the function did not respond within {:g} s",
+                                static_cast<double>(response_timeout_ms_) / 1000.0);
+  if (discarding_) {
+    close();
+    release(Instance::Outcome::kTimedOut, false, why);
+    return;
+  }
+  fail(GatewayError{504, FC_ERR_FUNCTION_TIMEOUT, std::move(why)}, Instance::Outcome::kTimedOut);
 }
 
 void InstanceConnection::abandon() {
-  if (!sink_) return;
+  if (!busy()) return;
   spdlog::debug("[{}] connection abandoned mid-exchange", owner_.tag());
   sink_ = nullptr;
+  discarding_ = false;
   close();
-  owner_.on_connection_released(*this, false);
+  release(Instance::Outcome::kAbandoned, false, "abandoned");
+}
+
+void InstanceConnection::discard_rest(uint64_t limit_ms) {
+  if (!sink_) return;
+  if (!tcp_ || closing_ || (verdict_timer_ && verdict_timer_->active()) || (!connected_ && !request_done_)) {
+    // Nothing the instance could still be working on through this connection.
+    abandon();
+    return;
+  }
+  spdlog::debug("[{}] the client left: the rest of the exchange is read and dropped", owner_.tag());
+  sink_ = nullptr;
+  discarding_ = true;
+  discard_limit_ms_ = limit_ms;
+  auto bound = [this] {
+    spdlog::debug("[{}] an abandoned request still ran after {} ms: connection closed", owner_.tag(),
+                  discard_limit_ms_);
+    close();
+    release(Instance::Outcome::kAbandoned, false, "abandoned");
+  };
+  if (!request_done_) {
+    // The body will never be complete: end our side so the app reads EOF
+    // and finishes (typically with an error it writes to nobody).
+    disarm(response_timer_);
+    tcp_->shutdown([](int) {});
+    arm(discard_timer_, loop_, discard_limit_ms_, bound);
+  } else if (head_done_) {
+    arm(discard_timer_, loop_, discard_limit_ms_, bound);
+  }
+  // else: the response timeout still runs, and arms the bound at the head.
+  if (paused_by_sink_) {
+    paused_by_sink_ = false;
+    if (connected_) tcp_->read_resume();
+  }
 }
 
 size_t InstanceConnection::write_queue_size() const {
@@ -124,6 +204,7 @@ size_t InstanceConnection::write_queue_size() const {
 }
 
 void InstanceConnection::pause_reading() {
+  if (discarding_) return;
   paused_by_sink_ = true;
   if (tcp_) tcp_->read_stop();
 }
@@ -136,18 +217,14 @@ void InstanceConnection::resume_reading() {
 
 void InstanceConnection::on_write_done(int status) {
   if (status != 0 && status != UV_ECANCELED) {
-    // The instance went away; the read side reports it with more context,
-    // unless the response is already complete.
-    if (sink_ && !message_done_) {
-      fail(crashed(fmt::format("write to the instance failed: {}", uv_strerror(status))));
-    }
+    if (busy() && !message_done_) on_broken(fmt::format("write to the instance failed: {}", uv_strerror(status)));
     return;
   }
   if (sink_ && write_queue_size() < kWriteHighWater) sink_->on_request_drained();
 }
 
 void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t len) {
-  if (!sink_) {
+  if (!busy()) {
     // Bytes on an idle connection: the instance broke the protocol.  Its
     // slot was given back when the last response ended.
     spdlog::debug("[{}] {} unexpected bytes on an idle connection", owner_.tag(), len);
@@ -157,8 +234,8 @@ void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t
   current_chunk_ = &chunk;
   size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   current_chunk_ = nullptr;
-  if (!sink_) return;  // the sink failed or went away inside a callback
-  if (head_done_ && !message_done_ && !acks_at_once_) {
+  if (!busy()) return;  // the sink failed or went away inside a callback
+  if (head_done_ && !message_done_ && !acks_at_once_ && tcp_) {
     // The instance writes a response in pieces (e.g. Python's http.server:
     // head, then body, without TCP_NODELAY).  Its Nagle would wait for our
     // delayed ACK, ~40 ms per response on a reused connection, so from now
@@ -174,14 +251,18 @@ void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t
   }
   if (HTTP_PARSER_ERRNO(&parser_) != HPE_OK) {
     auto err = static_cast<http_errno>(HTTP_PARSER_ERRNO(&parser_));
-    fail(GatewayError{502, FC_ERR_BAD_RESPONSE,
-                      fmt::format("the instance sent an invalid HTTP response: {}",
-                                  http_errno_description(err))});
+    std::string why = fmt::format("the instance sent an invalid HTTP response: {}", http_errno_description(err));
+    if (discarding_) {
+      close();
+      release(Instance::Outcome::kFailed, false, why);
+      return;
+    }
+    fail(GatewayError{502, FC_ERR_BAD_RESPONSE, std::move(why)}, Instance::Outcome::kFailed);
   }
 }
 
 void InstanceConnection::on_end(int status) {
-  if (!sink_) {
+  if (!busy()) {
     // An idle keep-alive connection closed by the instance.
     close();
     return;
@@ -195,20 +276,33 @@ void InstanceConnection::on_end(int status) {
       return;
     }
   }
-  std::string why = (status == UV_EOF
-                         ? std::string("the instance closed the connection before the response was complete")
-                         : fmt::format("connection to the instance failed: {}", uv_strerror(status))) +
-                    owner_.failure_detail();
-  // A connection dropped before the response was complete: FC counts that
-  // as a crash.  (Idle keep-alive connections are not reused after
-  // kMaxIdleMs, so this is not an instance closing an idle connection.)
-  owner_.on_connection_crashed(*this, why);
-  fail(crashed(std::move(why)));
+  on_broken(status == UV_EOF ? std::string("the instance closed the connection before the response was complete")
+                             : fmt::format("connection to the instance failed: {}", uv_strerror(status)));
+}
+
+void InstanceConnection::on_broken(std::string why) {
+  if (discarding_) {
+    // The app gave up on a request whose client had left: nothing to report.
+    close();
+    release(Instance::Outcome::kAbandoned, false, why);
+    return;
+  }
+  if (!sink_ || (verdict_timer_ && verdict_timer_->active())) return;
+  // Was it the process dying?  instance_gone() says so within moments; if
+  // not, the app closed this one connection (one failed request).
+  disarm(response_timer_);
+  if (tcp_) tcp_->read_stop();
+  arm(verdict_timer_, loop_, kExitVerdictMs, [this, why = std::move(why)] {
+    fail(GatewayError{502, FC_ERR_BAD_RESPONSE, why + owner_.failure_detail()}, Instance::Outcome::kFailed);
+  });
 }
 
 void InstanceConnection::instance_gone(const std::string& why) {
-  if (sink_) {
-    fail(crashed(why));
+  if (discarding_) {
+    close();
+    release(Instance::Outcome::kAbandoned, false, why);
+  } else if (sink_) {
+    fail(crashed(why), Instance::Outcome::kAbandoned);
   } else {
     close();
   }
@@ -217,8 +311,10 @@ void InstanceConnection::instance_gone(const std::string& why) {
 void InstanceConnection::finish_message() {
   ResponseSink* sink = sink_;
   sink_ = nullptr;
+  discarding_ = false;
+  stop_timers();
   bool reusable = keep_alive_ && !closing_;
-  idle_since_ms_ = uv_now(owner_.loop());
+  idle_since_ms_ = uv_now(loop_);
   // A pause for the sink's sake ends with its exchange: an idle connection
   // keeps reading, to notice the instance closing it.
   paused_by_sink_ = false;
@@ -227,18 +323,24 @@ void InstanceConnection::finish_message() {
   // The slot is freed first (the next queued request may start on this very
   // connection), then the sink ends (END_STREAM to nginx, or an instance
   // becoming ready after its initializer).
-  owner_.on_connection_released(*this, reusable);
-  sink->on_response_end();
+  owner_.on_connection_released(*this, Instance::Outcome::kComplete, reusable, {});
+  if (sink) sink->on_response_end();
 }
 
-void InstanceConnection::fail(GatewayError&& error) {
-  ResponseSink* sink = sink_;
+void InstanceConnection::release(Instance::Outcome outcome, bool reusable, const std::string& why) {
   sink_ = nullptr;
+  discarding_ = false;
+  stop_timers();
+  owner_.on_connection_released(*this, outcome, reusable, why);
+}
+
+void InstanceConnection::fail(GatewayError&& error, Instance::Outcome outcome) {
+  ResponseSink* sink = sink_;
+  bool was_busy = busy();
   close();
-  if (sink) {
-    owner_.on_connection_released(*this, false);
-    sink->on_response_failed(std::move(error));
-  }
+  if (!was_busy) return;
+  release(outcome, false, error.message);
+  if (sink) sink->on_response_failed(std::move(error));
 }
 
 // ---- http_parser callbacks ------------------------------------------------------
@@ -292,6 +394,14 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
     if (!is_dropped_response_header(h.first)) headers.push_back(std::move(h));
   }
   self->headers_.clear();
+  // The instance answered: the rest is streaming, at the client's pace.
+  disarm(self->response_timer_);
+  if (self->discarding_ && !(self->discard_timer_ && self->discard_timer_->active())) {
+    arm(self->discard_timer_, self->loop_, self->discard_limit_ms_, [self] {
+      self->close();
+      self->release(Instance::Outcome::kAbandoned, false, "abandoned");
+    });
+  }
   if (self->sink_) self->sink_->on_response_head(status, std::move(headers));
   // HEAD responses (and 204/304, which http_parser knows) carry no body.
   return self->head_request_ ? 1 : 0;
@@ -300,7 +410,7 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
 int InstanceConnection::on_body(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<InstanceConnection*>(p->data);
   if (self->sink_ && self->current_chunk_) self->sink_->on_response_body(*self->current_chunk_, at, len);
-  return self->sink_ ? 0 : -1;
+  return self->busy() ? 0 : -1;  // discarded while the client is gone
 }
 
 int InstanceConnection::on_message_complete(http_parser* p) {

@@ -4,40 +4,56 @@
 // http_parser, handing head, body slices and end to its ResponseSink without
 // buffering.  Instances pool these; a connection is reused only when the
 // previous exchange ended cleanly on both sides.
+//
+// It also keeps the instance's time (DESIGN §4, "whose time is it"): the
+// function's `timeout` runs from the moment the whole request has been handed
+// to the instance until the response head arrives.  Waiting for the client's
+// body, or for the client to read the response, never counts.
 #pragma once
 
 #include <http_parser.h>
 
 #include <string>
 
+#include "deferred_delete.h"
 #include "http_head.h"
+#include "instance.h"
 #include "response_sink.h"
 #include "uv_handle.h"
 
 namespace fc {
 
-class Instance;
-
-class InstanceConnection {
+class InstanceConnection final : public DeferredDeletable {
  public:
   // Sockets normally come from libuv; `fd` >= 0 is a socket made in the
   // instance's network namespace, kNoSocket one that could not be made.
   static constexpr int kOwnSocket = -1;
   static constexpr int kNoSocket = -2;
   InstanceConnection(Instance& owner, uv_loop_t* loop, int port, int fd = kOwnSocket);
-  ~InstanceConnection();
+  ~InstanceConnection() override;
   InstanceConnection(const InstanceConnection&) = delete;
   InstanceConnection& operator=(const InstanceConnection&) = delete;
 
   // Starts a request: `head` is the whole HTTP head (http_head.h).  Writes
   // may be issued while the TCP connection is still being established.
-  void begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request);
+  // `response_timeout_ms` (0: none) starts once end_body() was called and
+  // stops at the response head; when it passes, the sink gets 504
+  // FunctionTimeout and the instance hears Outcome::kTimedOut.
+  void begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request,
+             uint64_t response_timeout_ms);
   // Body bytes, referenced (not copied) and held until written.
   void write_body(const ChunkRef& chunk, const char* data, size_t len);
   void end_body();
-  // The sink goes away before the exchange ended (client gone, timeout):
-  // the connection cannot be reused and closes.
+  // The sink goes away and the instance is done with this request: close now
+  // (a failed start, preStop past its timeout, a bad response).
   void abandon();
+  // The sink goes away (the client left) but the instance may still be
+  // working on the request: the slot stays taken until the instance has
+  // finished with it.  The rest of the response is read and dropped; a
+  // request body that will not come is ended by shutting down our side, so
+  // the app reads EOF.  Bounded by `limit_ms` once the response head came
+  // (or the body was cut); before that, the response timeout still applies.
+  void discard_rest(uint64_t limit_ms);
 
   size_t write_queue_size() const;
   void pause_reading();
@@ -48,11 +64,17 @@ class InstanceConnection {
 
   // A keep-alive connection idle longer than this is not reused: servers
   // close idle connections (gunicorn after 2 s, Node after 5 s), and a request
-  // racing that close would look like a crash.
+  // racing that close would look like a failure.
   static constexpr uint64_t kMaxIdleMs = 1000;
+  // A connection that ends early waits this long for the process exit
+  // before it counts as a connection failure: a killed process closes its
+  // sockets a moment before the runner hears of the exit, and then the
+  // request failed because the instance crashed.
+  static constexpr uint64_t kExitVerdictMs = 150;
   bool stale(uint64_t now_ms) const { return idle_since_ms_ != 0 && now_ms - idle_since_ms_ > kMaxIdleMs; }
 
-  bool busy() const { return sink_ != nullptr; }
+  bool busy() const { return sink_ != nullptr || discarding_; }
+  const ResponseSink* sink() const { return sink_; }
   bool closing() const { return closing_; }
   void close();
 
@@ -61,12 +83,17 @@ class InstanceConnection {
   void on_read(const ChunkRef& chunk, const char* data, size_t len);
   void on_end(int status);
   void on_write_done(int status);
+  void on_broken(std::string why);
+  void on_response_timeout();
   void finish_message();
-  void fail(GatewayError&& error);
-  bool response_started() const { return head_done_; }
+  // The request leaves this connection: the instance gets its slot back and
+  // the outcome, then the sink (if any) the error.
+  void release(Instance::Outcome outcome, bool reusable, const std::string& why);
+  void fail(GatewayError&& error, Instance::Outcome outcome);
+  void stop_timers();
 
   static const http_parser_settings& settings();
-  void fail_soon(GatewayError&& error);
+  void fail_soon(GatewayError&& error, Instance::Outcome outcome);
   static int on_header_field(http_parser* p, const char* at, size_t len);
   static int on_header_value(http_parser* p, const char* at, size_t len);
   static int on_headers_complete(http_parser* p);
@@ -74,16 +101,20 @@ class InstanceConnection {
   static int on_message_complete(http_parser* p);
 
   Instance& owner_;
+  uv_loop_t* loop_;
   HandlePtr<Tcp> tcp_;
   bool connected_ = false;
   bool closing_ = false;
   uint64_t idle_since_ms_ = 0;  // 0: never used
 
   ResponseSink* sink_ = nullptr;
+  bool discarding_ = false;  // the sink left; the instance finishes the request
   BodyFraming framing_ = BodyFraming::kNone;
   bool request_done_ = false;
   bool head_request_ = false;
   bool paused_by_sink_ = false;
+  uint64_t response_timeout_ms_ = 0;
+  uint64_t discard_limit_ms_ = 0;
 
   http_parser parser_{};
   std::string field_;
@@ -97,7 +128,10 @@ class InstanceConnection {
   bool acks_at_once_ = false;  // the instance answers in pieces: no delayed ACKs
   const ChunkRef* current_chunk_ = nullptr;  // during on_read
   int connect_error_ = 0;
-  HandlePtr<Timer> defer_;  // reports a failure found inside begin()
+  HandlePtr<Timer> defer_;             // reports a failure found inside begin()
+  HandlePtr<Timer> response_timer_;    // the function's timeout
+  HandlePtr<Timer> discard_timer_;     // bounds discard_rest()
+  HandlePtr<Timer> verdict_timer_;     // kExitVerdictMs after an early end
 };
 
 }  // namespace fc

@@ -11,9 +11,16 @@
 
 namespace fc {
 
-Runner::Runner(uv_loop_t* loop, RunnerConfig config) : loop_(loop), config_(std::move(config)) {}
+Runner::Runner(uv_loop_t* loop, RunnerConfig config)
+    : loop_(loop), config_(std::move(config)), deleter_(loop) {}
 
-Runner::~Runner() = default;
+Runner::~Runner() {
+  // Connections (and their exchanges) observe functions: they go first.
+  listener_.reset();
+  deleter_.flush();
+  functions_.clear();
+  deleter_.flush();
+}
 
 bool Runner::start() {
   // First: a signal that comes during start-up must not kill the runner.
@@ -115,8 +122,10 @@ void Runner::finish() {
     shutdown_timer_.reset();
     finish_timer_.reset();
     listener_.reset();
+    deleter_.flush();
     // Functions own timers: closing them lets the loop run dry.
     functions_.clear();
+    deleter_.flush();
   });
 }
 

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "config.h"
+#include "deferred_delete.h"
 #include "uv_handle.h"
 
 namespace fc {
@@ -31,6 +32,8 @@ class Runner {
   bool start();
 
   Function* find(std::string_view name);
+  // Frees objects that end inside their own callbacks (deferred_delete.h).
+  DeferredDeleter& deleter() { return deleter_; }
   bool shutting_down() const { return shutting_down_; }
   void shutdown(const std::string& why);
 
@@ -44,6 +47,7 @@ class Runner {
 
   uv_loop_t* loop_;
   RunnerConfig config_;
+  DeferredDeleter deleter_;  // first in, last out: what it holds observes the rest
   std::unique_ptr<Listener> listener_;
   std::map<std::string, std::unique_ptr<Function>, std::less<>> functions_;
   HandlePtr<Signal> sigterm_;

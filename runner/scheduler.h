@@ -40,9 +40,11 @@ class Scheduler {
   int max_instances_;
 };
 
-// Replacing instances that crash or fail to start with exponential backoff,
-// so a function that always fails cannot fork-bomb the host.  Times are loop
-// milliseconds.
+// Replacing failed instances (start failures, crashes before or after ready,
+// timeout kills, unhealthy ones) with exponential backoff, so a function that
+// always fails cannot fork-bomb the host.  Function calls on_failure() for
+// every failed instance and on_success() only once an instance has served
+// well for Function::kHealthyServiceMs.  Times are loop milliseconds.
 class RestartBackoff {
  public:
   static constexpr uint64_t kFirstDelayMs = 500;

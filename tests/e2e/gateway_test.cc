@@ -234,21 +234,29 @@ TEST_F(GatewayTest, ServerSentEventsAreNotBuffered) {
 }
 
 TEST_F(GatewayTest, ClientThatLeavesMidStreamDisturbsNothingElse) {
+  // One instance, one slot: whatever the abandoned stream left behind, the
+  // same instance must serve what follows.
+  gw_.add_functions_yaml(custom_function("single", "    maxInstances: 1\n"));
+  gw_.add_server_conf("    location /single/ { rewrite ^/single(/.*)$ $1 break; fc_function single; }\n");
   gw_.start();
-  // Warm first: the client's 300 ms must not include a cold start.
-  ASSERT_EQ(http_get(gw_.url("/inspect")).status, 200);
+  HttpResponse warm = http_get(gw_.url("/single/pid"));
+  ASSERT_EQ(warm.status, 200) << warm.error;
+  std::string pid = warm.body;
   HttpRequest req;
-  req.url = gw_.url("/sse");
+  req.url = gw_.url("/single/sse");
   req.timeout_ms = 300;  // gone after the first event
   HttpResponse cut = http(req);
   EXPECT_FALSE(cut.error.empty());
   EXPECT_EQ(cut.body, "data: event 1\n\n");
   for (int i = 0; i < 3; i++) {
-    HttpResponse ok = http_get(gw_.url("/inspect"));
+    HttpResponse ok = http_get(gw_.url("/single/inspect"));
     EXPECT_EQ(ok.status, 200) << ok.error;
   }
-  HttpResponse sse = http_get(gw_.url("/sse"));
+  HttpResponse sse = http_get(gw_.url("/single/sse"));
   EXPECT_EQ(sse.body, "data: event 1\n\ndata: event 2\n\n");
+  HttpResponse after = http_get(gw_.url("/single/pid"));
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(after.body, pid) << "the instance was replaced";
 }
 
 // Python's http.server writes the head and the body separately with Nagle on:
