@@ -374,9 +374,11 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
   }
   int status = static_cast<int>(p->status_code);
   if (status < 100 || status > 599 || status == 101) {
-    // Not a status a client can be given (no upgrade is tunnelled yet).
+    // Not a status a client can be given (no upgrade is tunnelled yet).  The
+    // app answered, wrongly: nothing says the instance is unhealthy.
     self->fail(GatewayError{502, FC_ERR_BAD_RESPONSE,
-                            fmt::format("the instance answered with status {}, not a valid final status", status)});
+                            fmt::format("the instance answered with status {}, not a valid final status", status)},
+               Instance::Outcome::kAbandoned);
     return -1;
   }
   if (status >= 100 && status < 200) {
