@@ -26,6 +26,10 @@ uint64_t discard_limit_ms(const FunctionConfig& fn) {
   return limit > 0 ? limit : kWithoutTimeoutMs;
 }
 
+// nginx gives up deadline_ms after it sent the whole request; the runner's
+// 504 must reach it before that, by this much (a tenth of short deadlines).
+constexpr uint64_t kDeadlineLeadMs = 250;
+
 }  // namespace
 
 Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& head, bool request_ended)
@@ -33,7 +37,8 @@ Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& h
       function_(function),
       head_(std::move(head)),
       request_id_(head_.request_id.empty() ? new_request_id() : head_.request_id),
-      request_ended_(request_ended) {}
+      request_ended_(request_ended),
+      request_end_ms_(request_ended ? uv_now(function.loop()) : 0) {}
 
 Exchange::~Exchange() {
   detach_instance();
@@ -54,6 +59,7 @@ void Exchange::on_request_body(const ChunkRef& chunk, const char* data, size_t l
 
 void Exchange::on_request_end() {
   request_ended_ = true;
+  request_end_ms_ = uv_now(function_.loop());
   if (conn_) conn_->end_body();
 }
 
@@ -113,13 +119,23 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
   // The function's timeout starts once the whole request is the instance's
   // (InstanceConnection::end_body), not while the client still sends.
   conn.begin(*this, build_request_head(call, function_.header_lines()), call.framing, call.method == "HEAD",
-             timeout_ms(fn));
+             instance_timeout_ms());
   for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
   pending_.clear();
   pending_bytes_ = 0;
   if (request_ended_) conn.end_body();
   // Pending bytes moved to the instance's queue; reading may resume.
   client_.resume_request_body();
+}
+
+uint64_t Exchange::instance_timeout_ms() const {
+  uint64_t limit = timeout_ms(function_.config());
+  if (head_.deadline_ms == 0) return limit;
+  // An explicit fc_read_timeout: answer 504 before nginx's own timer does.
+  uint64_t lead = std::min(kDeadlineLeadMs, head_.deadline_ms / 10);
+  uint64_t waited = request_ended_ ? uv_now(function_.loop()) - request_end_ms_ : 0;
+  uint64_t budget = head_.deadline_ms > lead + waited ? head_.deadline_ms - lead - waited : 1;
+  return limit == 0 ? budget : std::min(limit, budget);
 }
 
 void Exchange::fail(GatewayError&& error) {

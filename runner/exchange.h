@@ -66,12 +66,15 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   };
   void detach_instance();
   void finish();
+  // The function's timeout, bounded by the REQUEST's deadline_ms.
+  uint64_t instance_timeout_ms() const;
 
   ClientConnection& client_;
   Function& function_;
   RequestHead head_;
   std::string request_id_;
   bool request_ended_;
+  uint64_t request_end_ms_;  // when nginx finished sending (its read timer starts)
 
   std::string instance_id_;
   InstanceConnection* conn_ = nullptr;

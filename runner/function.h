@@ -32,6 +32,7 @@ class Function {
 
   const FunctionConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
+  uv_loop_t* loop() const { return loop_; }
   // The FC headers every call of this function carries (function_header_lines).
   const std::string& header_lines() const { return header_lines_; }
   int max_instances() const { return scheduler_.max_instances(); }
