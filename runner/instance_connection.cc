@@ -119,7 +119,7 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
 void InstanceConnection::fail_soon(GatewayError&& error, Instance::Outcome outcome) {
   // The caller is still inside Exchange::start(); fail on the next tick.
   arm(defer_, loop_, 0, [this, error = std::move(error), outcome]() mutable {
-    if (sink_) fail(std::move(error), outcome);
+    if (busy()) fail(std::move(error), outcome);  // also when the client left meanwhile
   });
 }
 
@@ -168,7 +168,8 @@ void InstanceConnection::abandon() {
 
 void InstanceConnection::discard_rest(uint64_t limit_ms) {
   if (!sink_) return;
-  if (!tcp_ || closing_ || (verdict_timer_ && verdict_timer_->active()) || (!connected_ && !request_done_)) {
+  if (!tcp_ || closing_ || connect_error_ != 0 || (verdict_timer_ && verdict_timer_->active()) ||
+      (!connected_ && !request_done_)) {
     // Nothing the instance could still be working on through this connection.
     abandon();
     return;

@@ -276,6 +276,30 @@ TEST_F(HardeningTest, AbortedRequestKeepsItsSlotUntilTheAppFinished) {
   EXPECT_EQ(started_pids().size(), 1u);
 }
 
+// A client that leaves in the middle of its body: the instance reads the end
+// of the body (the runner ends it), finishes, and the slot comes back.
+TEST_F(HardeningTest, ClientLeavingMidBodyGivesTheSlotBackOnceTheAppFinished) {
+  add_function("mid", "    instanceConcurrency: 1\n    maxInstances: 1\n    timeout: 10\n");
+  gw_.start();
+  pid_t pid = pid_of("mid");
+  ASSERT_GT(pid, 0);
+  int raw = connect_tcp(gw_.port());
+  ASSERT_GE(raw, 0);
+  ASSERT_TRUE(send_all(raw, "POST /mid/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789"));
+  std::this_thread::sleep_for(500ms);
+  close(raw);
+  auto t0 = Clock::now();
+  HttpResponse next = http_get(gw_.url("/mid/sleep?s=0"));
+  ASSERT_EQ(next.status, 200) << next.body;
+  EXPECT_LT(seconds_since(t0), 2.0) << "the abandoned upload kept the slot";
+  json info = json::parse(next.body);
+  EXPECT_EQ(info["pid"].get<pid_t>(), pid);
+  EXPECT_EQ(info["peak"].get<int>(), 1);
+  // The app saw the body end early (10 of 100 bytes) and answered into the void.
+  EXPECT_TRUE(wait_until([&] { return gw_.runner_log().find("POST /upload HTTP/1.1\" 200") != std::string::npos; }, 2s))
+      << gw_.runner_log();
+}
+
 // Item 4: one connection the app closes early fails that request alone
 // (502 BadResponse); a run of them replaces the instance.
 TEST_F(HardeningTest, ConnectionClosedByTheAppFailsOnlyThatRequestUntilItRepeats) {
