@@ -77,7 +77,21 @@ typedef struct {
 } ngx_http_fc_ctx_t;
 
 
+/* ngx_http_fc_request.c */
+ngx_int_t ngx_http_fc_create_request(ngx_http_request_t *r);
+
+/* ngx_http_fc_frames.c */
 ngx_int_t ngx_http_fc_body_output_filter(void *data, ngx_chain_t *in);
+
+/* ngx_http_fc_response.c */
+ngx_int_t ngx_http_fc_process_header(ngx_http_request_t *r);
+ngx_int_t ngx_http_fc_filter_init(void *data);
+ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
+ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
+
+/* ngx_http_fc_module.c */
+u_char *ngx_http_fc_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
+    u_char *buf, size_t len);
 
 
 extern ngx_module_t  ngx_http_fc_module;
