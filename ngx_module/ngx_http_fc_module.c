@@ -20,18 +20,6 @@
     ((((c) | 0x20) >= 'a') && (((c) | 0x20) <= 'z'))
 
 
-typedef struct {
-    ngx_http_upstream_conf_t       upstream;
-    ngx_http_complex_value_t      *function;
-} ngx_http_fc_loc_conf_t;
-
-
-typedef struct {
-    ngx_int_t                      request_id_index;
-    ngx_http_upstream_srv_conf_t  *default_runner;
-} ngx_http_fc_main_conf_t;
-
-
 static ngx_int_t ngx_http_fc_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_fc_reinit_request(ngx_http_request_t *r);
 static void ngx_http_fc_abort_request(ngx_http_request_t *r);
@@ -87,6 +75,13 @@ static ngx_command_t  ngx_http_fc_commands[] = {
       ngx_http_fc_runner,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("fc_keepalive"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_fc_main_conf_t, keepalive),
       NULL },
 
     { ngx_string("fc_connect_timeout"),
@@ -545,6 +540,14 @@ ngx_http_fc_create_main_conf(ngx_conf_t *cf)
      */
 
     fmcf->request_id_index = NGX_CONF_UNSET;
+    fmcf->keepalive = NGX_CONF_UNSET;
+
+    if (ngx_array_init(&fmcf->keepalive_pools, cf->pool, 2,
+                       sizeof(ngx_http_fc_keepalive_pool_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     return fmcf;
 }
@@ -855,6 +858,10 @@ ngx_http_fc_function(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (fmcf->default_runner == NULL) {
             return NGX_CONF_ERROR;
         }
+
+        if (ngx_http_fc_keepalive_add(cf, fmcf->default_runner) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     return NGX_CONF_OK;
@@ -874,8 +881,9 @@ ngx_http_fc_runner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_fc_loc_conf_t *flcf = conf;
 
-    ngx_str_t  *value;
-    ngx_url_t   u;
+    ngx_str_t   *value;
+    ngx_url_t    u;
+    ngx_uint_t   address;
 
     if (flcf->upstream.upstream) {
         return "is duplicate";
@@ -911,8 +919,11 @@ ngx_http_fc_runner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     /*
      * A name without a port is looked up among the upstream blocks, also
-     * those defined later; an address becomes an implicit upstream.
+     * those defined later; an address becomes an implicit upstream, with
+     * the module's own keepalive pool.
      */
+
+    address = (u.family == AF_UNIX || !u.no_port);
 
     ngx_memzero(&u, sizeof(ngx_url_t));
 
@@ -921,6 +932,12 @@ ngx_http_fc_runner(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     flcf->upstream.upstream = ngx_http_upstream_add(cf, &u, 0);
     if (flcf->upstream.upstream == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (address
+        && ngx_http_fc_keepalive_add(cf, flcf->upstream.upstream) != NGX_OK)
+    {
         return NGX_CONF_ERROR;
     }
 

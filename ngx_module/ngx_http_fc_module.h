@@ -23,6 +23,32 @@
 #include <ngx_http.h>
 
 #include "fc_proto.h"
+#include "fc_limits.h"
+
+
+/* idle connections kept per worker for each fc_runner address */
+#define NGX_HTTP_FC_DEFAULT_KEEPALIVE  128
+
+
+typedef struct ngx_http_fc_keepalive_pool_s  ngx_http_fc_keepalive_pool_t;
+
+
+typedef struct {
+    ngx_http_upstream_conf_t       upstream;
+    ngx_http_complex_value_t      *function;
+
+    /* fc_read_timeout as set, or unset: then it is no deadline_ms */
+    ngx_msec_t                     read_timeout;
+} ngx_http_fc_loc_conf_t;
+
+
+typedef struct {
+    ngx_int_t                      request_id_index;
+    ngx_http_upstream_srv_conf_t  *default_runner;
+
+    ngx_int_t                      keepalive;        /* fc_keepalive */
+    ngx_array_t                    keepalive_pools;  /* of pool pointers */
+} ngx_http_fc_main_conf_t;
 
 
 typedef enum {
@@ -88,6 +114,10 @@ ngx_int_t ngx_http_fc_process_header(ngx_http_request_t *r);
 ngx_int_t ngx_http_fc_filter_init(void *data);
 ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
 ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
+
+/* ngx_http_fc_keepalive.c */
+ngx_int_t ngx_http_fc_keepalive_add(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
 
 /* ngx_http_fc_module.c */
 u_char *ngx_http_fc_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,

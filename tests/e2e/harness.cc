@@ -353,7 +353,7 @@ std::string Gateway::nginx_conf(const std::string& server_body) const {
     << "daemon off;\n"
     << "pid " << d << "/nginx.pid;\n"
     << "error_log " << d << "/error.log info;\n"
-    << "events { worker_connections 1024; }\n"
+    << "events { worker_connections 4096; }\n"
     << "http {\n"
     << "  log_format fc '$request_id $status $fc_cold_start $fc_instance \"$request\"';\n"
     << "  access_log " << d << "/access.log fc;\n"
