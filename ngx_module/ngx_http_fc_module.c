@@ -21,6 +21,12 @@
 
 
 static ngx_int_t ngx_http_fc_handler(ngx_http_request_t *r);
+static void ngx_http_fc_read_body_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_fc_body_streams(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_fc_has_body(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_fc_valid_name(ngx_str_t *name);
+static ngx_int_t ngx_http_fc_send_error(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *code, ngx_str_t *message);
 static ngx_int_t ngx_http_fc_reinit_request(ngx_http_request_t *r);
 static void ngx_http_fc_abort_request(ngx_http_request_t *r);
 static void ngx_http_fc_finalize_request(ngx_http_request_t *r, ngx_int_t rc);
@@ -102,7 +108,7 @@ static ngx_command_t  ngx_http_fc_commands[] = {
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_fc_loc_conf_t, upstream.read_timeout),
+      offsetof(ngx_http_fc_loc_conf_t, read_timeout),
       NULL },
 
     { ngx_string("fc_buffering"),
@@ -266,12 +272,17 @@ static ngx_http_variable_t  ngx_http_fc_vars[] = {
 static ngx_int_t
 ngx_http_fc_handler(ngx_http_request_t *r)
 {
+    int64_t                     length;
     ngx_int_t                   rc;
+    ngx_str_t                   shown;
     ngx_http_upstream_t        *u;
     ngx_http_fc_ctx_t          *ctx;
     ngx_http_variable_value_t  *vv;
     ngx_http_fc_loc_conf_t     *flcf;
     ngx_http_fc_main_conf_t    *fmcf;
+
+    static ngx_str_t  not_found = ngx_string(FC_ERR_FUNCTION_NOT_FOUND);
+    static ngx_str_t  too_large = ngx_string(FC_ERR_REQUEST_TOO_LARGE);
 
     if (ngx_http_upstream_create(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -290,15 +301,81 @@ ngx_http_fc_handler(ngx_http_request_t *r)
     flcf = ngx_http_get_module_loc_conf(r, ngx_http_fc_module);
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fc_module);
 
-    if (ngx_http_complex_value(r, flcf->function, &ctx->function) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
     vv = ngx_http_get_indexed_variable(r, fmcf->request_id_index);
 
     if (vv && !vv->not_found) {
         ctx->request_id.len = vv->len;
         ctx->request_id.data = vv->data;
+    }
+
+    if (ngx_http_complex_value(r, flcf->function, &ctx->function) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a name from a variable is the client's: checked before it goes anywhere */
+
+    if (!ngx_http_fc_valid_name(&ctx->function)) {
+
+        if (ngx_http_fc_escape(r->pool, &ctx->function,
+                               NGX_HTTP_FC_MAX_SHOWN_VALUE, &shown)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "invalid function name \"%V\"", &shown);
+
+        ctx->error_message.data = ngx_pnalloc(r->pool, shown.len + 128);
+        if (ctx->error_message.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->error_message.len =
+            ngx_sprintf(ctx->error_message.data, "function '%V' is not "
+                        "defined: a name is [A-Za-z_][A-Za-z0-9_-]{0,127}",
+                        &shown)
+            - ctx->error_message.data;
+
+        return ngx_http_fc_send_error(r, NGX_HTTP_NOT_FOUND, &not_found,
+                                      &ctx->error_message);
+    }
+
+    /*
+     * A body up to client_body_buffer_size is read whole before the request
+     * goes to the runner (a slow small upload holds no instance slot);
+     * larger and chunked ones stream with fc_request_buffering off.
+     */
+
+    if (!flcf->upstream.request_buffering && ngx_http_fc_body_streams(r)) {
+        r->request_body_no_buffering = 1;
+    }
+
+    /* a request the protocol cannot carry is refused before its body */
+
+    if (r->headers_in.content_length_n >= 0) {
+        length = r->headers_in.content_length_n;
+
+    } else if (r->request_body_no_buffering) {
+        length = -1;
+
+    } else if (ngx_http_fc_has_body(r)) {
+        length = NGX_MAX_OFF_T_VALUE;      /* the widest, encoded again */
+
+    } else {
+        length = 0;
+    }
+
+    rc = ngx_http_fc_request_frame(r, ctx, length);
+
+    if (rc == NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE
+        || rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
+    {
+        return ngx_http_fc_send_error(r, rc, &too_large, &ctx->error_message);
+    }
+
+    if (rc != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     u = r->upstream;
@@ -327,17 +404,260 @@ ngx_http_fc_handler(ngx_http_request_t *r)
     u->pipe->input_filter = ngx_http_fc_pipe_filter;
     u->pipe->input_ctx = ctx;
 
-    if (!flcf->upstream.request_buffering) {
-        r->request_body_no_buffering = 1;
-    }
-
     rc = ngx_http_read_client_request_body(r, ngx_http_upstream_init);
 
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
         return rc;
     }
 
+    if (rc == NGX_AGAIN && !r->request_body_no_buffering) {
+
+        /* the body is being collected: its timeout gets our 408 */
+
+        ctx->body_handler = r->read_event_handler;
+        r->read_event_handler = ngx_http_fc_read_body_handler;
+    }
+
     return NGX_DONE;
+}
+
+
+/*
+ * nginx's reader of a body that is collected first, wrapped: a client that
+ * stalls longer than client_body_timeout gets 408 ClientTimeout and the
+ * connection is closed; no runner connection or instance was involved.
+ */
+
+static void
+ngx_http_fc_read_body_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                  rc;
+    ngx_str_t                  message;
+    ngx_http_fc_ctx_t         *ctx;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    static ngx_str_t  client_timeout = ngx_string(FC_ERR_CLIENT_TIMEOUT);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fc_module);
+
+    if (!r->connection->read->timedout) {
+        ctx->body_handler(r);
+        return;
+    }
+
+    r->connection->timedout = 1;
+    r->read_event_handler = ngx_http_block_reading;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, NGX_ETIMEDOUT,
+                  "client timed out sending the request body "
+                  "(client_body_timeout %M)", clcf->client_body_timeout);
+
+    message.data = ngx_pnalloc(r->pool, 128);
+    if (message.data == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+
+    message.len = ngx_sprintf(message.data, "the client sent no request body "
+                              "bytes for client_body_timeout (%M ms)",
+                              clcf->client_body_timeout)
+                  - message.data;
+
+    /* the rest of the body is never read: no keepalive, no lingering */
+
+    r->keepalive = 0;
+    r->lingering_close = 0;
+
+    rc = ngx_http_fc_send_error(r, NGX_HTTP_REQUEST_TIME_OUT, &client_timeout,
+                                &message);
+
+    ngx_http_finalize_request(r, rc);
+}
+
+
+/* A body that is not known to fit client_body_buffer_size streams. */
+
+static ngx_uint_t
+ngx_http_fc_body_streams(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (r->headers_in.content_length_n >= 0) {
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        return r->headers_in.content_length_n
+               > (off_t) clcf->client_body_buffer_size;
+    }
+
+    return ngx_http_fc_has_body(r);
+}
+
+
+/* A body of unknown length: chunked, or HTTP/2 without content-length. */
+
+static ngx_uint_t
+ngx_http_fc_has_body(ngx_http_request_t *r)
+{
+    if (r->headers_in.chunked) {
+        return 1;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return !r->stream->in_closed;
+    }
+#endif
+
+    return 0;
+}
+
+
+/* FC's rule for a function name: [A-Za-z_][A-Za-z0-9_-]{0,127} */
+
+static ngx_uint_t
+ngx_http_fc_valid_name(ngx_str_t *name)
+{
+    u_char  *p, *last;
+
+    if (name->len == 0 || name->len > FC_MAX_FUNCTION_NAME) {
+        return 0;
+    }
+
+    p = name->data;
+    last = p + name->len;
+
+    if (!(ngx_http_fc_alpha(*p) || *p == '_')) {
+        return 0;
+    }
+
+    for (p++; p < last; p++) {
+        if (!(ngx_http_fc_alpha(*p) || (*p >= '0' && *p <= '9')
+              || *p == '_' || *p == '-'))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * A value that came from outside, fit for a log line or an error message:
+ * bytes outside printable ASCII, '"' and '\\' as \xNN, cut after max
+ * bytes with "...".  shown may be value itself.
+ */
+
+ngx_int_t
+ngx_http_fc_escape(ngx_pool_t *pool, ngx_str_t *value, size_t max,
+    ngx_str_t *shown)
+{
+    u_char      *p, *src, *last;
+    size_t       len;
+    ngx_uint_t   cut;
+
+    static u_char  hex[] = "0123456789ABCDEF";
+
+    src = value->data;
+    len = value->len;
+    cut = 0;
+
+    if (len > max) {
+        len = max;
+        cut = 1;
+    }
+
+    last = src + len;
+
+    p = ngx_pnalloc(pool, len * 4 + sizeof("...") - 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    shown->data = p;
+
+    for ( /* void */ ; src < last; src++) {
+        if (*src < 0x20 || *src >= 0x7f || *src == '"' || *src == '\\') {
+            *p++ = '\\';
+            *p++ = 'x';
+            *p++ = hex[*src >> 4];
+            *p++ = hex[*src & 0xf];
+
+        } else {
+            *p++ = *src;
+        }
+    }
+
+    if (cut) {
+        p = ngx_cpymem(p, "...", sizeof("...") - 1);
+    }
+
+    shown->len = p - shown->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Answers the client with the gateway's JSON error (DESIGN §7) before any
+ * runner is involved; returns what ngx_http_finalize_request() takes.
+ */
+
+static ngx_int_t
+ngx_http_fc_send_error(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *code, ngx_str_t *message)
+{
+    ngx_int_t           rc;
+    ngx_buf_t          *b;
+    ngx_chain_t         out;
+    ngx_table_elt_t    *h;
+    ngx_http_fc_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fc_module);
+
+    if (status != NGX_HTTP_REQUEST_TIME_OUT) {
+        rc = ngx_http_discard_request_body(r);
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    b = ngx_http_fc_error_body(r, &ctx->request_id, code, message);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, FC_ERROR_TYPE_HEADER);
+    h->value = *code;
+
+    r->headers_out.status = status;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
 }
 
 
@@ -578,7 +898,7 @@ ngx_http_fc_create_loc_conf(ngx_conf_t *cf)
     conf->upstream.next_upstream_tries = NGX_CONF_UNSET_UINT;
     conf->upstream.connect_timeout = NGX_CONF_UNSET_MSEC;
     conf->upstream.send_timeout = NGX_CONF_UNSET_MSEC;
-    conf->upstream.read_timeout = NGX_CONF_UNSET_MSEC;
+    conf->read_timeout = NGX_CONF_UNSET_MSEC;
     conf->upstream.next_upstream_timeout = NGX_CONF_UNSET_MSEC;
 
     conf->upstream.buffer_size = NGX_CONF_UNSET_SIZE;
@@ -637,8 +957,14 @@ ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_msec_value(conf->upstream.send_timeout,
                               prev->upstream.send_timeout, 60000);
 
-    ngx_conf_merge_msec_value(conf->upstream.read_timeout,
-                              prev->upstream.read_timeout, 60000);
+    /* see NGX_HTTP_FC_DEFAULT_READ_TIMEOUT; an explicit value is deadline_ms */
+
+    ngx_conf_merge_msec_value(conf->read_timeout, prev->read_timeout,
+                              NGX_CONF_UNSET_MSEC);
+
+    conf->upstream.read_timeout = (conf->read_timeout == NGX_CONF_UNSET_MSEC)
+                                  ? NGX_HTTP_FC_DEFAULT_READ_TIMEOUT
+                                  : conf->read_timeout;
 
     ngx_conf_merge_msec_value(conf->upstream.next_upstream_timeout,
                               prev->upstream.next_upstream_timeout, 0);

@@ -13,29 +13,27 @@ static ngx_int_t ngx_http_fc_uri(ngx_http_request_t *r, ngx_str_t *uri);
 static int64_t ngx_http_fc_content_length(ngx_http_request_t *r);
 
 
+/*
+ * Encodes the REQUEST frame into ctx->request_frame.  The handler calls it
+ * before the body is read, so a request the protocol cannot carry is
+ * refused at once: 431 for too many header lines, 413 for a frame over
+ * FC_MAX_META_PAYLOAD (ctx->error_message says why).
+ */
+
 ngx_int_t
-ngx_http_fc_create_request(ngx_http_request_t *r)
+ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    int64_t content_length)
 {
-    size_t               bound, len;
-    ngx_int_t            rc;
-    ngx_buf_t           *b;
-    ngx_uint_t           i, n;
-    ngx_chain_t         *cl, *body;
-    fc_header_t         *hd;
-    fc_request_t         req;
-    ngx_list_part_t     *part;
-    ngx_table_elt_t     *header;
-    ngx_http_upstream_t *u;
-    ngx_http_fc_ctx_t   *ctx;
-    ngx_str_t            uri;
-
-    u = r->upstream;
-    ctx = ngx_http_get_module_ctx(r, ngx_http_fc_module);
-
-    if (r == r->main && r->log_handler != ngx_http_fc_log_error) {
-        ctx->log_handler = r->log_handler;
-        r->log_handler = ngx_http_fc_log_error;
-    }
+    size_t                   bound, len;
+    ngx_int_t                rc;
+    ngx_buf_t               *b;
+    ngx_uint_t               i, n;
+    fc_header_t             *hd;
+    fc_request_t             req;
+    ngx_list_part_t         *part;
+    ngx_table_elt_t         *header;
+    ngx_str_t                uri;
+    ngx_http_fc_loc_conf_t  *flcf;
 
     /* the client's headers, as sent: order and duplicates kept */
 
@@ -46,10 +44,14 @@ ngx_http_fc_create_request(ngx_http_request_t *r)
     }
 
     if (n > FC_MAX_HEADERS) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "client sent %ui header lines, the fc protocol "
                       "carries at most %d", n, FC_MAX_HEADERS);
-        return NGX_ERROR;
+
+        ngx_str_set(&ctx->error_message, "the request has more than "
+                    ngx_value(FC_MAX_HEADERS) " header lines");
+
+        return NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE;
     }
 
     hd = ngx_palloc(r->pool, (n ? n : 1) * sizeof(fc_header_t));
@@ -132,8 +134,13 @@ ngx_http_fc_create_request(ngx_http_request_t *r)
     req.host.len = r->headers_in.server.len;
     req.request_id.data = (const char *) ctx->request_id.data;
     req.request_id.len = ctx->request_id.len;
-    req.content_length = ngx_http_fc_content_length(r);
-    req.deadline_ms = 0;
+    req.content_length = content_length;
+
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fc_module);
+
+    /* an explicit fc_read_timeout is when nginx stops waiting: tell the runner */
+    req.deadline_ms = (flcf->read_timeout == NGX_CONF_UNSET_MSEC)
+                      ? 0 : flcf->read_timeout;
 
     /* the REQUEST frame, in one buffer */
 
@@ -152,10 +159,23 @@ ngx_http_fc_create_request(ngx_http_request_t *r)
 
     if (rc != FC_OK) {
         if (rc == FC_ENOSPACE || rc == FC_ETOOBIG) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                           "request headers of function \"%V\" do not fit "
                           "in a REQUEST frame of %d bytes",
                           &ctx->function, FC_MAX_META_PAYLOAD);
+
+            ctx->error_message.data = ngx_pnalloc(r->pool, 128);
+            if (ctx->error_message.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ctx->error_message.len =
+                ngx_sprintf(ctx->error_message.data, "the request line and "
+                            "headers are larger than the gateway's limit of "
+                            "%d bytes", FC_MAX_META_PAYLOAD)
+                - ctx->error_message.data;
+
+            return NGX_HTTP_REQUEST_ENTITY_TOO_LARGE;
 
         } else {
             ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
@@ -172,6 +192,42 @@ ngx_http_fc_create_request(ngx_http_request_t *r)
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "fc request: function \"%V\", uri \"%V\", %uz bytes",
                    &ctx->function, &uri, len);
+
+    ctx->request_frame = b;
+    ctx->request_length = content_length;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fc_create_request(ngx_http_request_t *r)
+{
+    int64_t               length;
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl, *body;
+    ngx_http_upstream_t  *u;
+    ngx_http_fc_ctx_t    *ctx;
+
+    u = r->upstream;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fc_module);
+
+    if (r == r->main && r->log_handler != ngx_http_fc_log_error) {
+        ctx->log_handler = r->log_handler;
+        r->log_handler = ngx_http_fc_log_error;
+    }
+
+    /* the frame of the handler, unless the body read since changed its length */
+
+    length = ngx_http_fc_content_length(r);
+
+    if (ctx->request_frame == NULL || length != ctx->request_length) {
+        if (ngx_http_fc_request_frame(r, ctx, length) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    b = ctx->request_frame;
 
     cl = ngx_alloc_chain_link(r->pool);
     if (cl == NULL) {

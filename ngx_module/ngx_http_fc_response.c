@@ -15,6 +15,11 @@ static ngx_int_t ngx_http_fc_process_response(ngx_http_request_t *r,
     ngx_http_fc_ctx_t *ctx, u_char *payload, size_t len);
 static ngx_int_t ngx_http_fc_process_error(ngx_http_request_t *r,
     ngx_http_fc_ctx_t *ctx, u_char *payload, size_t len);
+static ngx_int_t ngx_http_fc_answer_error(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, ngx_uint_t status, ngx_str_t *code,
+    ngx_str_t *message);
+static ngx_int_t ngx_http_fc_bad_response(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, ngx_str_t *message);
 static ngx_int_t ngx_http_fc_add_header(ngx_http_request_t *r,
     ngx_str_t *name, ngx_str_t *value);
 static ngx_int_t ngx_http_fc_discard_body(ngx_http_request_t *r,
@@ -26,6 +31,8 @@ static int ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data,
 static int ngx_http_fc_on_frame_end(fc_parser_t *p);
 static int ngx_http_fc_pipe_payload(ngx_http_fc_ctx_t *ctx,
     const uint8_t *data, size_t len);
+static ngx_uint_t ngx_http_fc_keepalive_ok(ngx_http_fc_ctx_t *ctx,
+    ngx_buf_t *b);
 static void *ngx_http_fc_alloc(void *pool, size_t size);
 
 
@@ -40,8 +47,10 @@ ngx_int_t
 ngx_http_fc_process_header(ngx_http_request_t *r)
 {
     u_char               *payload;
+    u_char                text[128];
     size_t                size;
     ngx_int_t             rc;
+    ngx_str_t             message;
     ngx_buf_t            *b;
     fc_frame_header_t     hdr;
     ngx_http_upstream_t  *u;
@@ -88,7 +97,14 @@ ngx_http_fc_process_header(ngx_http_request_t *r)
                       "in fc_buffer_size %uz",
                       hdr.type == FC_FRAME_RESPONSE ? "RESPONSE" : "ERROR",
                       size, (size_t) (b->end - b->start));
-        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+
+        message.len = ngx_sprintf(text, "the response headers are too large "
+                                  "(over fc_buffer_size, %uz bytes)",
+                                  (size_t) (b->end - b->start))
+                      - text;
+        message.data = text;
+
+        return ngx_http_fc_bad_response(r, ctx, &message);
     }
 
     if ((size_t) (b->last - b->pos) < size) {
@@ -115,16 +131,14 @@ ngx_http_fc_process_header(ngx_http_request_t *r)
         }
 
         ctx->done = 1;
-
-        if (b->pos == b->last) {
-            u->keepalive = 1;
-        }
+        u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
 
         return NGX_OK;
     }
 
     rc = ngx_http_fc_process_response(r, ctx, payload, hdr.length);
-    if (rc != NGX_OK) {
+    if (rc != NGX_OK || ctx->error_body) {
+        /* an error, or the module's own answer (BadResponse) */
         return rc;
     }
 
@@ -139,10 +153,7 @@ ngx_http_fc_process_header(ngx_http_request_t *r)
         ctx->done = 1;
         u->buffering = 0;
         u->headers_in.content_length_n = 0;
-
-        if (b->pos == b->last) {
-            u->keepalive = 1;
-        }
+        u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
 
         return NGX_OK;
     }
@@ -176,7 +187,7 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     u_char                         *p;
     size_t                          i, k;
     ngx_int_t                       rc;
-    ngx_str_t                       name, value;
+    ngx_str_t                       name, value, message;
     fc_response_t                   resp;
     ngx_http_upstream_t            *u;
 
@@ -191,11 +202,13 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         return NGX_HTTP_UPSTREAM_INVALID_HEADER;
     }
 
-    if (resp.status < 200 || resp.status > 999) {
+    if (resp.status < 200 || resp.status > 599) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "runner sent invalid status %uD in RESPONSE",
                       resp.status);
-        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+
+        ngx_str_set(&message, "the function answered an invalid status");
+        return ngx_http_fc_bad_response(r, ctx, &message);
     }
 
     for (i = 0; i < resp.nheaders; i++) {
@@ -283,20 +296,11 @@ static ngx_int_t
 ngx_http_fc_process_error(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     u_char *payload, size_t len)
 {
-    u_char               *p;
     size_t                size;
     ngx_int_t             rc;
-    ngx_str_t             code, message, name, value;
-    ngx_buf_t            *b;
+    ngx_str_t             code, message, logged;
     fc_error_t            err;
     ngx_uint_t            level;
-    ngx_http_upstream_t  *u;
-
-    static ngx_str_t  content_type = ngx_string("Content-Type");
-    static ngx_str_t  json = ngx_string("application/json");
-    static ngx_str_t  error_type = ngx_string(FC_ERROR_TYPE_HEADER);
-
-    u = r->upstream;
 
     rc = fc_error_decode(payload, len, &err);
 
@@ -329,47 +333,58 @@ ngx_http_fc_process_error(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
 
     level = (err.status >= 500) ? NGX_LOG_ERR : NGX_LOG_INFO;
 
-    ngx_log_error(level, r->connection->log, 0,
-                  "runner answered %uD %V: \"%V\"",
-                  err.status, &code, &message);
-
-    /* {"errorCode":"...","errorMessage":"...","requestId":"..."} */
-
-    size = sizeof("{\"errorCode\":\"\",\"errorMessage\":\"\","
-                  "\"requestId\":\"\"}\n") - 1
-           + code.len + ngx_escape_json(NULL, code.data, code.len)
-           + message.len + ngx_escape_json(NULL, message.data, message.len)
-           + ctx->request_id.len
-           + ngx_escape_json(NULL, ctx->request_id.data, ctx->request_id.len);
-
-    b = ngx_create_temp_buf(r->pool, size);
-    if (b == NULL) {
+    if (ngx_http_fc_escape(r->pool, &message, NGX_HTTP_FC_MAX_LOGGED_MESSAGE,
+                           &logged)
+        != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
-    p = b->last;
-    p = ngx_cpymem(p, "{\"errorCode\":\"", sizeof("{\"errorCode\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, code.data, code.len);
-    p = ngx_cpymem(p, "\",\"errorMessage\":\"",
-                   sizeof("\",\"errorMessage\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, message.data, message.len);
-    p = ngx_cpymem(p, "\",\"requestId\":\"", sizeof("\",\"requestId\":\"") - 1);
-    p = (u_char *) ngx_escape_json(p, ctx->request_id.data,
-                                   ctx->request_id.len);
-    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
-    b->last = p;
+    ngx_log_error(level, r->connection->log, 0,
+                  "runner answered %uD %V: \"%V\"",
+                  err.status, &code, &logged);
+
+    return ngx_http_fc_answer_error(r, ctx, err.status, &code, &message);
+}
+
+
+/*
+ * The gateway's own answer, instead of the runner's response: its status,
+ * the JSON body {"errorCode","errorMessage","requestId"} and the code in
+ * x-fc-error-type (DESIGN §7), handed out by the input filter.
+ */
+
+static ngx_int_t
+ngx_http_fc_answer_error(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *code, ngx_str_t *message)
+{
+    ngx_int_t             rc;
+    ngx_str_t             name, value;
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+
+    static ngx_str_t  content_type = ngx_string("Content-Type");
+    static ngx_str_t  json = ngx_string("application/json");
+    static ngx_str_t  error_type = ngx_string(FC_ERROR_TYPE_HEADER);
+
+    u = r->upstream;
+
+    b = ngx_http_fc_error_body(r, &ctx->request_id, code, message);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
 
     ctx->error_body = b;
 
     /* the code outlives u->buffer in a header */
 
-    value.data = ngx_pnalloc(r->pool, code.len);
+    value.data = ngx_pnalloc(r->pool, code->len);
     if (value.data == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_memcpy(value.data, code.data, code.len);
-    value.len = code.len;
+    ngx_memcpy(value.data, code->data, code->len);
+    value.len = code->len;
 
     name = error_type;
 
@@ -386,14 +401,80 @@ ngx_http_fc_process_error(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         return rc;
     }
 
-    u->headers_in.status_n = err.status;
+    u->headers_in.status_n = status;
     u->headers_in.content_length_n = b->last - b->pos;
 
     if (u->state && u->state->status == 0) {
-        u->state->status = err.status;
+        u->state->status = status;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * A RESPONSE the module cannot pass on (larger than fc_buffer_size, or an
+ * invalid status) is answered 502 BadResponse, the shape the runner gives
+ * for its own limit.  The rest of the runner's response is not read: the
+ * connection is closed, not reused.
+ */
+
+static ngx_int_t
+ngx_http_fc_bad_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    ngx_str_t *message)
+{
+    ngx_http_upstream_t  *u;
+
+    static ngx_str_t  code = ngx_string(FC_ERR_BAD_RESPONSE);
+
+    u = r->upstream;
+
+    u->buffer.pos = u->buffer.last;
+    u->keepalive = 0;
+    u->buffering = 0;
+
+    ctx->done = 1;
+
+    return ngx_http_fc_answer_error(r, ctx, NGX_HTTP_BAD_GATEWAY, &code,
+                                    message);
+}
+
+
+/* {"errorCode":"...","errorMessage":"...","requestId":"..."} */
+
+ngx_buf_t *
+ngx_http_fc_error_body(ngx_http_request_t *r, ngx_str_t *request_id,
+    ngx_str_t *code, ngx_str_t *message)
+{
+    u_char     *p;
+    size_t      size;
+    ngx_buf_t  *b;
+
+    size = sizeof("{\"errorCode\":\"\",\"errorMessage\":\"\","
+                  "\"requestId\":\"\"}\n") - 1
+           + code->len + ngx_escape_json(NULL, code->data, code->len)
+           + message->len
+           + ngx_escape_json(NULL, message->data, message->len)
+           + request_id->len
+           + ngx_escape_json(NULL, request_id->data, request_id->len);
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = b->last;
+    p = ngx_cpymem(p, "{\"errorCode\":\"", sizeof("{\"errorCode\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, code->data, code->len);
+    p = ngx_cpymem(p, "\",\"errorMessage\":\"",
+                   sizeof("\",\"errorMessage\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, message->data, message->len);
+    p = ngx_cpymem(p, "\",\"requestId\":\"", sizeof("\",\"requestId\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, request_id->data, request_id->len);
+    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
+    b->last = p;
+
+    return b;
 }
 
 
@@ -513,9 +594,7 @@ ngx_http_fc_discard_body(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx)
         return NGX_AGAIN;
     }
 
-    if (b->pos == b->last) {
-        u->keepalive = 1;
-    }
+    u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
 
     return NGX_OK;
 }
@@ -613,10 +692,7 @@ ngx_http_fc_filter(void *data, ssize_t bytes)
 
     if (ctx->done) {
         u->length = 0;
-
-        if (b->pos == b->last && ctx->output_closed && !ctx->output_blocked) {
-            u->keepalive = 1;
-        }
+        u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
     }
 
     return NGX_OK;
@@ -666,9 +742,7 @@ ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf)
     p->length = ngx_http_fc_pipe_length(ctx);
 
     if (ctx->done) {
-        r->upstream->keepalive = buf->pos == buf->last
-                                 && ctx->output_closed
-                                 && !ctx->output_blocked;
+        r->upstream->keepalive = ngx_http_fc_keepalive_ok(ctx, buf);
     }
 
     if (ctx->pipe_last) {
@@ -905,6 +979,17 @@ ngx_http_fc_on_frame_end(fc_parser_t *p)
             message.data = (u_char *) err.message.data;
             message.len = err.message.len;
 
+            if (ngx_http_fc_escape(r->pool, &code, NGX_HTTP_FC_MAX_SHOWN_VALUE,
+                                   &code)
+                != NGX_OK
+                || ngx_http_fc_escape(r->pool, &message,
+                                      NGX_HTTP_FC_MAX_LOGGED_MESSAGE, &message)
+                   != NGX_OK)
+            {
+                ctx->failed = 1;
+                return 1;
+            }
+
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "runner aborted the response: %uD %V: \"%V\"",
                           err.status, &code, &message);
@@ -934,6 +1019,22 @@ ngx_http_fc_on_frame_end(fc_parser_t *p)
     }
 
     return 0;
+}
+
+
+/*
+ * The one rule for reusing a runner connection (u->keepalive): both sides
+ * ended the stream, nothing the runner sent is left unread in b, and the
+ * body is wholly sent.
+ */
+
+static ngx_uint_t
+ngx_http_fc_keepalive_ok(ngx_http_fc_ctx_t *ctx, ngx_buf_t *b)
+{
+    return ctx->done
+           && b->pos == b->last
+           && ctx->output_closed
+           && !ctx->output_blocked;
 }
 
 

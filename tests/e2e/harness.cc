@@ -363,7 +363,6 @@ std::string Gateway::nginx_conf(const std::string& server_body) const {
     << "  uwsgi_temp_path " << d << "/tmp/uwsgi;\n"
     << "  scgi_temp_path " << d << "/tmp/scgi;\n"
     << "  fc_runner " << (fc_runner_.empty() ? "unix:" + runner_socket() : fc_runner_) << ";\n"
-    << "  fc_read_timeout 30s;\n"
     << "  client_max_body_size 64m;\n"
     << http_conf_ << "\n"
     << "  server {\n"
