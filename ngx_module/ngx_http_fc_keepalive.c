@@ -14,6 +14,13 @@
  * The pool size is "fc_keepalive N;" (0: no pool).  An idle connection is
  * closed after NGX_HTTP_FC_KEEPALIVE_TIMEOUT, or as soon as the runner
  * closes it or sends anything.
+ *
+ * A connect to a unix socket whose listen queue is full fails at once
+ * (EAGAIN) where TCP would retransmit its SYN.  A burst that outruns the
+ * runner's accept loop for a moment would then get 502 for requests that
+ * never reached it.  So a failed connect to a unix socket is tried again,
+ * after NGX_HTTP_FC_CONNECT_DELAY ms and then twice as long each time, at
+ * most NGX_HTTP_FC_CONNECT_RETRIES times while the queue stays full.
  */
 
 
@@ -22,6 +29,10 @@
 
 /* an idle runner connection is closed after this long (ms) */
 #define NGX_HTTP_FC_KEEPALIVE_TIMEOUT  60000
+
+/* a full listen queue: 7 more tries, 5 ms apart and doubling (~0.6 s) */
+#define NGX_HTTP_FC_CONNECT_RETRIES    7
+#define NGX_HTTP_FC_CONNECT_DELAY      5
 
 
 struct ngx_http_fc_keepalive_pool_s {
@@ -52,6 +63,10 @@ typedef struct {
     void                              *balancer_data;
     ngx_event_get_peer_pt              balancer_get;
     ngx_event_free_peer_pt             balancer_free;
+
+    ngx_event_t                        connect_timer;
+    ngx_uint_t                         connects;    /* retries made */
+    unsigned                           connect_failed:1;
 } ngx_http_fc_keepalive_peer_t;
 
 
@@ -63,6 +78,9 @@ static ngx_int_t ngx_http_fc_keepalive_get_peer(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_fc_keepalive_free_peer(ngx_peer_connection_t *pc,
     void *data, ngx_uint_t state);
+static ngx_int_t ngx_http_fc_keepalive_connect_later(
+    ngx_peer_connection_t *pc, ngx_http_fc_keepalive_peer_t *kp);
+static void ngx_http_fc_keepalive_connect_handler(ngx_event_t *ev);
 static void ngx_http_fc_keepalive_idle_handler(ngx_event_t *ev);
 static void ngx_http_fc_keepalive_ignore_write(ngx_event_t *ev);
 static void ngx_http_fc_keepalive_close(ngx_http_fc_keepalive_slot_t *slot);
@@ -187,7 +205,7 @@ ngx_http_fc_keepalive_init_peer(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    kp = ngx_palloc(r->pool, sizeof(ngx_http_fc_keepalive_peer_t));
+    kp = ngx_pcalloc(r->pool, sizeof(ngx_http_fc_keepalive_peer_t));
     if (kp == NULL) {
         return NGX_ERROR;
     }
@@ -266,7 +284,140 @@ ngx_http_fc_keepalive_get_peer(ngx_peer_connection_t *pc, void *data)
         return NGX_DONE;
     }
 
+    if (kp->connect_failed && pc->sockaddr->sa_family == AF_UNIX) {
+        return ngx_http_fc_keepalive_connect_later(pc, kp);
+    }
+
     return NGX_OK;
+}
+
+
+/*
+ * The retry of a failed connect: the socket is made now and handed to the
+ * upstream as "connecting" (NGX_AGAIN, under fc_connect_timeout), and a
+ * timer connects it.  It joins the event loop only once connected: an
+ * unconnected unix socket polls as hung up.
+ */
+
+static ngx_int_t
+ngx_http_fc_keepalive_connect_later(ngx_peer_connection_t *pc,
+    ngx_http_fc_keepalive_peer_t *kp)
+{
+    ngx_socket_t       s;
+    ngx_connection_t  *c;
+
+    s = ngx_socket(pc->sockaddr->sa_family, SOCK_STREAM, 0);
+
+    if (s == (ngx_socket_t) -1) {
+        ngx_log_error(NGX_LOG_ALERT, pc->log, ngx_socket_errno,
+                      ngx_socket_n " failed");
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(s, pc->log);
+
+    if (c == NULL) {
+        if (ngx_close_socket(s) == -1) {
+            ngx_log_error(NGX_LOG_ALERT, pc->log, ngx_socket_errno,
+                          ngx_close_socket_n " failed");
+        }
+
+        return NGX_ERROR;
+    }
+
+    c->type = SOCK_STREAM;
+
+    if (ngx_nonblocking(s) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, pc->log, ngx_socket_errno,
+                      ngx_nonblocking_n " failed");
+        ngx_close_connection(c);
+        return NGX_ERROR;
+    }
+
+    c->recv = ngx_recv;
+    c->send = ngx_send;
+    c->recv_chain = ngx_recv_chain;
+    c->send_chain = ngx_send_chain;
+
+    c->sendfile = 1;
+    c->tcp_nopush = NGX_TCP_NOPUSH_DISABLED;
+    c->tcp_nodelay = NGX_TCP_NODELAY_DISABLED;
+
+    c->log_error = pc->log_error;
+    c->read->log = pc->log;
+    c->write->log = pc->log;
+
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    c->start_time = ngx_current_msec;
+
+    pc->connection = c;
+
+    kp->connect_timer.handler = ngx_http_fc_keepalive_connect_handler;
+    kp->connect_timer.data = kp;
+    kp->connect_timer.log = pc->log;
+
+    ngx_add_timer(&kp->connect_timer,
+                  NGX_HTTP_FC_CONNECT_DELAY << kp->connects);
+
+    return NGX_AGAIN;
+}
+
+
+static void
+ngx_http_fc_keepalive_connect_handler(ngx_event_t *ev)
+{
+    ngx_http_fc_keepalive_peer_t *kp = ev->data;
+
+    ngx_err_t               err;
+    ngx_connection_t       *c;
+    ngx_peer_connection_t  *pc;
+
+    pc = &kp->upstream->peer;
+    c = pc->connection;
+
+    kp->connects++;
+
+    if (connect(c->fd, pc->sockaddr, pc->socklen) == -1) {
+        err = ngx_socket_errno;
+
+        if (err == NGX_EAGAIN && kp->connects < NGX_HTTP_FC_CONNECT_RETRIES) {
+            ngx_add_timer(ev, NGX_HTTP_FC_CONNECT_DELAY << kp->connects);
+            return;
+        }
+
+        /*
+         * Given up: the upstream's write handler finds the socket not
+         * connected and fails the request over (or with 502).
+         */
+
+        ngx_log_error(NGX_LOG_ERR, c->log, err,
+                      "connect() to %V failed, %ui times",
+                      pc->name, kp->connects + 1);
+
+        c->write->ready = 1;
+        ngx_post_event(c->write, &ngx_posted_events);
+        return;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "fc keepalive: connected to %V after %ui retries",
+                   pc->name, kp->connects);
+
+    if (ngx_add_conn) {
+        if (ngx_add_conn(c) == NGX_ERROR) {
+            c->write->error = 1;
+        }
+
+    } else if (ngx_add_event(c->read, NGX_READ_EVENT,
+                             (ngx_event_flags & NGX_USE_CLEAR_EVENT)
+                             ? NGX_CLEAR_EVENT : NGX_LEVEL_EVENT)
+               != NGX_OK)
+    {
+        c->write->error = 1;
+    }
+
+    c->write->ready = 1;
+    ngx_post_event(c->write, &ngx_posted_events);
 }
 
 
@@ -289,6 +440,21 @@ ngx_http_fc_keepalive_free_peer(ngx_peer_connection_t *pc, void *data,
 
     u = kp->upstream;
     c = pc->connection;
+
+    if (kp->connect_timer.timer_set) {
+        ngx_del_timer(&kp->connect_timer);
+    }
+
+    if ((state & NGX_PEER_FAILED) && c == NULL && !kp->connect_failed
+        && pc->sockaddr->sa_family == AF_UNIX)
+    {
+        /* nginx's own connect failed: one more try, see connect_later() */
+
+        kp->connect_failed = 1;
+        kp->balancer_free(pc, kp->balancer_data, state);
+        pc->tries = 1;
+        return;
+    }
 
     if ((state & NGX_PEER_FAILED)
         || c == NULL

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -160,6 +161,41 @@ TEST_F(ModuleHardeningTest, NginxTestRejectsABadFcKeepalive) {
   auto [bad_ok, bad_out] = gw_.nginx_test_config("    location / { fc_function a; }\n");
   EXPECT_FALSE(bad_ok);
   EXPECT_NE(bad_out.find("fc_keepalive"), std::string::npos) << bad_out;
+}
+
+// Acceptance 6: the documented default config survives a burst.
+TEST_F(ModuleHardeningTest, ThousandConcurrentClientsOnTheDefaultConfigGetNo502) {
+  add_function("burst",
+               "    instanceConcurrency: 100\n    maxInstances: 11\n"
+               "    maxQueueSize: 5000\n    maxQueueTime: 60\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/burst/")).status, 200);
+
+  std::string out_path = gw_.path("wrk.out");
+  std::string cmd = "timeout 40 wrk -t 2 -c 1024 -d 10s --timeout 20s " + gw_.url("/burst/") + " >" +
+                    out_path + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  std::string out = read_file(out_path);
+
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(out, m, std::regex(R"((\d+) requests in)"))) << "wrk exit " << rc << ": " << out;
+  long requests = std::stol(m[1]);
+  EXPECT_GE(requests, 2000) << out;
+  // Every response wrk got was a 200 ...
+  EXPECT_EQ(out.find("Non-2xx"), std::string::npos) << out;
+
+  // ... and none of the requests nginx logged ("$request_id $status ...") was
+  // a 502 (those wrk left in flight at its end are logged 499).
+  ASSERT_TRUE(wait_until([&] { return count_of(gw_.access_log(), "\n") >= static_cast<size_t>(requests); }, 10s));
+  size_t bad_gateway = 0;
+  std::istringstream in(gw_.access_log());
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.size() > 36 && line.compare(33, 3, "502") == 0) bad_gateway++;
+  }
+  EXPECT_EQ(bad_gateway, 0u) << out << gw_.nginx_error_log().substr(0, 3000);
+  std::cout << requests << " requests; connects refused by a full runner queue and tried again: "
+            << count_of(gw_.nginx_error_log(), "connect() to unix:") << "\n";
 }
 
 // --- 2. small bodies are collected before they take a slot -----------------
