@@ -23,6 +23,50 @@
 #include <ngx_http.h>
 
 #include "fc_proto.h"
+#include "fc_limits.h"
+
+
+/* idle connections kept per worker for each fc_runner address */
+#define NGX_HTTP_FC_DEFAULT_KEEPALIVE  128
+
+/*
+ * Without fc_read_timeout the module waits as long as the runner may take
+ * to answer: the longest queue wait, initialization and function timeout it
+ * accepts, plus a margin, so that the function's own timeout decides.
+ */
+#define NGX_HTTP_FC_DEFAULT_READ_TIMEOUT                                      \
+    ((ngx_msec_t) (FC_MAX_QUEUE_TIME_S + FC_MAX_INITIALIZATION_TIMEOUT_S      \
+                   + FC_MAX_FUNCTION_TIMEOUT_S + 60) * 1000)
+
+/* a function name from outside is logged and echoed up to this long */
+#define NGX_HTTP_FC_MAX_SHOWN_VALUE    64
+
+/* the runner's error messages are logged up to this long */
+#define NGX_HTTP_FC_MAX_LOGGED_MESSAGE 1024
+
+/* 431 Request Header Fields Too Large (RFC 6585): nginx has no name for it */
+#define NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE  431
+
+
+typedef struct ngx_http_fc_keepalive_pool_s  ngx_http_fc_keepalive_pool_t;
+
+
+typedef struct {
+    ngx_http_upstream_conf_t       upstream;
+    ngx_http_complex_value_t      *function;
+
+    /* fc_read_timeout as set, or unset: then it is no deadline_ms */
+    ngx_msec_t                     read_timeout;
+} ngx_http_fc_loc_conf_t;
+
+
+typedef struct {
+    ngx_int_t                      request_id_index;
+    ngx_http_upstream_srv_conf_t  *default_runner;
+
+    ngx_int_t                      keepalive;        /* fc_keepalive */
+    ngx_array_t                    keepalive_pools;  /* of pool pointers */
+} ngx_http_fc_main_conf_t;
 
 
 typedef enum {
@@ -40,6 +84,14 @@ typedef struct {
     ngx_str_t                  instance;
 
     ngx_http_log_handler_pt    log_handler;     /* the one we wrapped */
+
+    /* request side: the REQUEST frame, encoded once by the handler */
+
+    ngx_buf_t                 *request_frame;
+    int64_t                    request_length;  /* its content_length */
+    ngx_str_t                  error_message;   /* why it was refused */
+
+    ngx_http_event_handler_pt  body_handler;    /* nginx's body reader */
 
     /* request side: framing the body (ngx_http_fc_frames.c) */
 
@@ -77,7 +129,31 @@ typedef struct {
 } ngx_http_fc_ctx_t;
 
 
+/* ngx_http_fc_request.c */
+ngx_int_t ngx_http_fc_request_frame(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, int64_t content_length);
+ngx_int_t ngx_http_fc_create_request(ngx_http_request_t *r);
+
+/* ngx_http_fc_frames.c */
 ngx_int_t ngx_http_fc_body_output_filter(void *data, ngx_chain_t *in);
+
+/* ngx_http_fc_response.c */
+ngx_int_t ngx_http_fc_process_header(ngx_http_request_t *r);
+ngx_int_t ngx_http_fc_filter_init(void *data);
+ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
+ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
+ngx_buf_t *ngx_http_fc_error_body(ngx_http_request_t *r,
+    ngx_str_t *request_id, ngx_str_t *code, ngx_str_t *message);
+
+/* ngx_http_fc_keepalive.c */
+ngx_int_t ngx_http_fc_keepalive_add(ngx_conf_t *cf,
+    ngx_http_upstream_srv_conf_t *us);
+
+/* ngx_http_fc_module.c */
+u_char *ngx_http_fc_log_error(ngx_http_request_t *r, ngx_http_request_t *sr,
+    u_char *buf, size_t len);
+ngx_int_t ngx_http_fc_escape(ngx_pool_t *pool, ngx_str_t *value, size_t max,
+    ngx_str_t *shown);
 
 
 extern ngx_module_t  ngx_http_fc_module;

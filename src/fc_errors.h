@@ -7,7 +7,8 @@
 #define FC_ERRORS_H
 
 #define FC_ERR_FUNCTION_NOT_FOUND       "FunctionNotFound"          /* 404 */
-#define FC_ERR_REQUEST_TOO_LARGE        "RequestTooLarge"           /* 413 */
+#define FC_ERR_CLIENT_TIMEOUT           "ClientTimeout"             /* 408 */
+#define FC_ERR_REQUEST_TOO_LARGE        "RequestTooLarge"           /* 413, 431 */
 #define FC_ERR_INSTANCE_CRASHED         "InstanceCrashed"           /* 502 */
 #define FC_ERR_BAD_RESPONSE             "BadResponse"               /* 502 */
 #define FC_ERR_QUEUE_FULL               "QueueFull"                 /* 503 */

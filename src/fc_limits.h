@@ -22,4 +22,11 @@
 /* Largest function name (FC rule: [A-Za-z_][A-Za-z0-9_-]{0,127}). */
 #define FC_MAX_FUNCTION_NAME        128
 
+/* The longest waits the runner's config accepts (runner/config.cc): a
+ * function's `timeout`, `initializationTimeout` and `maxQueueTime`, in
+ * seconds.  Without fc_read_timeout the module waits for their sum. */
+#define FC_MAX_FUNCTION_TIMEOUT_S        86400
+#define FC_MAX_INITIALIZATION_TIMEOUT_S  600
+#define FC_MAX_QUEUE_TIME_S              86400
+
 #endif /* FC_LIMITS_H */

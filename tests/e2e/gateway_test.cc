@@ -349,9 +349,16 @@ TEST_F(GatewayTest, NextUpstreamSkipsADeadRunner) {
                     "; server unix:" + gw_.runner_socket() + "; }\n");
   gw_.set_fc_runner("fc_pair");
   gw_.start();
+  // POSTs with a body: it must reach the live runner whole after the retry.
+  const std::string body = random_bytes(4000);
   for (int i = 0; i < 6; i++) {
-    HttpResponse resp = http_get(gw_.url("/inspect"));
+    HttpRequest req;
+    req.method = "POST";
+    req.url = gw_.url("/echo");
+    req.body = body;
+    HttpResponse resp = http(req);
     EXPECT_EQ(resp.status, 200) << "request " << i << ": " << resp.error;
+    EXPECT_TRUE(resp.body == body) << "request " << i;
   }
 }
 

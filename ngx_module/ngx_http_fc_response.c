@@ -1,0 +1,1045 @@
+
+/*
+ * The runner's answer: process_header parses RESPONSE or ERROR from
+ * u->buffer; the input filters (unbuffered, and the event pipe's with
+ * fc_buffering on) walk the DATA frames that follow and hand out buffers
+ * pointing into the raw ones.
+ */
+
+
+#include "ngx_http_fc_module.h"
+#include "fc_errors.h"
+
+
+static ngx_int_t ngx_http_fc_process_response(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, u_char *payload, size_t len);
+static ngx_int_t ngx_http_fc_process_error(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, u_char *payload, size_t len);
+static ngx_int_t ngx_http_fc_answer_error(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, ngx_uint_t status, ngx_str_t *code,
+    ngx_str_t *message);
+static ngx_int_t ngx_http_fc_bad_response(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx, ngx_str_t *message);
+static ngx_int_t ngx_http_fc_add_header(ngx_http_request_t *r,
+    ngx_str_t *name, ngx_str_t *value);
+static ngx_int_t ngx_http_fc_discard_body(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx);
+static off_t ngx_http_fc_pipe_length(ngx_http_fc_ctx_t *ctx);
+static int ngx_http_fc_on_header(fc_parser_t *p, const fc_frame_header_t *hdr);
+static int ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data,
+    size_t len);
+static int ngx_http_fc_on_frame_end(fc_parser_t *p);
+static int ngx_http_fc_pipe_payload(ngx_http_fc_ctx_t *ctx,
+    const uint8_t *data, size_t len);
+static ngx_uint_t ngx_http_fc_keepalive_ok(ngx_http_fc_ctx_t *ctx,
+    ngx_buf_t *b);
+static void *ngx_http_fc_alloc(void *pool, size_t size);
+
+
+static fc_parser_callbacks_t  ngx_http_fc_parser_callbacks = {
+    ngx_http_fc_on_header,
+    ngx_http_fc_on_payload,
+    ngx_http_fc_on_frame_end
+};
+
+
+ngx_int_t
+ngx_http_fc_process_header(ngx_http_request_t *r)
+{
+    u_char               *payload;
+    u_char                text[128];
+    size_t                size;
+    ngx_int_t             rc;
+    ngx_str_t             message;
+    ngx_buf_t            *b;
+    fc_frame_header_t     hdr;
+    ngx_http_upstream_t  *u;
+    ngx_http_fc_ctx_t    *ctx;
+
+    u = r->upstream;
+    b = &u->buffer;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_fc_module);
+
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->state == ngx_http_fc_st_discard) {
+        return ngx_http_fc_discard_body(r, ctx);
+    }
+
+    if (b->last - b->pos < FC_FRAME_HEADER_SIZE) {
+        return NGX_AGAIN;
+    }
+
+    rc = fc_frame_header_decode(b->pos, &hdr);
+
+    if (rc != FC_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent invalid frame header: %s",
+                      fc_strerror((int) rc));
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    if (hdr.type != FC_FRAME_RESPONSE && hdr.type != FC_FRAME_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent unexpected frame type 0x%02xd "
+                      "before RESPONSE", (ngx_uint_t) hdr.type);
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    size = FC_FRAME_HEADER_SIZE + (size_t) hdr.length;
+
+    if (size > (size_t) (b->end - b->pos)) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent too big %s frame: %uz bytes do not fit "
+                      "in fc_buffer_size %uz",
+                      hdr.type == FC_FRAME_RESPONSE ? "RESPONSE" : "ERROR",
+                      size, (size_t) (b->end - b->start));
+
+        message.len = ngx_sprintf(text, "the response headers are too large "
+                                  "(over fc_buffer_size, %uz bytes)",
+                                  (size_t) (b->end - b->start))
+                      - text;
+        message.data = text;
+
+        return ngx_http_fc_bad_response(r, ctx, &message);
+    }
+
+    if ((size_t) (b->last - b->pos) < size) {
+        return NGX_AGAIN;
+    }
+
+    payload = b->pos + FC_FRAME_HEADER_SIZE;
+
+    if (hdr.type == FC_FRAME_ERROR) {
+        rc = ngx_http_fc_process_error(r, ctx, payload, hdr.length);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        b->pos += size;
+
+        /* the JSON body is ours: no need for the pipe */
+        u->buffering = 0;
+
+        if (!(hdr.flags & FC_FLAG_END_STREAM)) {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "runner sent ERROR without END_STREAM");
+            return NGX_OK;
+        }
+
+        ctx->done = 1;
+        u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
+
+        return NGX_OK;
+    }
+
+    rc = ngx_http_fc_process_response(r, ctx, payload, hdr.length);
+    if (rc != NGX_OK || ctx->error_body) {
+        /* an error, or the module's own answer (BadResponse) */
+        return rc;
+    }
+
+    b->pos += size;
+
+    fc_parser_init(&ctx->parser, ctx);
+
+    if (hdr.flags & FC_FLAG_END_STREAM) {
+
+        /* a RESPONSE that ends the stream has no body */
+
+        ctx->done = 1;
+        u->buffering = 0;
+        u->headers_in.content_length_n = 0;
+        u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
+
+        return NGX_OK;
+    }
+
+    if (u->headers_in.status_n == NGX_HTTP_NO_CONTENT
+        || u->headers_in.status_n == NGX_HTTP_NOT_MODIFIED
+        || r->method == NGX_HTTP_HEAD)
+    {
+        /*
+         * nginx sends such a response as soon as the header is here, so
+         * the empty body the runner still sends must be read now for the
+         * connection to stay reusable
+         */
+
+        ctx->state = ngx_http_fc_st_discard;
+        u->buffering = 0;
+
+        return ngx_http_fc_discard_body(r, ctx);
+    }
+
+    ctx->state = ngx_http_fc_st_body;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    u_char *payload, size_t len)
+{
+    u_char                         *p;
+    size_t                          i, k;
+    ngx_int_t                       rc;
+    ngx_str_t                       name, value, message;
+    fc_response_t                   resp;
+    ngx_http_upstream_t            *u;
+
+    u = r->upstream;
+
+    rc = fc_response_decode(payload, len, &resp, ngx_http_fc_alloc, r->pool);
+
+    if (rc != FC_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent invalid RESPONSE: %s",
+                      fc_strerror((int) rc));
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    if (resp.status < 200 || resp.status > 599) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent invalid status %uD in RESPONSE",
+                      resp.status);
+
+        ngx_str_set(&message, "the function answered an invalid status");
+        return ngx_http_fc_bad_response(r, ctx, &message);
+    }
+
+    for (i = 0; i < resp.nheaders; i++) {
+
+        name.data = (u_char *) resp.headers[i].name.data;
+        name.len = resp.headers[i].name.len;
+        value.data = (u_char *) resp.headers[i].value.data;
+        value.len = resp.headers[i].value.len;
+
+        if (name.len == 0) {
+            goto invalid;
+        }
+
+        for (k = 0; k < name.len; k++) {
+            if (name.data[k] <= ' ' || name.data[k] == ':'
+                || name.data[k] == 0x7f)
+            {
+                goto invalid;
+            }
+        }
+
+        for (k = 0; k < value.len; k++) {
+            if (value.data[k] == '\0' || value.data[k] == CR
+                || value.data[k] == LF)
+            {
+                goto invalid;
+            }
+        }
+
+        rc = ngx_http_fc_add_header(r, &name, &value);
+        if (rc != NGX_OK) {
+            return rc;
+        }
+
+        continue;
+
+    invalid:
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent invalid header \"%*s: %*s\" in RESPONSE",
+                      ngx_min(name.len, 256), name.data,
+                      ngx_min(value.len, 256), value.data);
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    u->headers_in.status_n = resp.status;
+
+    if (u->state && u->state->status == 0) {
+        u->state->status = resp.status;
+    }
+
+    if (u->headers_in.content_length == NULL) {
+        u->headers_in.content_length_n = -1;
+    }
+
+    if (resp.instance.len) {
+        p = ngx_pnalloc(r->pool, resp.instance.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(p, resp.instance.data, resp.instance.len);
+
+        ctx->instance.data = p;
+        ctx->instance.len = resp.instance.len;
+    }
+
+    ctx->response = 1;
+    ctx->cold_start = resp.cold_start ? 1 : 0;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "fc response: %ui, instance \"%V\", cold start %d",
+                   u->headers_in.status_n, &ctx->instance, ctx->cold_start);
+
+    return NGX_OK;
+}
+
+
+/*
+ * An ERROR before RESPONSE is the answer: its status, a JSON body and the
+ * error code in x-fc-error-type (DESIGN §7).
+ */
+
+static ngx_int_t
+ngx_http_fc_process_error(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    u_char *payload, size_t len)
+{
+    size_t                size;
+    ngx_int_t             rc;
+    ngx_str_t             code, message, logged;
+    fc_error_t            err;
+    ngx_uint_t            level;
+
+    rc = fc_error_decode(payload, len, &err);
+
+    if (rc != FC_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent invalid ERROR: %s", fc_strerror((int) rc));
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    code.data = (u_char *) err.code.data;
+    code.len = err.code.len;
+    message.data = (u_char *) err.message.data;
+    message.len = err.message.len;
+
+    if (err.status < 400 || err.status > 599) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent ERROR with invalid status %uD",
+                      err.status);
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    for (size = 0; size < code.len; size++) {
+        if (code.data[size] <= ' ' || code.data[size] >= 0x7f) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "runner sent ERROR with invalid code \"%*s\"",
+                          ngx_min(code.len, 256), code.data);
+            return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+        }
+    }
+
+    level = (err.status >= 500) ? NGX_LOG_ERR : NGX_LOG_INFO;
+
+    if (ngx_http_fc_escape(r->pool, &message, NGX_HTTP_FC_MAX_LOGGED_MESSAGE,
+                           &logged)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_log_error(level, r->connection->log, 0,
+                  "runner answered %uD %V: \"%V\"",
+                  err.status, &code, &logged);
+
+    return ngx_http_fc_answer_error(r, ctx, err.status, &code, &message);
+}
+
+
+/*
+ * The gateway's own answer, instead of the runner's response: its status,
+ * the JSON body {"errorCode","errorMessage","requestId"} and the code in
+ * x-fc-error-type (DESIGN §7), handed out by the input filter.
+ */
+
+static ngx_int_t
+ngx_http_fc_answer_error(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    ngx_uint_t status, ngx_str_t *code, ngx_str_t *message)
+{
+    ngx_int_t             rc;
+    ngx_str_t             name, value;
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+
+    static ngx_str_t  content_type = ngx_string("Content-Type");
+    static ngx_str_t  json = ngx_string("application/json");
+    static ngx_str_t  error_type = ngx_string(FC_ERROR_TYPE_HEADER);
+
+    u = r->upstream;
+
+    b = ngx_http_fc_error_body(r, &ctx->request_id, code, message);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->error_body = b;
+
+    /* the code outlives u->buffer in a header */
+
+    value.data = ngx_pnalloc(r->pool, code->len);
+    if (value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(value.data, code->data, code->len);
+    value.len = code->len;
+
+    name = error_type;
+
+    rc = ngx_http_fc_add_header(r, &name, &value);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    name = content_type;
+    value = json;
+
+    rc = ngx_http_fc_add_header(r, &name, &value);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    u->headers_in.status_n = status;
+    u->headers_in.content_length_n = b->last - b->pos;
+
+    if (u->state && u->state->status == 0) {
+        u->state->status = status;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A RESPONSE the module cannot pass on (larger than fc_buffer_size, or an
+ * invalid status) is answered 502 BadResponse, the shape the runner gives
+ * for its own limit.  The rest of the runner's response is not read: the
+ * connection is closed, not reused.
+ */
+
+static ngx_int_t
+ngx_http_fc_bad_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
+    ngx_str_t *message)
+{
+    ngx_http_upstream_t  *u;
+
+    static ngx_str_t  code = ngx_string(FC_ERR_BAD_RESPONSE);
+
+    u = r->upstream;
+
+    u->buffer.pos = u->buffer.last;
+    u->keepalive = 0;
+    u->buffering = 0;
+
+    ctx->done = 1;
+
+    return ngx_http_fc_answer_error(r, ctx, NGX_HTTP_BAD_GATEWAY, &code,
+                                    message);
+}
+
+
+/* {"errorCode":"...","errorMessage":"...","requestId":"..."} */
+
+ngx_buf_t *
+ngx_http_fc_error_body(ngx_http_request_t *r, ngx_str_t *request_id,
+    ngx_str_t *code, ngx_str_t *message)
+{
+    u_char     *p;
+    size_t      size;
+    ngx_buf_t  *b;
+
+    size = sizeof("{\"errorCode\":\"\",\"errorMessage\":\"\","
+                  "\"requestId\":\"\"}\n") - 1
+           + code->len + ngx_escape_json(NULL, code->data, code->len)
+           + message->len
+           + ngx_escape_json(NULL, message->data, message->len)
+           + request_id->len
+           + ngx_escape_json(NULL, request_id->data, request_id->len);
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    p = b->last;
+    p = ngx_cpymem(p, "{\"errorCode\":\"", sizeof("{\"errorCode\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, code->data, code->len);
+    p = ngx_cpymem(p, "\",\"errorMessage\":\"",
+                   sizeof("\",\"errorMessage\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, message->data, message->len);
+    p = ngx_cpymem(p, "\",\"requestId\":\"", sizeof("\",\"requestId\":\"") - 1);
+    p = (u_char *) ngx_escape_json(p, request_id->data, request_id->len);
+    p = ngx_cpymem(p, "\"}\n", sizeof("\"}\n") - 1);
+    b->last = p;
+
+    return b;
+}
+
+
+/*
+ * A response header line: copied out of u->buffer (NUL-terminated, as
+ * nginx's header handlers expect) and handed to the upstream's header
+ * handlers, so Content-Length, Location, Set-Cookie, fc_hide_header and
+ * fc_pass_header work as with proxy_pass.
+ */
+
+static ngx_int_t
+ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t                *h;
+    ngx_http_upstream_header_t     *hh;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+
+    h = ngx_list_push(&r->upstream->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->key.len = name->len;
+    h->value.len = value->len;
+
+    h->key.data = ngx_pnalloc(r->pool,
+                              name->len + 1 + value->len + 1 + name->len);
+    if (h->key.data == NULL) {
+        h->hash = 0;
+        return NGX_ERROR;
+    }
+
+    h->value.data = h->key.data + name->len + 1;
+    h->lowcase_key = h->key.data + name->len + 1 + value->len + 1;
+
+    ngx_memcpy(h->key.data, name->data, name->len);
+    h->key.data[name->len] = '\0';
+    ngx_memcpy(h->value.data, value->data, value->len);
+    h->value.data[value->len] = '\0';
+
+    ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
+
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+
+    hh = ngx_hash_find(&umcf->headers_in_hash, h->hash,
+                       h->lowcase_key, h->key.len);
+
+    if (hh && hh->handler(r, h, hh->offset) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Runs the frame parser over the unread bytes of b and consumes them; a bad
+ * frame, or one a callback refused (ctx->failed, logged there), is an error.
+ */
+
+static ngx_int_t
+ngx_http_fc_parse(ngx_http_fc_ctx_t *ctx, ngx_buf_t *b, ngx_log_t *log)
+{
+    size_t  n;
+
+    n = fc_parser_execute(&ctx->parser, &ngx_http_fc_parser_callbacks,
+                          b->pos, b->last - b->pos);
+
+    if (ctx->parser.error) {
+        ngx_log_error(NGX_LOG_ERR, log, 0, "runner sent invalid frame: %s",
+                      fc_strerror(ctx->parser.error));
+        return NGX_ERROR;
+    }
+
+    if (ctx->failed) {
+        return NGX_ERROR;
+    }
+
+    b->pos += n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * HEAD, 204 and 304: the runner still ends the stream with a DATA frame,
+ * which is read here, before nginx sends the header and finalizes.
+ */
+
+static ngx_int_t
+ngx_http_fc_discard_body(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx)
+{
+    ngx_buf_t            *b;
+    ngx_http_upstream_t  *u;
+
+    u = r->upstream;
+    b = &u->buffer;
+
+    ctx->out = NULL;
+
+    if (ngx_http_fc_parse(ctx, b, r->connection->log) != NGX_OK) {
+        return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+    }
+
+    if (!ctx->done) {
+
+        /* the headers were copied out: the buffer can be reused */
+
+        if (b->pos == b->last) {
+            b->pos = b->start;
+            b->last = b->start;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fc_filter_init(void *data)
+{
+    ngx_http_fc_ctx_t  *ctx = data;
+
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl, **ll;
+    ngx_http_request_t   *r;
+    ngx_http_upstream_t  *u;
+
+    r = ctx->request;
+    u = r->upstream;
+
+    if (ctx->error_body) {
+        for (ll = &u->out_bufs; *ll; ll = &(*ll)->next) { /* void */ }
+
+        cl = ngx_chain_get_free_buf(r->pool, &u->free_bufs);
+        if (cl == NULL) {
+            return NGX_ERROR;
+        }
+
+        b = cl->buf;
+
+        b->pos = ctx->error_body->pos;
+        b->last = ctx->error_body->last;
+        b->memory = 1;
+        b->flush = 1;
+        b->tag = u->output.tag;
+
+        *ll = cl;
+
+        u->length = 0;
+
+        return NGX_OK;
+    }
+
+    if (ctx->state != ngx_http_fc_st_body) {
+        ctx->length = 0;
+
+    } else {
+        ctx->length = u->headers_in.content_length_n;
+    }
+
+    u->length = ctx->done ? 0 : 1;
+
+    if (u->buffering) {
+        u->pipe->length = ngx_http_fc_pipe_length(ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_fc_filter(void *data, ssize_t bytes)
+{
+    ngx_http_fc_ctx_t  *ctx = data;
+
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl, **ll;
+    ngx_http_request_t   *r;
+    ngx_http_upstream_t  *u;
+
+    r = ctx->request;
+    u = r->upstream;
+    b = &u->buffer;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "fc filter bytes:%z", bytes);
+
+    b->pos = b->last;
+    b->last += bytes;
+
+    if (ctx->done || ctx->error_body) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent %z bytes after END_STREAM", bytes);
+        u->keepalive = 0;
+        return NGX_ERROR;
+    }
+
+    for (cl = u->out_bufs, ll = &u->out_bufs; cl; cl = cl->next) {
+        ll = &cl->next;
+    }
+
+    ctx->out = ll;
+
+    if (ngx_http_fc_parse(ctx, b, r->connection->log) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->done) {
+        u->length = 0;
+        u->keepalive = ngx_http_fc_keepalive_ok(ctx, b);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * fc_buffering on: the event pipe reads the response into its buffers and
+ * this filter walks the frames in each, linking a shadow buffer to every
+ * DATA payload slice, as proxy's chunked filter does for chunks.
+ */
+
+ngx_int_t
+ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf)
+{
+    ngx_int_t            rc;
+    ngx_http_fc_ctx_t   *ctx;
+    ngx_http_request_t  *r;
+
+    ctx = p->input_ctx;
+    r = ctx->request;
+
+    if (buf->pos == buf->last) {
+        goto free;
+    }
+
+    if (ctx->done) {
+        ngx_log_error(NGX_LOG_WARN, p->log, 0,
+                      "runner sent data after END_STREAM");
+        r->upstream->keepalive = 0;
+        buf->pos = buf->last;
+        goto free;
+    }
+
+    ctx->pipe_buf = buf;
+    ctx->pipe_shadow = &buf->shadow;
+    ctx->pipe_last = NULL;
+
+    rc = ngx_http_fc_parse(ctx, buf, p->log);
+
+    ctx->pipe_buf = NULL;
+
+    if (rc != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    p->length = ngx_http_fc_pipe_length(ctx);
+
+    if (ctx->done) {
+        r->upstream->keepalive = ngx_http_fc_keepalive_ok(ctx, buf);
+    }
+
+    if (ctx->pipe_last) {
+        ctx->pipe_last->shadow = buf;
+        ctx->pipe_last->last_shadow = 1;
+
+        return NGX_OK;
+    }
+
+free:
+
+    /* there is no body in the buffer, add it to free chain */
+
+    if (ngx_event_pipe_add_free_buf(p, buf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The least the pipe must read before calling the filter again: the rest of
+ * the frame plus the next header, or one byte between frames, so that a
+ * short stream never waits for a buffer to fill.
+ */
+
+static off_t
+ngx_http_fc_pipe_length(ngx_http_fc_ctx_t *ctx)
+{
+    if (ctx->done) {
+        return 0;
+    }
+
+    if (!ctx->in_frame) {
+        return 1;
+    }
+
+    if (ctx->frame_flags & FC_FLAG_END_STREAM) {
+        return ctx->rest ? (off_t) ctx->rest : 1;
+    }
+
+    return ctx->rest + FC_FRAME_HEADER_SIZE;
+}
+
+
+static int
+ngx_http_fc_on_header(fc_parser_t *p, const fc_frame_header_t *hdr)
+{
+    ngx_http_fc_ctx_t *ctx = p->data;
+
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    if (ctx->done) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent a frame after END_STREAM");
+        goto failed;
+    }
+
+    ctx->frame_type = hdr->type;
+    ctx->frame_flags = hdr->flags;
+    ctx->rest = hdr->length;
+    ctx->in_frame = 1;
+
+    switch (hdr->type) {
+
+    case FC_FRAME_DATA:
+        return 0;
+
+    case FC_FRAME_ERROR:
+
+        /* collected to be logged at the frame's end */
+
+        ctx->abort_pos = ngx_pnalloc(r->pool, hdr->length + 1);
+        if (ctx->abort_pos == NULL) {
+            goto failed;
+        }
+
+        ctx->abort_last = ctx->abort_pos;
+        return 0;
+
+    default:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner sent unexpected frame type 0x%02xd "
+                      "after RESPONSE", (ngx_uint_t) hdr->type);
+        goto failed;
+    }
+
+failed:
+
+    ctx->failed = 1;
+    return 1;
+}
+
+
+static int
+ngx_http_fc_on_payload(fc_parser_t *p, const uint8_t *data, size_t len)
+{
+    ngx_http_fc_ctx_t *ctx = p->data;
+
+    ngx_buf_t            *b;
+    ngx_chain_t          *cl;
+    ngx_http_request_t   *r;
+    ngx_http_upstream_t  *u;
+
+    r = ctx->request;
+    u = r->upstream;
+
+    ctx->rest -= len;
+
+    if (ctx->frame_type == FC_FRAME_ERROR) {
+        ctx->abort_last = ngx_cpymem(ctx->abort_last, data, len);
+        return 0;
+    }
+
+    if (ctx->state != ngx_http_fc_st_body) {
+        /* a response without a body */
+        return 0;
+    }
+
+    if (ctx->length != -1) {
+        if ((off_t) len > ctx->length) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "runner sent response body larger "
+                          "than indicated content length");
+            ctx->failed = 1;
+            return 1;
+        }
+
+        ctx->length -= len;
+    }
+
+    if (ctx->pipe_buf) {
+        return ngx_http_fc_pipe_payload(ctx, data, len);
+    }
+
+    /* zero copy: the buffer points into u->buffer */
+
+    cl = ngx_chain_get_free_buf(r->pool, &u->free_bufs);
+    if (cl == NULL) {
+        ctx->failed = 1;
+        return 1;
+    }
+
+    b = cl->buf;
+
+    b->flush = 1;
+    b->memory = 1;
+    b->pos = (u_char *) data;
+    b->last = (u_char *) data + len;
+    b->tag = u->output.tag;
+
+    *ctx->out = cl;
+    ctx->out = &cl->next;
+
+    return 0;
+}
+
+
+/* A shadow of the pipe's raw buffer for one DATA payload slice. */
+
+static int
+ngx_http_fc_pipe_payload(ngx_http_fc_ctx_t *ctx, const uint8_t *data,
+    size_t len)
+{
+    ngx_buf_t         *b, *buf;
+    ngx_chain_t       *cl;
+    ngx_event_pipe_t  *p;
+
+    p = ctx->request->upstream->pipe;
+    buf = ctx->pipe_buf;
+
+    cl = ngx_chain_get_free_buf(p->pool, &p->free);
+    if (cl == NULL) {
+        ctx->failed = 1;
+        return 1;
+    }
+
+    b = cl->buf;
+
+    ngx_memzero(b, sizeof(ngx_buf_t));
+
+    b->pos = (u_char *) data;
+    b->last = (u_char *) data + len;
+    b->start = buf->start;
+    b->end = buf->end;
+    b->tag = p->tag;
+    b->temporary = 1;
+    b->recycled = 1;
+
+    /* STUB */ b->num = buf->num;
+
+    *ctx->pipe_shadow = b;
+    ctx->pipe_shadow = &b->shadow;
+    ctx->pipe_last = b;
+
+    if (p->in) {
+        *p->last_in = cl;
+
+    } else {
+        p->in = cl;
+    }
+
+    p->last_in = &cl->next;
+
+    return 0;
+}
+
+
+static int
+ngx_http_fc_on_frame_end(fc_parser_t *p)
+{
+    ngx_http_fc_ctx_t *ctx = p->data;
+
+    ngx_int_t            rc;
+    fc_error_t           err;
+    ngx_str_t            code, message;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+
+    ctx->in_frame = 0;
+
+    if (ctx->frame_type == FC_FRAME_ERROR) {
+
+        rc = fc_error_decode(ctx->abort_pos, ctx->abort_last - ctx->abort_pos,
+                             &err);
+
+        if (rc == FC_OK) {
+            code.data = (u_char *) err.code.data;
+            code.len = err.code.len;
+            message.data = (u_char *) err.message.data;
+            message.len = err.message.len;
+
+            if (ngx_http_fc_escape(r->pool, &code, NGX_HTTP_FC_MAX_SHOWN_VALUE,
+                                   &code)
+                != NGX_OK
+                || ngx_http_fc_escape(r->pool, &message,
+                                      NGX_HTTP_FC_MAX_LOGGED_MESSAGE, &message)
+                   != NGX_OK)
+            {
+                ctx->failed = 1;
+                return 1;
+            }
+
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "runner aborted the response: %uD %V: \"%V\"",
+                          err.status, &code, &message);
+
+        } else {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "runner aborted the response with an invalid "
+                          "ERROR: %s", fc_strerror((int) rc));
+        }
+
+        ctx->failed = 1;
+        return 1;
+    }
+
+    if (!(ctx->frame_flags & FC_FLAG_END_STREAM)) {
+        return 0;
+    }
+
+    ctx->done = 1;
+
+    if (ctx->state == ngx_http_fc_st_body && ctx->length > 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "runner ended the response body %O bytes short "
+                      "of its Content-Length", ctx->length);
+        ctx->failed = 1;
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * The one rule for reusing a runner connection (u->keepalive): both sides
+ * ended the stream, nothing the runner sent is left unread in b, and the
+ * body is wholly sent.
+ */
+
+static ngx_uint_t
+ngx_http_fc_keepalive_ok(ngx_http_fc_ctx_t *ctx, ngx_buf_t *b)
+{
+    return ctx->done
+           && b->pos == b->last
+           && ctx->output_closed
+           && !ctx->output_blocked;
+}
+
+
+static void *
+ngx_http_fc_alloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
