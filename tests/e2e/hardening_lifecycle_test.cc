@@ -285,7 +285,9 @@ TEST_F(HardeningTest, ClientLeavingMidBodyGivesTheSlotBackOnceTheAppFinished) {
   ASSERT_GT(pid, 0);
   int raw = connect_tcp(gw_.port());
   ASSERT_GE(raw, 0);
-  ASSERT_TRUE(send_all(raw, "POST /mid/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789"));
+  // Larger than client_body_buffer_size, so nginx streams it instead of
+  // collecting it first.
+  ASSERT_TRUE(send_all(raw, "POST /mid/upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n0123456789"));
   std::this_thread::sleep_for(500ms);
   close(raw);
   auto t0 = Clock::now();
@@ -295,7 +297,7 @@ TEST_F(HardeningTest, ClientLeavingMidBodyGivesTheSlotBackOnceTheAppFinished) {
   json info = json::parse(next.body);
   EXPECT_EQ(info["pid"].get<pid_t>(), pid);
   EXPECT_EQ(info["peak"].get<int>(), 1);
-  // The app saw the body end early (10 of 100 bytes) and answered into the void.
+  // The app saw the body end early (10 of 100000 bytes) and answered into the void.
   EXPECT_TRUE(wait_until([&] { return gw_.runner_log().find("POST /upload HTTP/1.1\" 200") != std::string::npos; }, 2s))
       << gw_.runner_log();
 }
