@@ -664,6 +664,7 @@ ngx_http_fc_send_error(ngx_http_request_t *r, ngx_uint_t status,
 static ngx_int_t
 ngx_http_fc_reinit_request(ngx_http_request_t *r)
 {
+    ngx_chain_t        *cl;
     ngx_http_fc_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_fc_module);
@@ -674,6 +675,17 @@ ngx_http_fc_reinit_request(ngx_http_request_t *r)
 
     ctx->in = NULL;
     ctx->busy = NULL;
+
+    /*
+     * The buffer ngx_output_chain() reads the body temp file into is reused
+     * by the next try with the flags of its last use: a stale last_buf would
+     * end the stream after the first piece.
+     */
+    for (cl = r->upstream->output.free; cl; cl = cl->next) {
+        cl->buf->last_buf = 0;
+        cl->buf->last_in_chain = 0;
+        cl->buf->flush = 0;
+    }
 
     /* an ERROR of the previous try may have switched buffering off */
     r->upstream->buffering = r->upstream->conf->buffering;

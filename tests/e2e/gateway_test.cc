@@ -437,5 +437,53 @@ TEST_F(GatewayTest, NginxTestRejectsBadDirectiveValues) {
   EXPECT_NE(nu_out.find("sometimes"), std::string::npos) << nu_out;
 }
 
+// A runner that answers 503 (here: QueueFull from a function whose instance
+// never listens, with maxQueueSize 0) is skipped for a POST with a body,
+// which reaches the next runner whole.
+TEST_F(GatewayTest, NextUpstreamRetriesABufferedPostFromItsTempFileAfterHttp503) {
+  std::string busy_sock = gw_.path("busy.sock");
+  write_file(gw_.path("busy.yaml"),
+             "listen: unix:" + busy_sock + "\n"
+             "functions:\n"
+             "  echo:\n"
+             "    runtime: custom\n"
+             "    codeUri: " FC_E2E_APPS_DIR "\n"
+             "    customRuntimeConfig: { command: [/bin/sleep], args: ['600'] }\n"
+             "    maxInstances: 1\n"
+             "    maxQueueSize: 0\n"
+             "    initializationTimeout: 600\n");
+  Process busy;
+  busy.start({runner_path(), "--config", gw_.path("busy.yaml")}, gw_.path("busy.log"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        int fd = connect_unix(busy_sock);
+        if (fd >= 0) close(fd);
+        return fd >= 0;
+      },
+      10s));
+  gw_.add_http_conf("  upstream fc_busy_first { server unix:" + busy_sock + "; server unix:" +
+                    gw_.runner_socket() + "; }\n");
+  gw_.add_server_conf(
+      "    location /retry/ { rewrite ^/retry(/.*)$ $1 break; fc_runner fc_busy_first; fc_request_buffering on;"
+      " fc_next_upstream http_503 non_idempotent; fc_function echo; }\n");
+  gw_.start();
+  // 50 kB bodies (in the client body temp file, read back through one
+  // buffer that the next try reuses) and 4 MiB ones (the 503 comes while
+  // the body is still being sent).
+  for (int i = 0; i < 6; i++) {
+    HttpRequest req;
+    req.method = "POST";
+    req.url = gw_.url("/retry/echo");
+    req.body = random_bytes((i < 4 ? 50000 : 4 << 20) + static_cast<size_t>(i));
+    HttpResponse resp = http(req);
+    EXPECT_EQ(resp.status, 200) << "request " << i << ": " << resp.body << resp.error;
+    EXPECT_TRUE(resp.body == *req.body) << "request " << i << ": the body did not arrive whole";
+  }
+  // Round robin sent some of them to the busy runner first.
+  EXPECT_NE(read_file(gw_.path("busy.log")).find("QueueFull"), std::string::npos) << read_file(gw_.path("busy.log"));
+  busy.stop();
+}
+
+
 }  // namespace
 }  // namespace fc::e2e
