@@ -156,7 +156,19 @@ function sendFunctionError(res, requestId, err) {
   res.end(bytes);
 }
 
-function requestIdOf(req) { return req.headers['x-fc-request-id'] || ''; }
+// The runner's own headers, read from rawHeaders without building
+// req.headers (a plain handler may never need it).  The runner writes them
+// after the client's, in lower case, with client-sent x-fc-* removed: the
+// last match is the runner's.
+function runnerHeader(req, name) {
+  const raw = req.rawHeaders;
+  for (let i = raw.length - 2; i >= 0; i -= 2) {
+    if (raw[i] === name) return raw[i + 1];
+  }
+  return undefined;
+}
+
+function requestIdOf(req) { return runnerHeader(req, 'x-fc-request-id') || ''; }
 
 async function onInvoke(handler, req, res) {
   const requestId = requestIdOf(req);
@@ -233,7 +245,7 @@ function onLifecycleHook(req, res) {
 // Without x-fc-control-path (someone calling the instance by hand) the URL
 // decides, as in FC's custom-runtime contract.
 function controlPathOf(req) {
-  const header = req.headers['x-fc-control-path'];
+  const header = runnerHeader(req, 'x-fc-control-path');
   if (header) return header;
   const url = req.url;
   if (req.method === 'POST' && (url === '/invoke' || url === '/initialize')) return url;
