@@ -290,6 +290,30 @@ TEST_F(NodejsRuntimeTest, FcHttpHandlerReadsItsBodyWithRawBody) {
   EXPECT_EQ(info["clientIP"], "127.0.0.1");
 }
 
+TEST_F(NodejsRuntimeTest, FcHttpHandlerStreamsAStreamAndItsErrorIsA500WithTheFcShape) {
+  std::string code = http_code_dir();
+  add_node_function("sse", "http", code, "fcstyle.stream");
+  add_node_function("oops", "http", code, "fcstyle.throws");
+  gw_.start();
+  HttpResponse stream = http_get(gw_.url("/sse/"));
+  ASSERT_EQ(stream.status, 200) << stream.body;
+  EXPECT_EQ(stream.body, "part 0\npart 1\npart 2\n");
+  ASSERT_GE(stream.arrivals.size(), 2u);
+  EXPECT_GT(stream.arrivals.back().first - stream.arrivals.front().first, 0.4);
+
+  HttpResponse oops = http_get(gw_.url("/oops/where"));
+  EXPECT_EQ(oops.status, 500);
+  json body = json::parse(oops.body);
+  EXPECT_EQ(body["errorMessage"], "no luck for /where");
+  EXPECT_EQ(body["errorType"], "Error");
+  std::string rid = oops.header("x-fc-request-id");
+  EXPECT_NE(gw_.runner_log().find(" " + rid + " [ERROR] {\"errorMessage\":\"no luck for /where\""),
+            std::string::npos)
+      << gw_.runner_log();
+  // The instance lives on: the next request is served.
+  EXPECT_EQ(http_get(gw_.url("/oops/again")).status, 500);
+}
+
 TEST_F(NodejsRuntimeTest, FcVersionedNameRunsWithAWarningWhenTheLocalMajorDiffers) {
   gw_.add_functions_yaml("  old:\n    runtime: nodejs12\n    type: event\n    codeUri: " + node_app("event") +
                          "\n    handler: index.echo\n");
