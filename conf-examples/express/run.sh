@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Serves the Express example on 127.0.0.1:8081 through nginx + fc-runner, in
-# the foreground; installs the app's npm packages into app/node_modules first
-# (once).  Ctrl-C stops both and every instance.
+# the foreground; installs the app's npm packages (package-lock.json) into
+# app/node_modules first (once).  Ctrl-C stops both and every instance.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 prefix="$root/build/express"
 mkdir -p "$prefix/tmp"
-[ -d "$here/app/node_modules/express" ] || (cd "$here/app" && npm install --no-audit --no-fund --loglevel=error)
+[ -d "$here/app/node_modules/express" ] || (cd "$here/app" && npm ci --no-audit --no-fund --loglevel=error)
 
 runner_pid=""
 nginx_pid=""

@@ -97,6 +97,14 @@ TEST_F(NodejsRuntimeTest, NonBufferResultsAreJsonStringified) {
   EXPECT_EQ(resp.body, R"({"length":4,"nested":[1,"two",null]})");
 }
 
+TEST_F(NodejsRuntimeTest, EsModuleHandlerIsImported) {
+  add_node_function("esm", "event", node_app("event"), "esm.handler");
+  gw_.start();
+  HttpResponse resp = invoke("esm", "12345");
+  ASSERT_EQ(resp.status, 200) << resp.body;
+  EXPECT_EQ(resp.body, "esm saw 5 bytes for true");
+}
+
 TEST_F(NodejsRuntimeTest, ThrowCallbackErrorAndRejectionAreFunctionErrors) {
   struct Case {
     const char* name;
