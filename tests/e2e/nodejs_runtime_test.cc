@@ -212,6 +212,31 @@ TEST_F(NodejsRuntimeTest, InstanceConcurrencyFourRunsFourAtOnceOnOneInstance) {
   EXPECT_EQ(max_inflight, 4);
 }
 
+TEST_F(NodejsRuntimeTest, PreStopHookNamedByFcPreStopHandlerRunsBeforeTheInstanceRetires) {
+  add_node_function("hooked", "event", node_app("event"), "index.echo",
+                    "    idleTimeout: 1\n"
+                    "    environmentVariables: { FC_PRE_STOP_HANDLER: index.preStop }\n"
+                    "    instanceLifecycleConfig: { preStop: { handler: index.preStop, timeout: 3 } }\n");
+  gw_.start();
+  ASSERT_EQ(invoke("hooked", "x").status, 200);
+  // The runner retires the idle instance: GET /pre-stop, then SIGTERM.
+  std::regex start("FC PreStop Start RequestId: ([0-9a-zA-Z-]+)");
+  std::string rid;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::string log = gw_.runner_log();
+        std::smatch m;
+        if (!std::regex_search(log, m, start)) return false;
+        rid = m[1].str();
+        return log.find("FC PreStop End RequestId: " + rid) != std::string::npos;
+      },
+      10s))
+      << gw_.runner_log();
+  std::string log = gw_.runner_log();
+  EXPECT_NE(log.find("preStop ran with request id " + rid), std::string::npos) << log;
+  EXPECT_EQ(log.find("FC PreStop End RequestId: " + rid + ", Error"), std::string::npos) << log;
+}
+
 TEST_F(NodejsRuntimeTest, FailingInitializerIs503WithItsMessage) {
   add_node_function("badinit", "event", node_app("event"), "index.echo",
                     "    initializer: index.failingInit\n    maxInstances: 1\n");

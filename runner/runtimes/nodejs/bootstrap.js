@@ -236,10 +236,19 @@ function onInitialize(initializer, req, res) {
       (err) => sendFunctionError(res, requestId, err));
 }
 
-function onLifecycleHook(req, res) {
+// GET /pre-stop and /pre-freeze: FC's hooks, hook(context, callback) or
+// async (context).  The hook's handler comes from FC_PRE_STOP_HANDLER /
+// FC_PRE_FREEZE_HANDLER (file.export); without one the call just succeeds.
+function onLifecycleHook(hook, req, res) {
+  const requestId = requestIdOf(req);
   req.resume();
-  res.writeHead(200, {'content-length': 0});
-  res.end();
+  const done = hook ? fc.callUser(hook, undefined, [fc.makeContext(requestId)]) : Promise.resolve();
+  done.then(
+      () => {
+        res.writeHead(200, {'content-length': 0});
+        res.end();
+      },
+      (err) => sendFunctionError(res, requestId, err));
 }
 
 // Without x-fc-control-path (someone calling the instance by hand) the URL
@@ -263,6 +272,9 @@ async function main() {
   const handler = await resolveFunction(handlerSpec, 'handler');
   const initializer = initializerSpec ? await resolveFunction(initializerSpec, 'initializer') : null;
   const withContext = wantsContext(handler);
+  const preStop = env.FC_PRE_STOP_HANDLER ? await resolveFunction(env.FC_PRE_STOP_HANDLER, 'preStop handler') : null;
+  const preFreeze =
+      env.FC_PRE_FREEZE_HANDLER ? await resolveFunction(env.FC_PRE_FREEZE_HANDLER, 'preFreeze handler') : null;
 
   const server = http.createServer({
     IncomingMessage: fc.FcRequest,
@@ -284,8 +296,10 @@ async function main() {
         onInitialize(initializer, req, res);
         return;
       case '/pre-stop':
+        onLifecycleHook(preStop, req, res);
+        return;
       case '/pre-freeze':
-        onLifecycleHook(req, res);
+        onLifecycleHook(preFreeze, req, res);
         return;
       default:
         onHttpInvoke(handler, withContext, req, res);

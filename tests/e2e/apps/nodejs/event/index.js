@@ -63,3 +63,9 @@ exports.sleepOneSecond = async () => {
 exports.failingInit = async () => {
   throw new Error('the database is not there');
 };
+
+// FC's preStop hook (FC_PRE_STOP_HANDLER=index.preStop).
+exports.preStop = (context, callback) => {
+  console.log(`preStop ran with request id ${context.requestId}`);
+  setTimeout(() => callback(null), 10);
+};
