@@ -347,6 +347,18 @@ TEST_F(NodejsRuntimeTest, FcHttpHandlerStreamsAStreamAndItsErrorIsA500WithTheFcS
   EXPECT_EQ(http_get(gw_.url("/oops/again")).status, 500);
 }
 
+TEST_F(NodejsRuntimeTest, HttpCallingConventionFollowsArityUnlessFcNodejsHttpStyleSaysOtherwise) {
+  std::string code = http_code_dir();
+  add_node_function("two", "http", code, "styles.twoArgs");
+  add_node_function("three", "http", code, "styles.threeArgs");
+  add_node_function("threenode", "http", code, "styles.threeArgs",
+                    "    environmentVariables: { FC_NODEJS_HTTP_STYLE: node }\n");
+  gw_.start();
+  EXPECT_EQ(http_get(gw_.url("/two/")).body, "two: FC methods are function");
+  EXPECT_EQ(http_get(gw_.url("/three/")).body, "three: third is the context");
+  EXPECT_EQ(http_get(gw_.url("/threenode/")).body, "three: third is undefined");
+}
+
 TEST_F(NodejsRuntimeTest, FcVersionedNameRunsWithAWarningWhenTheLocalMajorDiffers) {
   gw_.add_functions_yaml("  old:\n    runtime: nodejs12\n    type: event\n    codeUri: " + node_app("event") +
                          "\n    handler: index.echo\n");
