@@ -30,12 +30,12 @@ enum class Runtime { kCustom, kPython3, kNodejs };
 enum class FunctionType { kHttp, kEvent };
 
 const char* to_string(Runtime runtime);
+const char* to_string(FunctionType type);
 
 // runtime nodejs runs this Node.js unless `interpreter` names another.
 inline constexpr const char* kDefaultNodeInterpreter = "/usr/bin/node";
 // FC's nodejs runtime names: nodejs12 ... nodejs20 (and plain nodejs).
 inline constexpr int kNodejsMajors[] = {12, 14, 16, 18, 20};
-const char* to_string(FunctionType type);
 
 struct PreStopConfig {
   std::string handler;  // informational (FC s.yaml); the call is GET /pre-stop
