@@ -26,7 +26,7 @@ DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev \
 
 MODULE_SOURCES := config $(wildcard ngx_module/*.c ngx_module/*.h) src/fc_proto.c src/fc_proto.h src/fc_limits.h
 
-.PHONY: all deps module runner tests test run bench fuzz clean
+.PHONY: all deps module runner tests test run bench fuzz clean npm-modules
 
 all: module runner
 
@@ -64,7 +64,12 @@ runner: $(CMAKE_DIR)/CMakeCache.txt
 tests: $(CMAKE_DIR)/CMakeCache.txt
 	cmake --build $(CMAKE_DIR) -j $(JOBS)
 
-test: deps all tests
+# npm packages for the nodejs tests and examples (express 4, raw-body), into
+# build/npm (idempotent; never global, never committed).
+npm-modules:
+	@$(ROOT)/tests/e2e/apps/nodejs/install.sh $(BUILD) >/dev/null
+
+test: deps all tests npm-modules
 	cd $(CMAKE_DIR) && ctest --output-on-failure --timeout 300 -j 2 $(CTEST_ARGS)
 
 run: deps all

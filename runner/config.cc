@@ -428,6 +428,17 @@ std::optional<Runtime> runtime_from_name(std::string_view name) {
   return std::nullopt;
 }
 
+// The major of FC's nodejs names: "nodejs18" -> "18", "nodejs" -> "";
+// nullopt for a version FC does not have (nodejs19, nodejs8.10).
+std::optional<std::string> nodejs_version(std::string_view name) {
+  std::string_view version = name.substr(std::string_view("nodejs").size());
+  if (version.empty()) return std::string();
+  for (int major : kNodejsMajors) {
+    if (version == std::to_string(major)) return std::string(version);
+  }
+  return std::nullopt;
+}
+
 FunctionConfig Parser::parse_function(const Entry& entry) const {
   FunctionConfig fn;
   fn.name = entry.key;
@@ -464,6 +475,15 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
       }
       fn.runtime = *parsed;
       runtime = &field;
+      if (fn.runtime == Runtime::kNodejs) {
+        std::optional<std::string> version = nodejs_version(name);
+        if (!version) {
+          fail(field, "unsupported runtime " + in_quotes(name) +
+                          "; FC's Node.js runtimes are nodejs12, nodejs14, nodejs16, nodejs18, nodejs20 "
+                          "(or plain nodejs)");
+        }
+        fn.runtime_version = *version;
+      }
     } else if (key == "type") {
       std::string type = as_string(field);
       if (type == "http") {
@@ -541,6 +561,8 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
 
   if (!runtime) fail(entry.line, entry.path + ".runtime", "required (custom, python3 or nodejs)");
   if (!code_uri) fail(entry.line, entry.path + ".codeUri", "required (the function's code directory)");
+
+  if (fn.runtime == Runtime::kNodejs && fn.interpreter.empty()) fn.interpreter = kDefaultNodeInterpreter;
 
   if (fn.runtime == Runtime::kCustom) {
     if (interpreter) {
@@ -760,6 +782,7 @@ std::string FunctionConfig::digest() const {
   Digest d;
   d.add("name", name);
   d.add("runtime", to_string(runtime));
+  d.add("runtimeVersion", runtime_version);
   d.add("type", to_string(type));
   d.add("codeUri", code_uri);
   d.add("handler", handler);

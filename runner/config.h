@@ -32,6 +32,11 @@ enum class FunctionType { kHttp, kEvent };
 const char* to_string(Runtime runtime);
 const char* to_string(FunctionType type);
 
+// runtime nodejs runs this Node.js unless `interpreter` names another.
+inline constexpr const char* kDefaultNodeInterpreter = "/usr/bin/node";
+// FC's nodejs runtime names: nodejs12 ... nodejs20 (and plain nodejs).
+inline constexpr int kNodejsMajors[] = {12, 14, 16, 18, 20};
+
 struct PreStopConfig {
   std::string handler;  // informational (FC s.yaml); the call is GET /pre-stop
   double timeout_s = 3;
@@ -42,6 +47,9 @@ struct FunctionConfig {
   int line = 0;  // where the function's entry starts, for messages
 
   Runtime runtime = Runtime::kCustom;
+  // The version of FC's versioned runtime name ("18" for nodejs18); empty
+  // for the plain name.  Informational: the local interpreter runs either way.
+  std::string runtime_version;
   FunctionType type = FunctionType::kHttp;      // extension: `type`
   std::string code_uri;                         // absolute path
   std::string handler;                          // FC default "index.handler"
@@ -59,7 +67,8 @@ struct FunctionConfig {
   bool ca_port_set = false;  // true: the app listens on caPort itself
 
   // Built-in runtimes: the interpreter (extension `interpreter`), e.g.
-  // /usr/bin/python3 so Debian's Flask is importable.
+  // /usr/bin/python3 so Debian's Flask is importable.  nodejs defaults to
+  // kDefaultNodeInterpreter.
   std::string interpreter;
 
   std::optional<PreStopConfig> pre_stop;  // instanceLifecycleConfig.preStop

@@ -53,8 +53,14 @@ TEST(Quickstart, ServesItsFunctionsAndStopsCleanlyOnCtrlC) {
   EXPECT_EQ(json::parse(words.body)["words"], 6);
   EXPECT_EQ(json::parse(words.body)["counts"]["be"], 2);
 
+  HttpResponse node = http_get("http://127.0.0.1:8080/node?name=you");
+  ASSERT_EQ(node.status, 200) << read_file(tmp.path() + "/quickstart.log");
+  EXPECT_EQ(json::parse(node.body)["function"], "nodehello");
+  EXPECT_EQ(json::parse(node.body)["message"].get<std::string>().rfind("Hello, you, from Node.js ", 0), 0u)
+      << node.body;
+
   // The probe below sees the running instances (so its empty answer later means something).
-  EXPECT_GE(processes_in_quickstart().size(), 3u);
+  EXPECT_GE(processes_in_quickstart().size(), 4u);
 
   // Ctrl-C reaches the whole foreground process group.
   quickstart.stop(SIGINT, 15s);

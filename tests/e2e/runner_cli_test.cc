@@ -67,5 +67,34 @@ TEST(RunnerCli, BuiltInRuntimesThatAreNotShippedAreRefusedAtStart) {
       << out;
 }
 
+// The nodejs bootstrap ships (runner/runtimes/nodejs): the runtime and FC's
+// versioned names pass the start-up check; versions FC does not have do not.
+TEST(RunnerCli, NodejsRuntimeIsShippedAndItsFcNamesAreAccepted) {
+  TempDir tmp;
+  for (const char* name : {"nodejs", "nodejs12", "nodejs14", "nodejs16", "nodejs18", "nodejs20"}) {
+    write_file(tmp.path() + "/node.yaml",
+               "listen: unix:" + tmp.path() + "/fc.sock\n"
+               "functions:\n"
+               "  js:\n"
+               "    runtime: " + std::string(name) + "\n"
+               "    codeUri: .\n");
+    auto [rc, out] = run(runner_path() + " --config " + tmp.path() + "/node.yaml --check");
+    EXPECT_EQ(rc, 0) << name << ": " << out;
+  }
+  for (const char* name : {"nodejs10", "nodejs19", "nodejs18.1"}) {
+    write_file(tmp.path() + "/node.yaml",
+               "listen: unix:" + tmp.path() + "/fc.sock\n"
+               "functions:\n"
+               "  js:\n"
+               "    runtime: " + std::string(name) + "\n"
+               "    codeUri: .\n");
+    auto [rc, out] = run(runner_path() + " --config " + tmp.path() + "/node.yaml --check");
+    EXPECT_NE(rc, 0) << name;
+    EXPECT_NE(out.find("node.yaml:4: functions.js.runtime: unsupported runtime \"" + std::string(name) + "\""),
+              std::string::npos)
+        << out;
+  }
+}
+
 }  // namespace
 }  // namespace fc::e2e

@@ -504,6 +504,20 @@ TEST_F(ConfigTest, DuplicateKeysAreErrors) {
   expect_error(with_function_keys("    timeout: 3\n    timeout: 4"), 6, "functions.hello.timeout", "duplicate key");
 }
 
+TEST_F(ConfigTest, NodejsRunsUsrBinNodeUnlessToldAndKeepsFcsVersion) {
+  RunnerConfig config = load(
+      "functions:\n  f:\n    runtime: nodejs18\n    codeUri: fn\n"
+      "  g:\n    runtime: nodejs\n    codeUri: fn\n    interpreter: /opt/node/bin/node\n");
+  EXPECT_EQ(config.functions[0].interpreter, "/usr/bin/node");
+  EXPECT_EQ(config.functions[0].runtime_version, "18");
+  EXPECT_EQ(config.functions[1].interpreter, "/opt/node/bin/node");
+  EXPECT_EQ(config.functions[1].runtime_version, "");
+  for (const char* runtime : {"nodejs10", "nodejs19", "nodejs21", "nodejs18.2"}) {
+    expect_error(std::string("functions:\n  f:\n    runtime: ") + runtime + "\n    codeUri: fn\n", 3,
+                 "functions.f.runtime", "FC's Node.js runtimes are nodejs12, nodejs14, nodejs16, nodejs18, nodejs20");
+  }
+}
+
 TEST_F(ConfigTest, RuntimeIsRequiredAndMustBeSupported) {
   expect_error("functions:\n  f:\n    codeUri: fn\n", 2, "functions.f.runtime", "required");
   for (const char* runtime : {"java8", "custom-container", "python2.7", "python3.", "nodejsX", "go1", "custom.debian"}) {
