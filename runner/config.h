@@ -42,6 +42,7 @@ struct FunctionConfig {
   int line = 0;  // where the function's entry starts, for messages
 
   Runtime runtime = Runtime::kCustom;
+  std::string runtime_name;                     // as written: "python3.10" (a version wish)
   FunctionType type = FunctionType::kHttp;      // extension: `type`
   std::string code_uri;                         // absolute path
   std::string handler;                          // FC default "index.handler"

@@ -17,6 +17,7 @@
 #include "instance.h"
 #include "memory_limit.h"
 #include "runner.h"
+#include "runtimes.h"
 
 #ifndef FC_VERSION
 #define FC_VERSION "0.1.0"
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
   // Writes to a peer that went away fail with EPIPE instead of killing us.
   signal(SIGPIPE, SIG_IGN);
 
+  fc::warn_about_runtime_versions(config);
   spdlog::info("{}", fc::MemoryLimit::init());
   uv_loop_t* loop = uv_default_loop();
   int status = 0;
