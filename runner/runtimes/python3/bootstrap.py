@@ -5,7 +5,9 @@
 # the native host (_fcruntime), which serves the instance contract in C and
 # calls back only into the user's code and the small helpers below.
 # Imports are kept to what every instance needs: cold start is the budget.
-import logging
+# logging alone costs more than the whole bootstrap, so FC's log format is
+# installed when the user's code first imports logging (or touches
+# context.logger), not before.
 import os
 import sys
 import time
@@ -54,8 +56,7 @@ class ServiceMeta(_Record):
 
 class Context(_Record):
     """FC's context argument: one per invocation."""
-    __slots__ = ("request_id", "credentials", "function", "service", "region", "account_id", "logger",
-                 "instance_id")
+    __slots__ = ("request_id", "credentials", "function", "service", "region", "account_id", "instance_id")
 
     def __init__(self, request_id):
         self.request_id = request_id
@@ -64,8 +65,12 @@ class Context(_Record):
         self.service = _SERVICE
         self.region = _REGION
         self.account_id = _ACCOUNT_ID
-        self.logger = _LOGGER
         self.instance_id = _INSTANCE_ID
+
+    @property
+    def logger(self):
+        import logging
+        return logging.getLogger()
 
 
 def _number(text):
@@ -76,25 +81,53 @@ def _number(text):
     return int(value) if value.is_integer() else value
 
 
-class _FCFormatter(logging.Formatter):
-    """FC's log line: `<time> <request id> [LEVEL] <message>`."""
+def _configure_logging(logging):
+    """FC's log line on the root logger: `<time> <request id> [LEVEL] <message>`."""
 
-    def format(self, record):
-        t = time.gmtime(record.created)
-        stamp = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], record.msecs)
-        text = record.getMessage()
-        if record.exc_info:
-            text = text + "\n" + self.formatException(record.exc_info)
-        return "%s %s [%s] %s" % (stamp, _fcruntime.request_id(), record.levelname, text)
+    class FCFormatter(logging.Formatter):
+        def format(self, record):
+            t = time.gmtime(record.created)
+            stamp = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (t[0], t[1], t[2], t[3], t[4], t[5], record.msecs)
+            text = record.getMessage()
+            if record.exc_info:
+                text = text + "\n" + self.formatException(record.exc_info)
+            return "%s %s [%s] %s" % (stamp, _fcruntime.request_id(), record.levelname, text)
 
-
-def _setup_logging():
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(_FCFormatter())
+    handler.setFormatter(FCFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
-    return root
+
+
+class _LoggingHook:
+    """A meta-path finder that lets the real finders import logging, then
+    configures it before anyone else sees the module."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "logging":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(name, path, target) if find else None
+            if spec is not None:
+                break
+        else:
+            return None
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_and_configure(module):
+            exec_module(module)
+            _configure_logging(module)
+        loader.exec_module = exec_and_configure
+        return spec
+
+
+def _log_error(text):
+    import logging
+    logging.getLogger().error(text)
 
 
 def _load(spec, what):
@@ -127,7 +160,7 @@ def report_error(kind, exc_type, exc, tb):
     import json
     import traceback
     lines = traceback.format_exception(exc_type, exc, tb)
-    _LOGGER.error("".join(lines).rstrip("\n"))
+    _log_error("".join(lines).rstrip("\n"))
     if kind == "event":
         frames = traceback.extract_tb(tb)
         return json.dumps({
@@ -145,7 +178,7 @@ def report_error(kind, exc_type, exc, tb):
 
 def main():
     global _fcruntime, _initializer, _INITIALIZER_ERROR
-    global _CREDENTIALS, _FUNCTION, _SERVICE, _REGION, _ACCOUNT_ID, _LOGGER, _INSTANCE_ID
+    global _CREDENTIALS, _FUNCTION, _SERVICE, _REGION, _ACCOUNT_ID, _INSTANCE_ID
     extension_dir, threads = sys.argv[1], int(sys.argv[2])
     del sys.argv[1:]
     env = os.environ
@@ -164,7 +197,10 @@ def main():
     _REGION = env.get("FC_REGION", "")
     _ACCOUNT_ID = env.get("FC_ACCOUNT_ID", "")
     _INSTANCE_ID = env.get("FC_INSTANCE_ID", "")
-    _LOGGER = _setup_logging()
+    if "logging" in sys.modules:  # imported by a sitecustomize
+        _configure_logging(sys.modules["logging"])
+    else:
+        sys.meta_path.insert(0, _LoggingHook())
 
     # The handler must import before the instance listens: a broken one is
     # a start failure whose output says why.  The initializer's errors belong
