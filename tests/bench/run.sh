@@ -120,3 +120,4 @@ done
 
 python3 "$here/report.py" "$results"
 python3 "$here/coldstart.py" "$front" cold "$cold_runs" "$root/conf-examples/quickstart/functions/hello"
+"$here/python.sh"
