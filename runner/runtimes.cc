@@ -44,12 +44,13 @@ std::vector<std::string> runtime_command(const FunctionConfig& fn) {
       argv.insert(argv.end(), fn.args.begin(), fn.args.end());
       break;
     case Runtime::kPython3:
-      // bootstrap.py <extension dir> <instanceConcurrency>: the native host
-      // runs that many worker threads.
+      // bootstrap.py <runtime dir> <instanceConcurrency> [<preStop handler>]:
+      // the native host runs that many worker threads.
       argv.push_back(runtime_interpreter(fn));
       argv.push_back(builtin_bootstrap(fn.runtime));
       argv.push_back(FC_PYTHON3_EXTENSION_DIR);
       argv.push_back(std::to_string(fn.instance_concurrency));
+      if (fn.pre_stop) argv.push_back(fn.pre_stop->handler);  // FC's preStop handler: module.function
       break;
     case Runtime::kNodejs:
       argv.push_back(runtime_interpreter(fn));

@@ -180,6 +180,20 @@ TEST_F(PythonRuntimeTest, InitializerErrorsAre503WithTheTracebacksLastLine) {
       << missing.body;
 }
 
+TEST_F(PythonRuntimeTest, PreStopHookRunsBeforeAnIdleInstanceRetires) {
+  std::string mark = gw_.path("pre-stop.txt");
+  add_python("retire", "event", event_dir(), "index.handler",
+             "    idleTimeout: 1\n    environmentVariables: { PRE_STOP_FILE: " + mark +
+                 " }\n    instanceLifecycleConfig: { preStop: { handler: index.pre_stop, timeout: 3 } }\n");
+  gw_.start();
+  ASSERT_EQ(post("/retire/", "x").body, "x");
+  ASSERT_TRUE(wait_until([&] { return std::filesystem::exists(mark); }, 10s)) << gw_.runner_log();
+  std::string request_id = read_file(mark);
+  EXPECT_FALSE(request_id.empty());
+  EXPECT_FALSE(log_lines_with("FC PreStop End RequestId: " + request_id).empty()) << gw_.runner_log();
+  EXPECT_TRUE(log_lines_with("FC PreStop End RequestId: " + request_id + ", Error").empty()) << gw_.runner_log();
+}
+
 // ---- the seed's scenario (acceptance 2) -----------------------------------------------------
 
 TEST_F(PythonRuntimeTest, RequestDuringSlowInitializerIsServedByTheFirstInstance) {

@@ -153,6 +153,13 @@ def initialize(context):
         _initializer(context)
 
 
+def pre_stop(context):
+    # FC's preStop hook (instanceLifecycleConfig.preStop.handler), resolved
+    # when it is called: an instance that never stops never imports it.
+    if _PRE_STOP_HANDLER:
+        _load(_PRE_STOP_HANDLER, "preStop handler")(context)
+
+
 def report_error(kind, exc_type, exc, tb):
     """Logs an exception of the user's code with the request id and returns
     the body for the runner: FC's error JSON for an event invocation, the
@@ -176,10 +183,11 @@ def report_error(kind, exc_type, exc, tb):
     return b""
 
 
-def main(fcruntime, threads):
-    global _fcruntime, _initializer, _INITIALIZER_ERROR
+def main(fcruntime, threads, pre_stop_handler=""):
+    global _fcruntime, _initializer, _INITIALIZER_ERROR, _PRE_STOP_HANDLER
     global _CREDENTIALS, _FUNCTION, _SERVICE, _REGION, _ACCOUNT_ID, _INSTANCE_ID
     _fcruntime = fcruntime
+    _PRE_STOP_HANDLER = pre_stop_handler
     env = os.environ
     code = env.get("FC_FUNC_CODE_PATH") or os.getcwd()
     # The bootstrap's own directory must not shadow the user's modules.
@@ -208,5 +216,5 @@ def main(fcruntime, threads):
         except BaseException as e:  # reported by initialize()
             _INITIALIZER_ERROR = e
     port = int(env.get("FC_SERVER_PORT") or env.get("FC_CUSTOM_LISTEN_PORT") or 9000)
-    _fcruntime.serve(port, threads, handler, make_context, report_error, initialize)
+    _fcruntime.serve(port, threads, handler, make_context, report_error, initialize, pre_stop)
 

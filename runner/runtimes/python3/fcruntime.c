@@ -79,6 +79,7 @@ static PyObject *g_handler;      /* the user's callable */
 static PyObject *g_make_context; /* make_context(request_id) -> context */
 static PyObject *g_report_error; /* report_error(kind, type, value, tb) -> bytes */
 static PyObject *g_initialize;   /* initialize(context): runs the user's initializer */
+static PyObject *g_pre_stop;     /* pre_stop(context): runs the user's preStop hook, if any */
 static int g_epoll = -1;
 static int g_listen = -1;
 static int g_threads = 1;
@@ -421,10 +422,12 @@ static int serve_event(conn_t *c) {
   return rc;
 }
 
-static int serve_initialize(conn_t *c) {
+/* POST /initialize and GET /pre-stop: the user's hook with a context; an
+ * exception is a function error carrying the traceback's last line. */
+static int serve_hook(conn_t *c, PyObject *hook) {
   if (drain_body(c) < 0) return -1;
   PyObject *ctx = new_context(c);
-  PyObject *result = ctx ? PyObject_CallFunctionObjArgs(g_initialize, ctx, NULL) : NULL;
+  PyObject *result = ctx ? PyObject_CallFunctionObjArgs(hook, ctx, NULL) : NULL;
   Py_XDECREF(ctx);
   int rc;
   if (!result) {
@@ -1127,8 +1130,10 @@ static int serve_connection(conn_t *c) {
     if (header_is(path, "/invoke")) {
       keep = serve_event(c) == 0;
     } else if (header_is(path, "/initialize")) {
-      keep = serve_initialize(c) == 0;
-    } else if (header_is(path, "/pre-stop") || header_is(path, "/pre-freeze")) {
+      keep = serve_hook(c, g_initialize) == 0;
+    } else if (header_is(path, "/pre-stop")) {
+      keep = serve_hook(c, g_pre_stop) == 0;
+    } else if (header_is(path, "/pre-freeze")) {
       keep = drain_body(c) == 0 && send_simple(c, "200 OK", NULL, "", 0) == 0;
     } else {
       keep = serve_wsgi(c);
@@ -1255,11 +1260,12 @@ static int open_listener(int port) {
 
 static PyObject *fc_serve(PyObject *self, PyObject *args, PyObject *kwargs) {
   (void)self;
-  static char *kwlist[] = {"port", "threads", "handler", "make_context", "report_error", "initialize", NULL};
+  static char *kwlist[] = {"port", "threads", "handler", "make_context", "report_error", "initialize", "pre_stop",
+                           NULL};
   int port, threads;
-  PyObject *handler, *make_context, *report, *initialize;
-  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iiOOOO:serve", kwlist, &port, &threads, &handler, &make_context,
-                                   &report, &initialize)) {
+  PyObject *handler, *make_context, *report, *initialize, *pre_stop;
+  if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iiOOOOO:serve", kwlist, &port, &threads, &handler, &make_context,
+                                   &report, &initialize, &pre_stop)) {
     return NULL;
   }
   if (g_epoll >= 0) {
@@ -1272,6 +1278,8 @@ static PyObject *fc_serve(PyObject *self, PyObject *args, PyObject *kwargs) {
   Py_INCREF(make_context);
   Py_INCREF(report);
   Py_INCREF(initialize);
+  Py_INCREF(pre_stop);
+  g_pre_stop = pre_stop;
   g_handler = handler;
   g_make_context = make_context;
   g_report_error = report;
@@ -1312,7 +1320,8 @@ static PyObject *fc_request_id(PyObject *self, PyObject *unused) {
 
 static PyMethodDef fc_methods[] = {
     {"serve", (PyCFunction)(void (*)(void))fc_serve, METH_VARARGS | METH_KEYWORDS,
-     "serve(port, threads, handler, make_context, report_error, initialize): serve the instance contract "
+     "serve(port, threads, handler, make_context, report_error, initialize, pre_stop): serve the instance "
+     "contract "
      "forever"},
     {"request_id", fc_request_id, METH_NOARGS, "request_id() -> the request id this thread serves, or ''"},
     {NULL, NULL, 0, NULL},

@@ -54,3 +54,9 @@ def instance(event, context):
 
 def failing_initializer(context):
     return 1 / 0
+
+
+def pre_stop(context):
+    # FC's preStop hook: leaves a mark the test can see.
+    with open(os.environ["PRE_STOP_FILE"], "w") as f:
+        f.write(context.request_id)
