@@ -3,7 +3,8 @@
 # BENCH_SECONDS each, rounds alternating) through one front nginx (one
 # worker) against the same hello-world app (python/hello.py)
 #   fc-wsgi   nginx -> fc_function -> fc-runner -> python3 runtime, one instance (WSGI)
-#   fc-event  the same, an event function returning the same bytes
+#   fc-wsgi-c4  the same with instanceConcurrency 4 (four requests in flight per instance)
+#   fc-event  the same, an event function returning the same bytes (POSTs with a body)
 #   uwsgi     nginx -> uwsgi_pass -> uWSGI (Debian plugin python3, 1 process, 1 thread)
 #   gunicorn  nginx -> proxy_pass -> gunicorn (1 sync worker)
 # then the cold start of a python3 event function against the bare
@@ -60,10 +61,13 @@ for i in $(seq 0 $((cold_runs - 1))); do
 YAML
 done
 setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+runner_pid=$!
 setsid /usr/bin/uwsgi --plugin python3 --socket "127.0.0.1:$uwsgi_port" --chdir "$code" --wsgi-file hello.py \
   --callable app --processes 1 --threads 1 --disable-logging --listen 1024 >"$work/uwsgi.log" 2>&1 & pids+=($!)
+uwsgi_pid=$!
 setsid /usr/bin/gunicorn --chdir "$code" -w 1 -k sync -b "127.0.0.1:$gunicorn_port" --backlog 1024 \
   hello:app >"$work/gunicorn.log" 2>&1 & pids+=($!)
+gunicorn_pid=$!
 
 cat > "$work/nginx.conf" <<CONF
 load_module $root/build/ngx_http_fc_module.so;
@@ -94,6 +98,7 @@ CONF
 user=()
 [ "$(id -u)" = 0 ] && user=(-g "user root;")
 setsid /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
+nginx_pid=$!
 
 targets=(fc-wsgi fc-wsgi-c4 fc-event uwsgi gunicorn)
 for t in "${targets[@]}"; do
@@ -109,8 +114,15 @@ results="$work/results.txt"
 : > "$results"
 for round in $(seq "$rounds"); do
   for t in "${targets[@]}"; do
-    wrk -t1 -c16 -d"${seconds}s" --latency "http://127.0.0.1:$front/py/$t" > "$work/wrk-$t-$round.txt"
-    echo "$t $work/wrk-$t-$round.txt" >> "$results"
+    case $t in fc-*) backend=$runner_pid ;; uwsgi) backend=$uwsgi_pid ;; gunicorn) backend=$gunicorn_pid ;; esac
+    read -r front0 back0 runner0 < <(python3 "$here/cpu_ticks.py" "$nginx_pid" "$backend" "=$runner_pid")
+    script=()
+    [ "$t" = fc-event ] && script=(-s "$code/post.lua")
+    wrk -t1 -c16 -d"${seconds}s" --latency "${script[@]}" "http://127.0.0.1:$front/py/$t" > "$work/wrk-$t-$round.txt"
+    read -r front1 back1 runner1 < <(python3 "$here/cpu_ticks.py" "$nginx_pid" "$backend" "=$runner_pid")
+    # CPU ticks of the front nginx and of the backend's process tree (fc:
+    # the runner and its instances) during the run.
+    echo "$t $work/wrk-$t-$round.txt $((front1 - front0)) $((back1 - back0)) $((runner1 - runner0))" >> "$results"
   done
 done
 echo

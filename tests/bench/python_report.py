@@ -4,6 +4,8 @@ then cold start against `python3 -c 'import index'`.
 usage: python_report.py RESULTS_FILE FRONT_PORT COLD_PREFIX N CODE_DIR
 """
 import http.client
+import os
+import re
 import statistics
 import subprocess
 import sys
@@ -28,20 +30,30 @@ def parse(path):
 
 
 results, front, prefix, n, code_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 runs = {}
 for line in open(results):
-    target, path = line.split()
-    runs.setdefault(target, []).append(parse(path))
+    target, path, front_ticks, backend_ticks, runner_ticks = line.split()
+    r = parse(path)
+    requests = float(re.search(r"(\d+) requests in", open(path).read()).group(1))
+    r["front_us"] = int(front_ticks) * TICK_US / requests
+    r["backend_us"] = int(backend_ticks) * TICK_US / requests
+    r["runner_us"] = int(runner_ticks) * TICK_US / requests if target.startswith("fc") else 0.0
+    runs.setdefault(target, []).append(r)
 rows = {}
 for target, rs in runs.items():
-    rows[target] = {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50", "p99")}
+    rows[target] = {k: sum(r[k] for r in rs) / len(rs) for k in ("rps", "p50", "p99", "front_us", "backend_us", "runner_us")}
     rows[target]["errors"] = sum(r["errors"] for r in rs)
 
-print("%-14s %12s %10s %10s %8s" % ("python", "requests/s", "p50 ms", "p99 ms", "non-2xx"))
+print("%-12s %11s %8s %8s %8s %13s %15s %17s" % ("python", "requests/s", "p50 ms", "p99 ms", "non-2xx",
+                                                 "front CPU/req", "backend CPU/req", "(of it fc-runner)"))
 for target in ("fc-wsgi", "fc-wsgi-c4", "fc-event", "uwsgi", "gunicorn"):
     if target in rows:
         r = rows[target]
-        print("%-14s %12.0f %10.3f %10.3f %8d" % (target, r["rps"], r["p50"], r["p99"], r["errors"]))
+        print("%-12s %11.0f %8.3f %8.3f %8d %11.1f us %13.1f us %15s" % (
+            target, r["rps"], r["p50"], r["p99"], r["errors"], r["front_us"], r["backend_us"],
+            "%.1f us" % r["runner_us"] if target.startswith("fc") else "-"))
+print("(backend: fc = fc-runner and its instances; uwsgi, gunicorn = their processes)")
 if "uwsgi" in rows:
     u = rows["uwsgi"]
     print()
