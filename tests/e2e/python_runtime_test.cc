@@ -180,6 +180,14 @@ TEST_F(PythonRuntimeTest, InitializerErrorsAre503WithTheTracebacksLastLine) {
       << missing.body;
 }
 
+TEST_F(PythonRuntimeTest, AHandlerThatCannotBeImportedFailsTheStartSayingWhy) {
+  add_python("nohandler", "event", event_dir(), "index.no_such_function", "    maxInstances: 1\n");
+  gw_.start();
+  HttpResponse r = post("/nohandler/", "x");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_NE(r.body.find("has no attribute 'no_such_function'"), std::string::npos) << r.body;
+}
+
 TEST_F(PythonRuntimeTest, PreStopHookRunsBeforeAnIdleInstanceRetires) {
   std::string mark = gw_.path("pre-stop.txt");
   add_python("retire", "event", event_dir(), "index.handler",
