@@ -161,6 +161,23 @@ TEST_F(PythonRuntimeTest, LogLinesCarryTheRequestIdAndPrintReachesTheRunnerLog) 
   EXPECT_TRUE(std::regex_search(log, std::regex(R"(\[logs/[^\]]+\] from print)"))) << log;
 }
 
+TEST_F(PythonRuntimeTest, InterpreterKeyRunsAVirtualenvAndCodeUriPythonIsOnSysPath) {
+  std::string venv = gw_.path("venv");
+  ASSERT_EQ(std::system(("/usr/bin/python3 -m venv --without-pip " + venv).c_str()), 0);
+  std::string code = gw_.path("code");
+  std::filesystem::create_directories(code + "/python");
+  // FC's layout for vendored dependencies: pip install -t ./python.
+  write_file(code + "/python/vendored.py", "NAME = 'vendored ok'\n");
+  write_file(code + "/index.py",
+             "import sys\nimport vendored\n\ndef handler(event, context):\n"
+             "    return sys.prefix + ' ' + vendored.NAME\n");
+  add_python("venv", "event", code, "index.handler", "    interpreter: " + venv + "/bin/python3\n");
+  gw_.start();
+  HttpResponse r = post("/venv/", "x");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, venv + " vendored ok");
+}
+
 // ---- the initializer's failures ------------------------------------------------------------
 
 TEST_F(PythonRuntimeTest, InitializerErrorsAre503WithTheTracebacksLastLine) {
