@@ -423,7 +423,15 @@ std::optional<Runtime> runtime_from_name(std::string_view name) {
     }
     return std::nullopt;
   }
-  if (versioned("python3", ".")) return Runtime::kPython3;
+  // FC's python names; each runs on the local interpreter (a warning at
+  // start says when its version differs).
+  static constexpr std::string_view kPythonNames[] = {"python3",   "python3.6",  "python3.7", "python3.8",
+                                                      "python3.9", "python3.10", "python3.11", "python3.12"};
+  if (name.starts_with("python")) {
+    return std::find(std::begin(kPythonNames), std::end(kPythonNames), name) != std::end(kPythonNames)
+               ? std::optional<Runtime>(Runtime::kPython3)
+               : std::nullopt;
+  }
   if (versioned("nodejs", "")) return Runtime::kNodejs;
   return std::nullopt;
 }
@@ -471,9 +479,10 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
       if (!parsed) {
         fail(field, "unsupported runtime " + in_quotes(name) +
                         "; use custom, python3 or nodejs (FC's versioned names such as "
-                        "custom.debian10, python3.10, nodejs18 are accepted)");
+                        "custom.debian10, python3.6 ... python3.12, nodejs18 are accepted)");
       }
       fn.runtime = *parsed;
+      fn.runtime_name = name;
       runtime = &field;
       if (fn.runtime == Runtime::kNodejs) {
         std::optional<std::string> version = nodejs_version(name);
@@ -782,7 +791,7 @@ std::string FunctionConfig::digest() const {
   Digest d;
   d.add("name", name);
   d.add("runtime", to_string(runtime));
-  d.add("runtimeVersion", runtime_version);
+  d.add("runtimeName", runtime_name);
   d.add("type", to_string(type));
   d.add("codeUri", code_uri);
   d.add("handler", handler);

@@ -47,6 +47,7 @@ struct FunctionConfig {
   int line = 0;  // where the function's entry starts, for messages
 
   Runtime runtime = Runtime::kCustom;
+  std::string runtime_name;                     // as written: "python3.10" (a version wish)
   // The version of FC's versioned runtime name ("18" for nodejs18); empty
   // for the plain name.  Informational: the local interpreter runs either way.
   std::string runtime_version;

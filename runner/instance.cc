@@ -18,6 +18,7 @@
 #include "instance_connection.h"
 #include "memory_limit.h"
 #include "netns.h"
+#include "runtimes.h"
 
 namespace fc {
 
@@ -30,29 +31,6 @@ constexpr uint64_t kProbeFirstMs = 1;
 constexpr uint64_t kProbeMaxMs = 20;
 
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
-
-std::vector<std::string> runtime_command(const FunctionConfig& fn) {
-  std::vector<std::string> argv;
-  switch (fn.runtime) {
-    case Runtime::kCustom:
-      if (fn.command.empty()) {
-        argv.push_back("./bootstrap");  // FC's default for custom runtimes
-      } else {
-        argv = fn.command;
-      }
-      argv.insert(argv.end(), fn.args.begin(), fn.args.end());
-      break;
-    case Runtime::kPython3:
-      argv.push_back(fn.interpreter.empty() ? "python3" : fn.interpreter);
-      argv.push_back(builtin_bootstrap(fn.runtime));
-      break;
-    case Runtime::kNodejs:
-      argv.push_back(fn.interpreter.empty() ? "node" : fn.interpreter);
-      argv.push_back(builtin_bootstrap(fn.runtime));
-      break;
-  }
-  return argv;
-}
 
 void set_env(std::vector<std::string>& env, std::string_view name, std::string_view value) {
   std::string entry = fmt::format("{}={}", name, value);
@@ -74,18 +52,6 @@ std::string describe_exit(int64_t exit_status, int term_signal) {
 }
 
 }  // namespace
-
-std::string builtin_bootstrap(Runtime runtime) {
-  switch (runtime) {
-    case Runtime::kPython3:
-      return std::string(FC_RUNTIMES_DIR) + "/python3/bootstrap.py";
-    case Runtime::kNodejs:
-      return std::string(FC_RUNTIMES_DIR) + "/nodejs/bootstrap.js";
-    case Runtime::kCustom:
-      break;
-  }
-  return {};
-}
 
 // ---- control calls: POST /initialize, GET /pre-stop ------------------------------
 

@@ -203,8 +203,4 @@ class Instance final : public DeferredDeletable {
 
 const char* to_string(Instance::State state);
 
-// The bootstrap script of a built-in runtime (python3, nodejs); empty for
-// custom runtimes.
-std::string builtin_bootstrap(Runtime runtime);
-
 }  // namespace fc

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "memory_limit.h"
 #include "runner.h"
+#include "runtimes.h"
 
 #ifndef FC_VERSION
 #define FC_VERSION "0.1.0"
@@ -161,6 +162,7 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   spdlog::info("{}", raise_open_file_limit());
+  fc::warn_about_runtime_versions(config);
   spdlog::info("{}", fc::MemoryLimit::init());
   warn_on_nodejs_versions(config);
   uv_loop_t* loop = uv_default_loop();

@@ -30,6 +30,7 @@ nginx_pid=$!
 echo "fc-gateway quickstart on http://127.0.0.1:8080/  (Ctrl-C stops)"
 echo "  curl http://127.0.0.1:8080/hello"
 echo "  curl http://127.0.0.1:8080/flask/"
+echo "  curl http://127.0.0.1:8080/python"
 echo "  curl -d 'to be or not to be' http://127.0.0.1:8080/wordcount"
 echo "  curl 'http://127.0.0.1:8080/node?name=you'"
 # Whichever exits first ends the quickstart.

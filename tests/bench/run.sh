@@ -120,4 +120,5 @@ done
 
 python3 "$here/report.py" "$results"
 python3 "$here/coldstart.py" "$front" cold "$cold_runs" "$root/conf-examples/quickstart/functions/hello"
+"$here/python.sh"
 "$here/node.sh"

@@ -44,6 +44,11 @@ TEST(Quickstart, ServesItsFunctionsAndStopsCleanlyOnCtrlC) {
   EXPECT_EQ(json::parse(flask.body)["message"], "Hello from Flask");
   EXPECT_EQ(json::parse(flask.body)["path"], "/");
 
+  HttpResponse python = http_get("http://127.0.0.1:8080/python");
+  ASSERT_EQ(python.status, 200) << read_file(tmp.path() + "/quickstart.log");
+  EXPECT_EQ(json::parse(python.body)["function"], "python");
+  EXPECT_EQ(json::parse(python.body)["runtime"], "python3");
+
   HttpRequest count;
   count.method = "POST";
   count.url = "http://127.0.0.1:8080/wordcount";

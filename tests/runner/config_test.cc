@@ -244,13 +244,15 @@ TEST_F(ConfigTest, RuntimeAliasesMapToTheBaseRuntime) {
     const char* name;
     Runtime runtime;
   };
-  for (const Case& c : {Case{"python3", Runtime::kPython3}, Case{"python3.9", Runtime::kPython3},
+  for (const Case& c : {Case{"python3", Runtime::kPython3}, Case{"python3.6", Runtime::kPython3},
+                        Case{"python3.9", Runtime::kPython3},
                         Case{"python3.10", Runtime::kPython3}, Case{"python3.12", Runtime::kPython3},
                         Case{"nodejs", Runtime::kNodejs}, Case{"nodejs16", Runtime::kNodejs},
                         Case{"nodejs18", Runtime::kNodejs}, Case{"nodejs20", Runtime::kNodejs}}) {
     SCOPED_TRACE(c.name);
     RunnerConfig config = load(std::string("functions:\n  f:\n    runtime: ") + c.name + "\n    codeUri: fn\n");
     EXPECT_EQ(config.functions[0].runtime, c.runtime);
+    EXPECT_EQ(config.functions[0].runtime_name, c.name);  // the version wish, for the start-up warning
   }
   for (const char* name : {"custom", "custom.debian10", "custom.debian11", "custom.debian12"}) {
     SCOPED_TRACE(name);
@@ -520,7 +522,7 @@ TEST_F(ConfigTest, NodejsRunsUsrBinNodeUnlessToldAndKeepsFcsVersion) {
 
 TEST_F(ConfigTest, RuntimeIsRequiredAndMustBeSupported) {
   expect_error("functions:\n  f:\n    codeUri: fn\n", 2, "functions.f.runtime", "required");
-  for (const char* runtime : {"java8", "custom-container", "python2.7", "python3.", "nodejsX", "go1", "custom.debian"}) {
+  for (const char* runtime : {"java8", "custom-container", "python2.7", "python3.", "python3.5", "python3.13", "python3.1.1", "nodejsX", "go1", "custom.debian"}) {
     expect_error(std::string("functions:\n  f:\n    runtime: ") + runtime + "\n    codeUri: fn\n", 3,
                  "functions.f.runtime", std::string("unsupported runtime \"") + runtime + "\"");
   }

@@ -1,0 +1,7 @@
+# Django's generated wsgi.py, unchanged: FC's handler is mysite.wsgi.application.
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()

@@ -1,0 +1,119 @@
+#include "runtimes.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <spdlog/spdlog.h>
+
+#include <map>
+#include <regex>
+
+namespace fc {
+
+namespace {
+
+// Debian's python: where python3-flask, python3-django & co. are importable.
+constexpr const char* kDefaultPython = "/usr/bin/python3";
+constexpr const char* kDefaultNode = "/usr/bin/node";
+
+}  // namespace
+
+std::string runtime_interpreter(const FunctionConfig& fn) {
+  if (!fn.interpreter.empty()) return fn.interpreter;
+  switch (fn.runtime) {
+    case Runtime::kPython3:
+      return kDefaultPython;
+    case Runtime::kNodejs:
+      return kDefaultNode;
+    case Runtime::kCustom:
+      break;
+  }
+  return {};
+}
+
+std::vector<std::string> runtime_command(const FunctionConfig& fn) {
+  std::vector<std::string> argv;
+  switch (fn.runtime) {
+    case Runtime::kCustom:
+      if (fn.command.empty()) {
+        argv.push_back("./bootstrap");  // FC's default for custom runtimes
+      } else {
+        argv = fn.command;
+      }
+      argv.insert(argv.end(), fn.args.begin(), fn.args.end());
+      break;
+    case Runtime::kPython3:
+      // bootstrap.py <runtime dir> <instanceConcurrency> [<preStop handler>]:
+      // the native host runs that many worker threads.
+      argv.push_back(runtime_interpreter(fn));
+      argv.push_back(builtin_bootstrap(fn.runtime));
+      argv.push_back(FC_PYTHON3_EXTENSION_DIR);
+      argv.push_back(std::to_string(fn.instance_concurrency));
+      if (fn.pre_stop) argv.push_back(fn.pre_stop->handler);  // FC's preStop handler: module.function
+      break;
+    case Runtime::kNodejs:
+      argv.push_back(runtime_interpreter(fn));
+      argv.push_back(builtin_bootstrap(fn.runtime));
+      break;
+  }
+  return argv;
+}
+
+std::string builtin_bootstrap(Runtime runtime) {
+  switch (runtime) {
+    case Runtime::kPython3:
+      return std::string(FC_RUNTIMES_DIR) + "/python3/bootstrap.py";
+    case Runtime::kNodejs:
+      return std::string(FC_RUNTIMES_DIR) + "/nodejs/bootstrap.js";
+    case Runtime::kCustom:
+      break;
+  }
+  return {};
+}
+
+std::string python_version_of(const std::string& interpreter) {
+  static const std::regex versioned(R"(python(\d+\.\d+)$)");
+  // Debian and virtualenvs: the interpreter is a symlink to .../python3.11.
+  char resolved[PATH_MAX];
+  std::string path = interpreter;
+  if (path.find('/') != std::string::npos && realpath(path.c_str(), resolved)) {
+    std::smatch m;
+    std::string real = resolved;
+    if (std::regex_search(real, m, versioned)) return m[1];
+  }
+  // Anything else (pyenv's shims, wrappers): ask it.
+  std::string cmd = "'" + interpreter + "' -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])' 2>/dev/null";
+  if (interpreter.find('\'') != std::string::npos) return {};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {};
+  char buf[32] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, p);
+  pclose(p);
+  std::string out(buf, n);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return std::regex_match(out, std::regex(R"(\d+\.\d+)")) ? out : std::string();
+}
+
+void warn_about_runtime_versions(const RunnerConfig& config) {
+  std::map<std::string, std::string> versions;  // interpreter -> version, asked once
+  for (const auto& fn : config.functions) {
+    if (fn.runtime != Runtime::kPython3) continue;
+    const std::string prefix = "python";
+    if (fn.runtime_name.size() <= prefix.size() + 1 || fn.runtime_name.find('.') == std::string::npos) continue;
+    std::string wanted = fn.runtime_name.substr(prefix.size());  // "3.10"
+    std::string interpreter = runtime_interpreter(fn);
+    auto it = versions.find(interpreter);
+    if (it == versions.end()) it = versions.emplace(interpreter, python_version_of(interpreter)).first;
+    const std::string& local = it->second;
+    if (local.empty()) {
+      spdlog::warn("function {}: runtime {} asked for; cannot tell the version of {}", fn.name, fn.runtime_name,
+                   interpreter);
+    } else if (local != wanted) {
+      spdlog::warn("function {}: runtime {} runs on the local python {} ({})", fn.name, fn.runtime_name, local,
+                   interpreter);
+    }
+  }
+}
+
+}  // namespace fc

@@ -1,0 +1,31 @@
+// The built-in runtimes (python3, nodejs): how their instances are started.
+// Custom runtimes run the user's command; the built-in ones run our
+// bootstrap under the function's interpreter (DESIGN §6).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "config.h"
+
+namespace fc {
+
+// The program and arguments an instance of `fn` runs (in its codeUri).
+std::vector<std::string> runtime_command(const FunctionConfig& fn);
+
+// The bootstrap script of a built-in runtime (python3, nodejs); empty for
+// custom runtimes.
+std::string builtin_bootstrap(Runtime runtime);
+
+// The interpreter a built-in runtime function runs under.
+std::string runtime_interpreter(const FunctionConfig& fn);
+
+// "3.11" for a python interpreter, or "" when it cannot tell.  Blocking
+// (may run the interpreter): for start-up only, never on the loop.
+std::string python_version_of(const std::string& interpreter);
+
+// At start: one warning per function whose FC runtime name asks for another
+// python version than its interpreter has (python3.9 on a local 3.11).
+void warn_about_runtime_versions(const RunnerConfig& config);
+
+}  // namespace fc
