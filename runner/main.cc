@@ -36,7 +36,8 @@ void usage(FILE* out) {
                "behind the fc_function directive of nginx, in the foreground.\n"
                "\n"
                "  --config FILE  the runner config\n"
-               "  --check        validate FILE, print \"FILE: ok\" and exit\n"
+               "  --check        validate FILE, print \"FILE: ok\" and exit; warnings and functions\n"
+               "                 that cannot be served go to stderr (the latter: exit 1)\n"
                "  --version      print the version\n"
                "  --help         this text\n");
 }
