@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -50,12 +52,14 @@ constexpr std::string_view kFunctionKeys[] = {
     "maxQueueTime",
 };
 
-// FC keys that are harmless to ignore on a local runner: accepted with any
-// value, no effect, nothing logged here.
+// FC keys that mean nothing on one machine: accepted with any value, no
+// effect, and named in one warning per function (at start and by --check),
+// so a pasted s.yaml works and nobody believes they apply.
 constexpr std::string_view kIgnoredFunctionKeys[] = {
     "description", "cpu", "diskSize", "instanceType", "internetAccess", "logConfig", "role",
     "vpcConfig", "nasConfig", "ossMountConfig", "layers", "tracingConfig", "customDNS",
-    "gpuMemorySize",
+    "gpuMemorySize", "gpuConfig", "asyncConfiguration", "instanceSoftConcurrency",
+    "customHealthCheckConfig", "tags",
 };
 
 constexpr std::string_view kCustomRuntimeConfigKeys[] = {"command", "args"};
@@ -220,10 +224,11 @@ class Parser {
 
   // The entries of `map` in file order.  Unknown keys (when `known` is not
   // empty), non-scalar keys and duplicates are errors.  Keys in `ignored`
-  // are dropped.
+  // are dropped (and appended to `ignored_seen` when given).
   std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
                              std::span<const std::string_view> known,
-                             std::span<const std::string_view> ignored = {}) const;
+                             std::span<const std::string_view> ignored = {},
+                             std::vector<std::string>* ignored_seen = nullptr) const;
 
   // A map-valued entry: null reads as an empty map.
   std::vector<Entry> map_entries(const Entry& entry, std::span<const std::string_view> known,
@@ -240,7 +245,12 @@ class Parser {
   int as_mode(const Entry& entry) const;
   FunctionConfig parse_function(const Entry& entry) const;
   PreStopConfig parse_hook(const Entry& entry) const;
-  std::string as_code_dir(const Entry& entry) const;
+  // The absolute code directory; `problem` says why it cannot be used
+  // (the function cannot be served, the file still loads).
+  std::string as_code_dir(const Entry& entry, std::string& problem) const;
+  // Why `program` (argv[0], run in `code_dir`) cannot be started, or empty.
+  static std::string program_problem(const std::string& program, const std::string& code_dir,
+                                     const std::string& search_path);
 
   std::string file_;
   fs::path base_dir_;
@@ -248,7 +258,8 @@ class Parser {
 
 std::vector<Entry> Parser::entries(const YAML::Node& map, const std::string& path,
                                    std::span<const std::string_view> known,
-                                   std::span<const std::string_view> ignored) const {
+                                   std::span<const std::string_view> ignored,
+                                   std::vector<std::string>* ignored_seen) const {
   std::vector<Entry> out;
   std::unordered_set<std::string> seen;
   for (const auto& item : map) {
@@ -261,7 +272,10 @@ std::vector<Entry> Parser::entries(const YAML::Node& map, const std::string& pat
     std::string key = key_node.Scalar();
     std::string key_path = prefix + key;
     if (!seen.insert(key).second) fail(line, key_path, "duplicate key");
-    if (contains(ignored, key)) continue;
+    if (contains(ignored, key)) {
+      if (ignored_seen) ignored_seen->push_back(key);
+      continue;
+    }
     if (!known.empty() && !contains(known, key)) {
       std::string reason = "unknown key";
       std::string suggestion = nearest_key(key, known, ignored);
@@ -362,7 +376,7 @@ int Parser::as_mode(const Entry& entry) const {
   return static_cast<int>(value);
 }
 
-std::string Parser::as_code_dir(const Entry& entry) const {
+std::string Parser::as_code_dir(const Entry& entry, std::string& problem) const {
   fs::path path = as_nonempty_string(entry);
   if (path.is_relative()) path = base_dir_ / path;
   path = path.lexically_normal();
@@ -370,9 +384,52 @@ std::string Parser::as_code_dir(const Entry& entry) const {
   while (text.size() > 1 && text.back() == '/') text.pop_back();
   std::error_code ec;
   fs::file_status status = fs::status(text, ec);
-  if (ec || !fs::exists(status)) fail(entry, "directory " + text + " does not exist");
-  if (!fs::is_directory(status)) fail(entry, text + " is not a directory");
+  if (ec || !fs::exists(status)) {
+    problem = "directory " + text + " does not exist";
+  } else if (!fs::is_directory(status)) {
+    problem = text + " is not a directory";
+  }
   return text;
+}
+
+// execvp's view: a name with a slash is a path (relative ones from the
+// instance's working directory, codeUri); otherwise the first executable in
+// PATH.  A file without a #! line is fine: execvp runs it with /bin/sh.
+std::string Parser::program_problem(const std::string& program, const std::string& code_dir,
+                                    const std::string& search_path) {
+  auto file_problem = [](const fs::path& file, const std::string& shown) -> std::string {
+    std::error_code ec;
+    fs::file_status status = fs::status(file, ec);
+    if (ec || !fs::exists(status)) return shown + " does not exist";
+    if (fs::is_directory(status)) return shown + " is a directory, not a program";
+    if (access(file.c_str(), X_OK) != 0) {
+      return shown + " is not executable (fix: chmod +x " + file.string() + ")";
+    }
+    return {};
+  };
+  if (program.find('/') != std::string::npos) {
+    fs::path file = fs::path(program).is_absolute() ? fs::path(program) : fs::path(code_dir) / program;
+    file = file.lexically_normal();
+    std::string shown = file.string() == program ? program : in_quotes(program) + " (" + file.string() + ")";
+    return file_problem(file, shown);
+  }
+  std::string not_executable;
+  size_t start = 0;
+  while (start <= search_path.size()) {
+    size_t end = search_path.find(':', start);
+    if (end == std::string::npos) end = search_path.size();
+    std::string dir = search_path.substr(start, end - start);
+    fs::path file = (dir.empty() ? fs::path(code_dir) : fs::path(dir)) / program;
+    std::error_code ec;
+    if (fs::is_regular_file(file, ec)) {
+      std::string problem = file_problem(file, file.string());
+      if (problem.empty()) return {};
+      if (not_executable.empty()) not_executable = problem;
+    }
+    start = end + 1;
+  }
+  if (!not_executable.empty()) return not_executable;
+  return "command " + in_quotes(program) + " not found in PATH (" + search_path + ")";
 }
 
 PreStopConfig Parser::parse_hook(const Entry& entry) const {
@@ -466,7 +523,15 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
   const Entry* min_instances = nullptr;
   const Entry* max_instances = nullptr;
 
-  std::vector<Entry> fields = entries(entry.value, entry.path, kFunctionKeys, kIgnoredFunctionKeys);
+  // Problems that make this one function unservable, not the file unreadable.
+  auto problem = [&](int line, const std::string& key, const std::string& reason) {
+    fn.problems.emplace_back(file_, line, key, reason);
+  };
+  bool runtime_known = false;
+  bool code_dir_ok = false;
+
+  std::vector<Entry> fields =
+      entries(entry.value, entry.path, kFunctionKeys, kIgnoredFunctionKeys, &fn.ignored_keys);
   for (const Entry& field : fields) {
     const std::string& key = field.key;
     if (key == "name") {
@@ -476,23 +541,28 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
     } else if (key == "runtime") {
       std::string name = as_nonempty_string(field);
       std::optional<Runtime> parsed = runtime_from_name(name);
+      runtime = &field;
       if (!parsed) {
-        fail(field, "unsupported runtime " + in_quotes(name) +
-                        "; use custom, python3 or nodejs (FC's versioned names such as "
-                        "custom.debian10, python3.6 ... python3.12, nodejs18 are accepted)");
+        problem(field.line, field.path,
+                "unsupported runtime " + in_quotes(name) +
+                    "; use custom, python3 or nodejs (FC's versioned names such as "
+                    "custom.debian10, python3.6 ... python3.12, nodejs18 are accepted)");
+        continue;
       }
       fn.runtime = *parsed;
       fn.runtime_name = name;
-      runtime = &field;
       if (fn.runtime == Runtime::kNodejs) {
         std::optional<std::string> version = nodejs_version(name);
         if (!version) {
-          fail(field, "unsupported runtime " + in_quotes(name) +
-                          "; FC's Node.js runtimes are nodejs12, nodejs14, nodejs16, nodejs18, nodejs20 "
-                          "(or plain nodejs)");
+          problem(field.line, field.path,
+                  "unsupported runtime " + in_quotes(name) +
+                      "; FC's Node.js runtimes are nodejs12, nodejs14, nodejs16, nodejs18, nodejs20 "
+                      "(or plain nodejs)");
+          continue;
         }
         fn.runtime_version = *version;
       }
+      runtime_known = true;
     } else if (key == "type") {
       std::string type = as_string(field);
       if (type == "http") {
@@ -503,8 +573,14 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
         fail(field, "must be http or event, got " + in_quotes(type));
       }
     } else if (key == "codeUri") {
-      fn.code_uri = as_code_dir(field);
+      std::string why;
+      fn.code_uri = as_code_dir(field, why);
       code_uri = &field;
+      if (why.empty()) {
+        code_dir_ok = true;
+      } else {
+        problem(field.line, field.path, why);
+      }
     } else if (key == "handler") {
       fn.handler = as_nonempty_string(field);
     } else if (key == "initializer") {
@@ -568,26 +644,21 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
     }
   }
 
-  if (!runtime) fail(entry.line, entry.path + ".runtime", "required (custom, python3 or nodejs)");
-  if (!code_uri) fail(entry.line, entry.path + ".codeUri", "required (the function's code directory)");
+  if (!runtime) problem(entry.line, entry.path + ".runtime", "required (custom, python3 or nodejs)");
+  if (!code_uri) problem(entry.line, entry.path + ".codeUri", "required (the function's code directory)");
 
   if (fn.runtime == Runtime::kNodejs && fn.interpreter.empty()) fn.interpreter = kDefaultNodeInterpreter;
 
-  if (fn.runtime == Runtime::kCustom) {
+  if (!runtime_known) {
+    // Which runtime-specific keys apply is unknown: the runtime's problem says it all.
+  } else if (fn.runtime == Runtime::kCustom) {
     if (interpreter) {
       fail(*interpreter, "only applies to the built-in runtimes (python3, nodejs); "
                          "runtime custom starts customRuntimeConfig.command");
     }
-    if (!custom_runtime_config) {
-      fail(entry.line, entry.path + ".customRuntimeConfig",
-           "required for runtime custom: { command: [program, ...], args: [...] }");
-    }
-    if (!command) {
-      fail(custom_runtime_config->line, custom_runtime_config->path + ".command",
-           "required for runtime custom (the program to start, e.g. [python3])");
-    }
-    if (fn.command.empty() || fn.command.front().empty()) {
-      fail(*command, "must name the program to start, e.g. [python3]");
+    // No customRuntimeConfig or no command: FC's default, ./bootstrap in codeUri.
+    if (command && (fn.command.empty() || fn.command.front().empty())) {
+      fail(*command, "must name the program to start, e.g. [python3] (or leave command out for ./bootstrap)");
     }
   } else if (custom_runtime_config) {
     fail(*custom_runtime_config, "only applies to runtime custom (this function's runtime is " +
@@ -598,6 +669,31 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
     const Entry& culprit = min_instances ? *min_instances : *max_instances;
     fail(culprit, "minInstances (" + std::to_string(fn.min_instances) + ") must not exceed maxInstances (" +
                       std::to_string(fn.max_instances) + (max_instances ? ")" : ", the default)"));
+  }
+
+  // The program must be there and executable now, not only at the first
+  // spawn: found by --check and at start, with the key to change.
+  if (runtime_known && code_dir_ok) {
+    std::string search_path = std::getenv("PATH") ? std::getenv("PATH") : "/usr/local/bin:/usr/bin:/bin";
+    for (const auto& [name, value] : fn.environment) {
+      if (name == "PATH") search_path = value;  // what the instance's execvp searches
+    }
+    if (fn.runtime == Runtime::kCustom) {
+      if (command) {
+        std::string why = program_problem(fn.command.front(), fn.code_uri, search_path);
+        if (!why.empty()) problem(command->line, command->path, why);
+      } else {
+        std::string why = program_problem("./bootstrap", fn.code_uri, search_path);
+        int line = custom_runtime_config ? custom_runtime_config->line : entry.line;
+        if (!why.empty()) {
+          problem(line, entry.path + ".customRuntimeConfig.command",
+                  why + "; without customRuntimeConfig.command FC runs ./bootstrap in codeUri");
+        }
+      }
+    } else if (interpreter) {
+      std::string why = program_problem(fn.interpreter, fn.code_uri, search_path);
+      if (!why.empty()) problem(interpreter->line, interpreter->path, why);
+    }
   }
   return fn;
 }
@@ -822,7 +918,25 @@ std::string FunctionConfig::digest() const {
   d.add("idleTimeout", idle_timeout_s);
   d.add("maxQueueSize", static_cast<long long>(max_queue_size));
   d.add("maxQueueTime", max_queue_time_s);
+  for (const ConfigError& problem : problems) d.add("problem", std::string_view(problem.what()));
   return d.hex();
+}
+
+std::string FunctionConfig::ignored_keys_warning(const std::string& file) const {
+  if (ignored_keys.empty()) return {};
+  std::string keys;
+  for (const std::string& key : ignored_keys) keys += (keys.empty() ? "" : ", ") + key;
+  return file + ":" + std::to_string(line) + ": functions." + name + ": " +
+         (ignored_keys.size() == 1 ? "key " : "keys ") + keys +
+         " accepted but ignored (FC settings with no meaning on one machine)";
+}
+
+std::vector<const ConfigError*> RunnerConfig::problems() const {
+  std::vector<const ConfigError*> out;
+  for (const FunctionConfig& fn : functions) {
+    for (const ConfigError& problem : fn.problems) out.push_back(&problem);
+  }
+  return out;
 }
 
 const FunctionConfig* RunnerConfig::find(std::string_view name) const {

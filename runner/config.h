@@ -37,6 +37,19 @@ inline constexpr const char* kDefaultNodeInterpreter = "/usr/bin/node";
 // FC's nodejs runtime names: nodejs12 ... nodejs20 (and plain nodejs).
 inline constexpr int kNodejsMajors[] = {12, 14, 16, 18, 20};
 
+class ConfigError : public std::runtime_error {
+ public:
+  ConfigError(const std::string& file, int line, const std::string& key, const std::string& reason);
+  const std::string& file() const { return file_; }
+  int line() const { return line_; }
+  const std::string& key() const { return key_; }
+
+ private:
+  std::string file_;
+  int line_;
+  std::string key_;
+};
+
 struct PreStopConfig {
   std::string handler;  // informational (FC s.yaml); the call is GET /pre-stop
   double timeout_s = 3;
@@ -74,6 +87,18 @@ struct FunctionConfig {
 
   std::optional<PreStopConfig> pre_stop;  // instanceLifecycleConfig.preStop
 
+  // FC keys this runner accepts without effect (vpcConfig, role, ...), in
+  // file order: one warning per function names them (ignored_keys_warning).
+  std::vector<std::string> ignored_keys;
+  // Why the runner cannot serve this function (unknown runtime, missing
+  // codeUri, a command that is not there or not executable, a built-in
+  // runtime that is not shipped), each naming file:line:key.  Not empty: the
+  // function starts no instance and answers 503 InitializationFailed with
+  // these; the other functions serve.  `--check` fails on them.
+  std::vector<ConfigError> problems;
+  // "FILE:LINE: functions.NAME: ..." naming ignored_keys; empty when none.
+  std::string ignored_keys_warning(const std::string& file) const;
+
   // Extensions: pool bounds, idle reaping, queue.
   int min_instances = 0;
   int max_instances = 10;
@@ -102,20 +127,10 @@ struct RunnerConfig {
   std::vector<FunctionConfig> functions;  // in file order
 
   const FunctionConfig* find(std::string_view name) const;
+  // Every function's problems, in file order.
+  std::vector<const ConfigError*> problems() const;
 };
 
-class ConfigError : public std::runtime_error {
- public:
-  ConfigError(const std::string& file, int line, const std::string& key, const std::string& reason);
-  const std::string& file() const { return file_; }
-  int line() const { return line_; }
-  const std::string& key() const { return key_; }
-
- private:
-  std::string file_;
-  int line_;
-  std::string key_;
-};
 
 // FC's name rule: [A-Za-z_][A-Za-z0-9_-]{0,127}.
 bool is_valid_function_name(std::string_view name);

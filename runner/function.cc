@@ -62,6 +62,14 @@ void Function::start() {
                config_.min_instances, scheduler_.max_instances(), config_.max_queue_size,
                format_seconds(config_.max_queue_time_s), format_seconds(config_.idle_timeout_s),
                config_.initializer.empty() ? "" : fmt::format(", initializer {}", config_.initializer));
+  std::string ignored = config_.ignored_keys_warning(runner_.config_path());
+  if (!ignored.empty()) spdlog::warn("{}", ignored);
+  if (!config_.problems.empty()) {
+    for (const ConfigError& problem : config_.problems) {
+      spdlog::error("function {} cannot be served: {}", config_.name, problem.what());
+    }
+    return;  // no instance; requests get the reason (submit)
+  }
   if (!cap_reason_.empty()) spdlog::warn("function {}: {}", config_.name, cap_reason_);
   if (own_netns_) {
     spdlog::info("function {}: the app listens on the fixed caPort {}: each instance gets its own network namespace",
@@ -74,6 +82,15 @@ void Function::start() {
 // ---- requests --------------------------------------------------------------------
 
 void Function::submit(Exchange& exchange) {
+  if (!config_.problems.empty()) {
+    // The config says why no instance can start: every request hears it
+    // (InitializationFailed, as when an instance fails to start).
+    std::string reasons;
+    for (const ConfigError& problem : config_.problems) reasons += (reasons.empty() ? "" : "; ") + std::string(problem.what());
+    exchange.fail(GatewayError{503, FC_ERR_INITIALIZATION_FAILED,
+                               fmt::format("function '{}' cannot be served: {}", config_.name, reasons)});
+    return;
+  }
   exchange.enqueued_ms = uv_now(loop_);
   exchange.ready_serials_seen = ready_serials_;
   bool free_slot = false;
@@ -139,7 +156,7 @@ void Function::dispatch_once() {
 }
 
 void Function::scale_up(size_t refused) {
-  if (stopping_) return;
+  if (stopping_ || !config_.problems.empty()) return;
   std::vector<InstanceView> views;
   for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
   size_t wanted = queue_.size() + refused;

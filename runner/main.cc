@@ -1,5 +1,6 @@
 // fc-runner: the sidecar daemon of fc-gateway (DESIGN §1).
 //   fc-runner --config FILE [--check]
+//   fc-runner import S.YAML [--runner-config OUT] [--nginx-locations OUT]   (import.h)
 //   fc-runner --exec-instance PID -- CMD ARGS...   (internal: the instance guard)
 #include <signal.h>
 #include <sys/resource.h>
@@ -15,6 +16,7 @@
 
 #include "config.h"
 #include "guard.h"
+#include "import.h"
 #include "instance.h"
 #include "log.h"
 #include "memory_limit.h"
@@ -30,23 +32,26 @@ namespace {
 void usage(FILE* out) {
   std::fprintf(out,
                "usage: fc-runner --config FILE [--check]\n"
+               "       fc-runner import S.YAML [--runner-config OUT.yaml] [--nginx-locations OUT.conf]\n"
                "\n"
                "Runs the functions of FILE (YAML, Serverless Devs s.yaml property names)\n"
                "behind the fc_function directive of nginx, in the foreground.\n"
                "\n"
                "  --config FILE  the runner config\n"
-               "  --check        validate FILE, print \"FILE: ok\" and exit\n"
+               "  --check        validate FILE, print \"FILE: ok\" and exit; warnings and functions\n"
+               "                 that cannot be served go to stderr (the latter: exit 1)\n"
                "  --version      print the version\n"
                "  --help         this text\n");
 }
 
 // The built-in runtimes' bootstraps are not shipped yet: say so at start, in
-// the config's terms, rather than failing every instance start later.
-void require_shipped_runtimes(const fc::RunnerConfig& config) {
-  for (const auto& fn : config.functions) {
+// the config's terms, rather than failing every instance start later.  Only
+// that function is unservable (its problems); the others serve.
+void require_shipped_runtimes(fc::RunnerConfig& config) {
+  for (auto& fn : config.functions) {
     std::string bootstrap = fc::builtin_bootstrap(fn.runtime);
-    if (!bootstrap.empty() && access(bootstrap.c_str(), R_OK) != 0) {
-      throw fc::ConfigError(config.path, fn.line, "functions." + fn.name + ".runtime",
+    if (fn.problems.empty() && !bootstrap.empty() && access(bootstrap.c_str(), R_OK) != 0) {
+      fn.problems.emplace_back(config.path, fn.line, "functions." + fn.name + ".runtime",
                             std::string("runtime ") + fc::to_string(fn.runtime) +
                                 " is not available in this build yet (no " + bootstrap +
                                 "); use runtime: custom with customRuntimeConfig");
@@ -108,6 +113,7 @@ void warn_on_nodejs_versions(const fc::RunnerConfig& config) {
 
 int main(int argc, char** argv) {
   if (fc::is_guard_invocation(argc, argv)) return fc::run_guard(argc, argv);
+  if (argc >= 2 && std::strcmp(argv[1], "import") == 0) return fc::run_import(argc - 1, argv + 1);
 
   std::string config_path;
   bool check = false;
@@ -148,6 +154,18 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check) {
+    // Warnings and unservable functions on stderr; any of the latter fails the check.
+    for (const auto& fn : config.functions) {
+      std::string warning = fn.ignored_keys_warning(config_path);
+      if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    }
+    auto problems = config.problems();
+    for (const fc::ConfigError* problem : problems) std::fprintf(stderr, "%s\n", problem->what());
+    if (!problems.empty()) {
+      std::fprintf(stderr, "%s: %zu function problem(s); the other functions would serve\n", config_path.c_str(),
+                   problems.size());
+      return 1;
+    }
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
   }

@@ -32,6 +32,7 @@ class Runner {
   bool start();
 
   Function* find(std::string_view name);
+  const std::string& config_path() const { return config_.path; }
   // Frees objects that end inside their own callbacks (deferred_delete.h).
   DeferredDeleter& deleter() { return deleter_; }
   bool shutting_down() const { return shutting_down_; }

@@ -64,6 +64,35 @@ class ConfigTest : public ::testing::Test {
     }
   }
 
+  // Asserts that `text` loads, and that its only function has exactly one
+  // problem `path_:line: key: ...` whose reason contains `reason_part`.
+  void expect_problem(const std::string& text, int line, const std::string& key,
+                      const std::string& reason_part) {
+    SCOPED_TRACE(text);
+    RunnerConfig config;
+    try {
+      config = load(text);
+    } catch (const ConfigError& e) {
+      ADD_FAILURE() << "the whole file failed: " << e.what();
+      return;
+    }
+    ASSERT_EQ(config.functions.size(), 1u);
+    ASSERT_EQ(config.functions[0].problems.size(), 1u);
+    const ConfigError& problem = config.functions[0].problems[0];
+    std::string what = problem.what();
+    std::string prefix = path_ + ":" + std::to_string(line) + ": " + key + ": ";
+    EXPECT_EQ(what.substr(0, prefix.size()), prefix) << what;
+    EXPECT_NE(what.find(reason_part), std::string::npos) << what;
+    EXPECT_EQ(problem.line(), line);
+    EXPECT_EQ(problem.key(), key);
+    EXPECT_EQ(config.problems().size(), 1u);
+  }
+
+  void write_program(const std::string& name, const std::string& text, fs::perms perms) {
+    std::ofstream(dir_ / "fn" / name) << text;
+    fs::permissions(dir_ / "fn" / name, perms);
+  }
+
   fs::path dir_;
   std::string path_;
 };
@@ -237,6 +266,24 @@ TEST_F(ConfigTest, IgnoredFcKeysAreAcceptedWithAnyValue) {
   const FunctionConfig& fn = config.functions[0];
   EXPECT_EQ(fn.memory_size_mb, 512);
   EXPECT_EQ(fn.timeout_s, 60);
+  // Accepted, never silently: one warning names them all, in file order.
+  EXPECT_TRUE(fn.problems.empty());
+  EXPECT_EQ(fn.ignored_keys,
+            (std::vector<std::string>{"description", "cpu", "diskSize", "instanceType", "internetAccess",
+                                      "logConfig", "role", "vpcConfig", "nasConfig", "ossMountConfig", "layers",
+                                      "tracingConfig", "customDNS", "gpuMemorySize"}));
+  EXPECT_EQ(fn.ignored_keys_warning(path_),
+            path_ + ":2: functions.hello: keys description, cpu, diskSize, instanceType, internetAccess, logConfig, "
+                    "role, vpcConfig, nasConfig, ossMountConfig, layers, tracingConfig, customDNS, gpuMemorySize "
+                    "accepted but ignored (FC settings with no meaning on one machine)");
+}
+
+TEST_F(ConfigTest, OneIgnoredKeyWarnsInTheSingularAndNoneWarnsNothing) {
+  RunnerConfig config = load(with_function_keys("    asyncConfiguration: { destination: x }"));
+  EXPECT_EQ(config.functions[0].ignored_keys_warning(path_),
+            path_ + ":2: functions.hello: key asyncConfiguration accepted but ignored "
+                    "(FC settings with no meaning on one machine)");
+  EXPECT_EQ(load(with_function_keys("    timeout: 3")).functions[0].ignored_keys_warning(path_), "");
 }
 
 TEST_F(ConfigTest, RuntimeAliasesMapToTheBaseRuntime) {
@@ -301,11 +348,12 @@ TEST_F(ConfigTest, ParseConfigResolvesAgainstTheGivenPathNotTheWorkingDirectory)
 }
 
 TEST_F(ConfigTest, CodeUriMustBeAnExistingDirectory) {
-  expect_error("functions:\n  f:\n    runtime: python3\n    codeUri: ./missing\n", 4, "functions.f.codeUri",
-               "directory " + (dir_ / "missing").string() + " does not exist");
-  expect_error("functions:\n  f:\n    runtime: python3\n    codeUri: plain-file\n", 4, "functions.f.codeUri",
-               "is not a directory");
-  expect_error("functions:\n  f:\n    runtime: python3\n", 2, "functions.f.codeUri", "required");
+  // The function cannot be served; the file still loads (its neighbours serve).
+  expect_problem("functions:\n  f:\n    runtime: python3\n    codeUri: ./missing\n", 4, "functions.f.codeUri",
+                 "directory " + (dir_ / "missing").string() + " does not exist");
+  expect_problem("functions:\n  f:\n    runtime: python3\n    codeUri: plain-file\n", 4, "functions.f.codeUri",
+                 "is not a directory");
+  expect_problem("functions:\n  f:\n    runtime: python3\n", 2, "functions.f.codeUri", "required");
   expect_error("functions:\n  f:\n    runtime: python3\n    codeUri: ''\n", 4, "functions.f.codeUri",
                "must not be empty");
 }
@@ -515,24 +563,30 @@ TEST_F(ConfigTest, NodejsRunsUsrBinNodeUnlessToldAndKeepsFcsVersion) {
   EXPECT_EQ(config.functions[1].interpreter, "/opt/node/bin/node");
   EXPECT_EQ(config.functions[1].runtime_version, "");
   for (const char* runtime : {"nodejs10", "nodejs19", "nodejs21", "nodejs18.2"}) {
-    expect_error(std::string("functions:\n  f:\n    runtime: ") + runtime + "\n    codeUri: fn\n", 3,
-                 "functions.f.runtime", "FC's Node.js runtimes are nodejs12, nodejs14, nodejs16, nodejs18, nodejs20");
+    expect_problem(std::string("functions:\n  f:\n    runtime: ") + runtime + "\n    codeUri: fn\n", 3,
+                   "functions.f.runtime", "FC's Node.js runtimes are nodejs12, nodejs14, nodejs16, nodejs18, nodejs20");
   }
 }
 
 TEST_F(ConfigTest, RuntimeIsRequiredAndMustBeSupported) {
-  expect_error("functions:\n  f:\n    codeUri: fn\n", 2, "functions.f.runtime", "required");
-  for (const char* runtime : {"java8", "custom-container", "python2.7", "python3.", "python3.5", "python3.13", "python3.1.1", "nodejsX", "go1", "custom.debian"}) {
-    expect_error(std::string("functions:\n  f:\n    runtime: ") + runtime + "\n    codeUri: fn\n", 3,
-                 "functions.f.runtime", std::string("unsupported runtime \"") + runtime + "\"");
+  expect_problem("functions:\n  f:\n    codeUri: fn\n", 2, "functions.f.runtime", "required");
+  for (const char* runtime : {"java8", "custom-container", "python2.7", "python3.", "python3.5", "python3.13",
+                              "python3.1.1", "nodejsX", "go1", "custom.debian"}) {
+    // customRuntimeConfig is not judged against an unknown runtime.
+    expect_problem(std::string("functions:\n  f:\n    runtime: ") + runtime +
+                       "\n    codeUri: fn\n    customRuntimeConfig: { command: [x] }\n",
+                   3, "functions.f.runtime", std::string("unsupported runtime \"") + runtime + "\"");
   }
 }
 
 TEST_F(ConfigTest, CustomRuntimeNeedsACommand) {
   const std::string custom = "functions:\n  web:\n    runtime: custom\n    codeUri: fn\n";
-  expect_error(custom, 2, "functions.web.customRuntimeConfig", "required for runtime custom");
-  expect_error(custom + "    customRuntimeConfig: { args: [a] }\n", 5, "functions.web.customRuntimeConfig.command",
-               "required for runtime custom");
+  // No command: FC's ./bootstrap in codeUri, which must be there (a problem of this function).
+  expect_problem(custom, 2, "functions.web.customRuntimeConfig.command",
+                 (dir_ / "fn" / "bootstrap").string() + ") does not exist; without customRuntimeConfig.command FC "
+                 "runs ./bootstrap");
+  expect_problem(custom + "    customRuntimeConfig: { args: [a] }\n", 5, "functions.web.customRuntimeConfig.command",
+                 "\"./bootstrap\" (" + (dir_ / "fn" / "bootstrap").string() + ") does not exist");
   expect_error(custom + "    customRuntimeConfig: { command: [] }\n", 5, "functions.web.customRuntimeConfig.command",
                "must name the program to start");
   expect_error(custom + "    customRuntimeConfig: { command: [''] }\n", 5,
@@ -720,6 +774,78 @@ TEST_F(ConfigTest, DigestOfAReloadedUnchangedFileIsEqual) {
   EXPECT_EQ(load("# a comment moves every line\n\n" + text).functions[0].digest(), first);
   EXPECT_NE(load(with_function_keys("    timeout: 31\n    environmentVariables: { A: 1 }")).functions[0].digest(),
             first);
+}
+
+}  // namespace
+}  // namespace fc
+
+namespace fc {
+namespace {
+
+TEST_F(ConfigTest, DefaultCommandIsBootstrapInCodeUriWithOrWithoutAShebang) {
+  const std::string custom = "functions:\n  web:\n    runtime: custom\n    codeUri: fn\n";
+  // No #! line: execvp runs it with /bin/sh, so it is fine as long as it is executable.
+  write_program("bootstrap", "exec /usr/bin/python3 -m http.server\n", fs::perms::owner_all);
+  RunnerConfig config = load(custom);
+  EXPECT_TRUE(config.functions[0].command.empty());  // runtime_command starts ./bootstrap
+  EXPECT_TRUE(config.functions[0].problems.empty()) << config.functions[0].problems[0].what();
+  config = load(custom + "    customRuntimeConfig: { args: [--verbose] }\n");
+  EXPECT_TRUE(config.functions[0].problems.empty());
+  EXPECT_EQ(config.functions[0].args, std::vector<std::string>{"--verbose"});
+}
+
+TEST_F(ConfigTest, BootstrapWithoutItsExecuteBitNamesTheFileAndTheFix) {
+  write_program("bootstrap", "#!/bin/sh\nexec true\n", fs::perms::owner_read | fs::perms::owner_write);
+  const std::string file = (dir_ / "fn" / "bootstrap").string();
+  expect_problem("functions:\n  web:\n    runtime: custom.debian12\n    codeUri: fn\n", 2,
+                 "functions.web.customRuntimeConfig.command", "is not executable (fix: chmod +x " + file + ")");
+  expect_problem("functions:\n  web:\n    runtime: custom\n    codeUri: fn\n"
+                 "    customRuntimeConfig:\n      command: [./bootstrap]\n", 6,
+                 "functions.web.customRuntimeConfig.command", "chmod +x " + file);
+}
+
+TEST_F(ConfigTest, CommandMustBeFoundInPathOrAtItsPath) {
+  const std::string custom = "functions:\n  web:\n    runtime: custom\n    codeUri: fn\n";
+  expect_problem(custom + "    customRuntimeConfig: { command: [no-such-program-fc] }\n", 5,
+                 "functions.web.customRuntimeConfig.command", "command \"no-such-program-fc\" not found in PATH");
+  // The function's own PATH is the one its instance searches.
+  write_program("tool", "#!/bin/sh\n", fs::perms::owner_all);
+  expect_problem(custom + "    customRuntimeConfig: { command: [tool] }\n", 5,
+                 "functions.web.customRuntimeConfig.command", "not found in PATH");
+  RunnerConfig config = load(custom + "    customRuntimeConfig: { command: [tool] }\n"
+                             "    environmentVariables: { PATH: " + (dir_ / "fn").string() + " }\n");
+  EXPECT_TRUE(config.functions[0].problems.empty());
+  expect_problem(custom + "    customRuntimeConfig: { command: [/nonexistent/bin/app] }\n", 5,
+                 "functions.web.customRuntimeConfig.command", "/nonexistent/bin/app does not exist");
+  expect_problem(custom + "    customRuntimeConfig: { command: [/tmp] }\n", 5,
+                 "functions.web.customRuntimeConfig.command", "/tmp is a directory");
+  EXPECT_TRUE(load(custom + "    customRuntimeConfig: { command: [sh, -c, x] }\n").functions[0].problems.empty());
+  expect_problem("functions:\n  py:\n    runtime: python3\n    codeUri: fn\n    interpreter: /usr/bin/no-python\n",
+                 5, "functions.py.interpreter", "/usr/bin/no-python does not exist");
+}
+
+TEST_F(ConfigTest, EachUnservableFunctionHasItsOwnProblemAndTheOthersNone) {
+  RunnerConfig config = load(
+      "functions:\n"
+      "  good:\n"
+      "    runtime: custom\n"
+      "    codeUri: fn\n"
+      "    customRuntimeConfig: { command: [sh] }\n"
+      "  missing:\n"
+      "    runtime: custom\n"
+      "    codeUri: fn\n"
+      "    customRuntimeConfig: { command: [no-such-program-fc] }\n"
+      "  java:\n"
+      "    runtime: java8\n"
+      "    codeUri: nowhere\n");
+  ASSERT_EQ(config.functions.size(), 3u);
+  EXPECT_TRUE(config.functions[0].problems.empty());
+  ASSERT_EQ(config.functions[1].problems.size(), 1u);
+  EXPECT_EQ(config.functions[1].problems[0].line(), 9);
+  ASSERT_EQ(config.functions[2].problems.size(), 2u);  // the runtime and the codeUri
+  EXPECT_EQ(config.functions[2].problems[0].key(), "functions.java.runtime");
+  EXPECT_EQ(config.functions[2].problems[1].key(), "functions.java.codeUri");
+  EXPECT_EQ(config.problems().size(), 3u);
 }
 
 }  // namespace
