@@ -51,9 +51,19 @@
 typedef struct ngx_http_fc_keepalive_pool_s  ngx_http_fc_keepalive_pool_t;
 
 
+/* one fc_set_header: the header the REQUEST frame carries instead */
+typedef struct {
+    ngx_str_t                      name;
+    ngx_http_complex_value_t       value;     /* empty: the header is removed */
+} ngx_http_fc_set_header_t;
+
+
 typedef struct {
     ngx_http_upstream_conf_t       upstream;
     ngx_http_complex_value_t      *function;
+
+    /* fc_set_header of this level, or of the nearest one that has some */
+    ngx_array_t                   *set_headers;
 
     /* fc_read_timeout as set, or unset: then it is no deadline_ms */
     ngx_msec_t                     read_timeout;
