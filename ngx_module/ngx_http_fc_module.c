@@ -377,6 +377,8 @@ ngx_http_fc_handler(ngx_http_request_t *r)
 
     rc = ngx_http_fc_request_frame(r, ctx, length);
 
+    ctx->upgrade = ngx_http_fc_upgrade_requested(r, length);
+
     if (rc == NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE
         || rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
     {

@@ -122,6 +122,8 @@ typedef struct {
     ngx_buf_t                 *pipe_last;       /* its chain of shadows */
     ngx_buf_t                 *error_body;      /* JSON for ERROR */
 
+    ngx_buf_t                 *tunnel_buf;      /* client bytes, one DATA frame */
+
     u_char                    *abort_pos;       /* ERROR after RESPONSE */
     u_char                    *abort_last;
 
@@ -136,6 +138,11 @@ typedef struct {
     unsigned                   in_frame:1;
     unsigned                   done:1;
     unsigned                   failed:1;
+
+    unsigned                   upgrade:1;       /* the client asks to switch */
+    unsigned                   tunnel:1;        /* the function switched: 101 */
+    unsigned                   tunnel_busy:1;   /* tunnel_buf is being sent */
+    unsigned                   tunnel_closed:1; /* the client closed its side */
 } ngx_http_fc_ctx_t;
 
 
@@ -154,6 +161,12 @@ ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
 ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
 ngx_buf_t *ngx_http_fc_error_body(ngx_http_request_t *r,
     ngx_str_t *request_id, ngx_str_t *code, ngx_str_t *message);
+
+/* ngx_http_fc_tunnel.c */
+ngx_uint_t ngx_http_fc_upgrade_requested(ngx_http_request_t *r,
+    int64_t content_length);
+ngx_int_t ngx_http_fc_tunnel_start(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx);
 
 /* ngx_http_fc_keepalive.c */
 ngx_int_t ngx_http_fc_keepalive_add(ngx_conf_t *cf,
