@@ -146,18 +146,21 @@ class WsClient {
 class WebSocketTest : public GatewayFixture {
  protected:
   // One instance with one slot: a tunnel that kept it would make the next
-  // request wait (and fail), not be served by the same pid.
-  void start() {
+  // request wait (and fail), not be served by the same pid.  A `timeout`
+  // longer than the next request may wait, so that only the end of the
+  // tunnel can free the slot in time (an abandoned request keeps its slot
+  // up to the timeout).
+  void start(int timeout_s = 30) {
     add_app_function("ws", "ws_echo_app.py",
-                     "    maxInstances: 1\n    instanceConcurrency: 1\n    timeout: 1\n"
-                     "    maxQueueTime: 10\n");
+                     "    maxInstances: 1\n    instanceConcurrency: 1\n    timeout: " +
+                         std::to_string(timeout_s) + "\n    maxQueueTime: 10\n");
     gw_.start();
   }
 
   std::string pid_over_http() {
     HttpRequest req;
     req.url = gw_.url("/ws/pid");
-    req.timeout_ms = 8000;
+    req.timeout_ms = 8000;  // < the 30 s timeout that would free a leaked slot
     HttpResponse resp = http(req);
     EXPECT_EQ(resp.status, 200) << resp.error << resp.body;
     EXPECT_LT(resp.total_s, 5.0) << "the tunnel's slot was not given back";
@@ -180,7 +183,7 @@ std::string message_bytes(size_t size, unsigned seed) {
 }
 
 TEST_F(WebSocketTest, HundredMessagesUpToOneMiBEchoInOrderAndAClientCloseFreesTheSlot) {
-  start();
+  start(1);
   WsClient ws;
   std::string head = ws.open(gw_.port(), "/ws/");
   ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
