@@ -26,18 +26,18 @@ ngx_int_t
 ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     int64_t content_length)
 {
-    size_t                   bound, len;
-    ngx_int_t                rc;
-    ngx_buf_t               *b;
-    ngx_uint_t               i, n, nset;
-    ngx_str_t               *set_values;
-    fc_header_t             *hd;
-    fc_request_t             req;
-    ngx_list_part_t         *part;
-    ngx_table_elt_t         *header;
-    ngx_str_t                uri;
-    ngx_http_fc_loc_conf_t   *flcf;
-    ngx_http_fc_set_header_t *sh;
+    size_t                     bound, len;
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 i, n, nset;
+    ngx_str_t                 *set_values;
+    fc_header_t               *hd;
+    fc_request_t               req;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *header;
+    ngx_str_t                  uri;
+    ngx_http_fc_loc_conf_t    *flcf;
+    ngx_http_fc_set_header_t  *sh;
 
     flcf = ngx_http_get_module_loc_conf(r, ngx_http_fc_module);
 

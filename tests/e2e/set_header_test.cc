@@ -3,8 +3,11 @@
 // + tests/e2e/apps/forwarded_app.py (Flask behind Werkzeug's ProxyFix).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
+#include "fc_limits.h"
 #include "harness.h"
 
 namespace fc::e2e {
@@ -84,6 +87,52 @@ TEST_F(SetHeaderTest, NginxTestRejectsAnFcHeaderName) {
       gw_.nginx_test_config("    location / { fc_function a; fc_set_header X-Fc-Request-Id x; }\n");
   EXPECT_FALSE(bad_ok);
   EXPECT_NE(bad_out.find("belong to the runner"), std::string::npos) << bad_out;
+}
+
+// The REQUEST frame carries at most FC_MAX_HEADERS header lines, the
+// client's and fc_set_header's together: exactly that many pass, one more is
+// 431.  tests/e2e/apps/fake_runner.py answers with the REQUEST as JSON.
+TEST_F(SetHeaderTest, SetHeadersCountTowardsTheHeaderLimit) {
+  using namespace std::chrono_literals;
+  std::string sock = gw_.path("fake.sock");
+  Process fake_runner;
+  fake_runner.start({kPython, app_path("fake_runner.py"), "unix:" + sock}, gw_.path("fake.log"));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        int fd = connect_unix(sock);
+        if (fd < 0) return false;
+        close(fd);
+        return true;
+      },
+      10s))
+      << read_file(gw_.path("fake.log"));
+  gw_.add_server_conf("    location /hdrs/ { fc_runner unix:" + sock +
+                      "; fc_function info;\n"
+                      "        fc_set_header X-Added-1 a; fc_set_header X-Added-2 b; }\n");
+  gw_.start();
+  auto send = [&](int extra) {
+    HttpRequest req;
+    req.url = gw_.url("/hdrs/");
+    for (int i = 0; i < extra; i++) req.headers.emplace_back("X-H" + std::to_string(i), "v");
+    return http(req);
+  };
+  HttpResponse base = send(0);
+  ASSERT_EQ(base.status, 200) << base.error << base.body;
+  json seen = json::parse(base.body, nullptr, false);
+  ASSERT_TRUE(seen.is_object()) << base.body;
+  size_t lines = seen["headers"].size();  // curl's own headers and the two set ones
+  ASSERT_LT(lines, static_cast<size_t>(FC_MAX_HEADERS));
+  int room = FC_MAX_HEADERS - static_cast<int>(lines);
+
+  HttpResponse full = send(room);
+  ASSERT_EQ(full.status, 200) << full.error << full.body;
+  json full_seen = json::parse(full.body, nullptr, false);
+  ASSERT_TRUE(full_seen.is_object()) << full.body;
+  EXPECT_EQ(full_seen["headers"].size(), static_cast<size_t>(FC_MAX_HEADERS));
+
+  HttpResponse over = send(room + 1);
+  EXPECT_EQ(over.status, 431) << over.body;
+  EXPECT_EQ(over.header("x-fc-error-type"), "RequestTooLarge") << over.body;
 }
 
 }  // namespace
