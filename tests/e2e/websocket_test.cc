@@ -154,6 +154,8 @@ class WebSocketTest : public GatewayFixture {
     add_app_function("ws", "ws_echo_app.py",
                      "    maxInstances: 1\n    instanceConcurrency: 1\n    timeout: " +
                          std::to_string(timeout_s) + "\n    maxQueueTime: 10\n");
+    // the same function with fc_buffering on: a tunnel is never buffered
+    gw_.add_server_conf("    location /wsb/ { rewrite ^/wsb(/.*)$ $1 break; fc_function ws; fc_buffering on; }\n");
     gw_.start();
   }
 
@@ -262,6 +264,23 @@ TEST_F(WebSocketTest, AnUpgradeRequestAnsweredWithoutA101IsAnOrdinaryResponse) {
   HttpResponse resp = http(req);
   EXPECT_EQ(resp.status, 200) << resp.error << resp.body;
   EXPECT_FALSE(resp.body.empty());
+}
+
+TEST_F(WebSocketTest, FcBufferingOnStillTunnelsAsBytesCome) {
+  start();
+  WsClient ws;
+  std::string head = ws.open(gw_.port(), "/wsb/");
+  ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
+  for (size_t size : {size_t{1}, size_t{70000}, kMiB}) {
+    std::string bytes = message_bytes(size, static_cast<unsigned>(size));
+    ASSERT_TRUE(ws.send(kBinary, bytes));
+    Message m;
+    ASSERT_TRUE(ws.recv(m)) << "size " << size;
+    EXPECT_TRUE(m.payload == bytes) << "size " << size;
+  }
+  std::string pid = pid_over_ws(ws);
+  ws.close_socket();
+  EXPECT_EQ(pid_over_http(), pid);
 }
 
 }  // namespace
