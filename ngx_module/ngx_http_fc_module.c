@@ -48,6 +48,8 @@ static char *ngx_http_fc_function(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_fc_runner(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_fc_set_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 
 static ngx_conf_bitmask_t  ngx_http_fc_next_upstream_masks[] = {
@@ -193,6 +195,13 @@ static ngx_command_t  ngx_http_fc_commands[] = {
       ngx_conf_set_flag_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_fc_loc_conf_t, upstream.ignore_client_abort),
+      NULL },
+
+    { ngx_string("fc_set_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_fc_set_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
     { ngx_string("fc_socket_keepalive"),
@@ -367,6 +376,8 @@ ngx_http_fc_handler(ngx_http_request_t *r)
     }
 
     rc = ngx_http_fc_request_frame(r, ctx, length);
+
+    ctx->upgrade = ngx_http_fc_upgrade_requested(r, length);
 
     if (rc == NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE
         || rc == NGX_HTTP_REQUEST_ENTITY_TOO_LARGE)
@@ -903,6 +914,7 @@ ngx_http_fc_create_loc_conf(ngx_conf_t *cf)
      *     conf->upstream.next_upstream = 0;
      *     conf->upstream.hide_headers_hash = { NULL, 0 };
      *     conf->function = NULL;
+     *     conf->set_headers = NULL;
      */
 
     conf->upstream.local = NGX_CONF_UNSET_PTR;
@@ -1079,6 +1091,12 @@ ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->upstream.upstream = prev->upstream.upstream;
     }
 
+    /* as proxy_set_header: a level without any inherits all of the outer */
+
+    if (conf->set_headers == NULL) {
+        conf->set_headers = prev->set_headers;
+    }
+
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     if (clcf->noname && conf->function == NULL) {
@@ -1095,6 +1113,78 @@ ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         if (clcf->lmt_excpt && clcf->handler == NULL) {
             clcf->handler = ngx_http_fc_handler;
         }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * fc_set_header NAME VALUE: the REQUEST frame carries NAME: VALUE instead
+ * of the client's NAME headers; an empty VALUE only removes them.
+ */
+
+static char *
+ngx_http_fc_set_header(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_fc_loc_conf_t *flcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_uint_t                         i;
+    ngx_http_fc_set_header_t          *sh;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0) {
+        return "has an empty header name";
+    }
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] <= ' ' || value[1].data[i] == ':'
+            || value[1].data[i] >= 0x7f)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid header name \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* the runner drops client x-fc-* and sets its own (docs/protocol.md) */
+
+    if (value[1].len >= sizeof("x-fc-") - 1
+        && ngx_strncasecmp(value[1].data, (u_char *) "x-fc-",
+                           sizeof("x-fc-") - 1) == 0)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "header \"%V\" cannot be set: the x-fc-* "
+                           "headers belong to the runner", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (flcf->set_headers == NULL) {
+        flcf->set_headers = ngx_array_create(cf->pool, 4,
+                                             sizeof(ngx_http_fc_set_header_t));
+        if (flcf->set_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    sh = ngx_array_push(flcf->set_headers);
+    if (sh == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    sh->name = value[1];
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = &sh->value;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

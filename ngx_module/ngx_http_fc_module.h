@@ -51,9 +51,19 @@
 typedef struct ngx_http_fc_keepalive_pool_s  ngx_http_fc_keepalive_pool_t;
 
 
+/* one fc_set_header: the header the REQUEST frame carries instead */
+typedef struct {
+    ngx_str_t                      name;
+    ngx_http_complex_value_t       value;     /* empty: the header is removed */
+} ngx_http_fc_set_header_t;
+
+
 typedef struct {
     ngx_http_upstream_conf_t       upstream;
     ngx_http_complex_value_t      *function;
+
+    /* fc_set_header of this level, or of the nearest one that has some */
+    ngx_array_t                   *set_headers;
 
     /* fc_read_timeout as set, or unset: then it is no deadline_ms */
     ngx_msec_t                     read_timeout;
@@ -112,6 +122,8 @@ typedef struct {
     ngx_buf_t                 *pipe_last;       /* its chain of shadows */
     ngx_buf_t                 *error_body;      /* JSON for ERROR */
 
+    ngx_buf_t                 *tunnel_buf;      /* client bytes, one DATA frame */
+
     u_char                    *abort_pos;       /* ERROR after RESPONSE */
     u_char                    *abort_last;
 
@@ -126,6 +138,11 @@ typedef struct {
     unsigned                   in_frame:1;
     unsigned                   done:1;
     unsigned                   failed:1;
+
+    unsigned                   upgrade:1;       /* the client asks to switch */
+    unsigned                   tunnel:1;        /* the function switched: 101 */
+    unsigned                   tunnel_busy:1;   /* tunnel_buf is being sent */
+    unsigned                   tunnel_closed:1; /* the client closed its side */
 } ngx_http_fc_ctx_t;
 
 
@@ -144,6 +161,12 @@ ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
 ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
 ngx_buf_t *ngx_http_fc_error_body(ngx_http_request_t *r,
     ngx_str_t *request_id, ngx_str_t *code, ngx_str_t *message);
+
+/* ngx_http_fc_tunnel.c */
+ngx_uint_t ngx_http_fc_upgrade_requested(ngx_http_request_t *r,
+    int64_t content_length);
+ngx_int_t ngx_http_fc_tunnel_start(ngx_http_request_t *r,
+    ngx_http_fc_ctx_t *ctx);
 
 /* ngx_http_fc_keepalive.c */
 ngx_int_t ngx_http_fc_keepalive_add(ngx_conf_t *cf,

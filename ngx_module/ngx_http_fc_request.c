@@ -11,6 +11,8 @@
 
 static ngx_int_t ngx_http_fc_uri(ngx_http_request_t *r, ngx_str_t *uri);
 static int64_t ngx_http_fc_content_length(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_fc_header_is_set(ngx_array_t *set_headers,
+    ngx_str_t *name);
 
 
 /*
@@ -24,16 +26,48 @@ ngx_int_t
 ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     int64_t content_length)
 {
-    size_t                   bound, len;
-    ngx_int_t                rc;
-    ngx_buf_t               *b;
-    ngx_uint_t               i, n;
-    fc_header_t             *hd;
-    fc_request_t             req;
-    ngx_list_part_t         *part;
-    ngx_table_elt_t         *header;
-    ngx_str_t                uri;
-    ngx_http_fc_loc_conf_t  *flcf;
+    size_t                     bound, len;
+    ngx_int_t                  rc;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 i, n, nset;
+    ngx_str_t                 *set_values;
+    fc_header_t               *hd;
+    fc_request_t               req;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *header;
+    ngx_str_t                  uri;
+    ngx_http_fc_loc_conf_t    *flcf;
+    ngx_http_fc_set_header_t  *sh;
+
+    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fc_module);
+
+    /* fc_set_header values, evaluated once: an empty one only removes */
+
+    nset = 0;
+    sh = NULL;
+    set_values = NULL;
+
+    if (flcf->set_headers) {
+        sh = flcf->set_headers->elts;
+
+        set_values = ngx_palloc(r->pool,
+                                flcf->set_headers->nelts * sizeof(ngx_str_t));
+        if (set_values == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (i = 0; i < flcf->set_headers->nelts; i++) {
+            if (ngx_http_complex_value(r, &sh[i].value, &set_values[i])
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            if (set_values[i].len) {
+                nset++;
+            }
+        }
+    }
 
     /* the client's headers, as sent: order and duplicates kept */
 
@@ -54,7 +88,19 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         return NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE;
     }
 
-    hd = ngx_palloc(r->pool, (n ? n : 1) * sizeof(fc_header_t));
+    if (n + nset > FC_MAX_HEADERS) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "client sent %ui header lines and fc_set_header adds "
+                      "%ui, the fc protocol carries at most %d",
+                      n, nset, FC_MAX_HEADERS);
+
+        ngx_str_set(&ctx->error_message, "the request has more than "
+                    ngx_value(FC_MAX_HEADERS) " header lines");
+
+        return NGX_HTTP_FC_HEADER_FIELDS_TOO_LARGE;
+    }
+
+    hd = ngx_palloc(r->pool, (n + nset ? n + nset : 1) * sizeof(fc_header_t));
     if (hd == NULL) {
         return NGX_ERROR;
     }
@@ -75,10 +121,28 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
             i = 0;
         }
 
+        /* a header fc_set_header names is the operator's, not the client's */
+
+        if (ngx_http_fc_header_is_set(flcf->set_headers, &header[i].key)) {
+            continue;
+        }
+
         hd[n].name.data = (const char *) header[i].key.data;
         hd[n].name.len = header[i].key.len;
         hd[n].value.data = (const char *) header[i].value.data;
         hd[n].value.len = header[i].value.len;
+        n++;
+    }
+
+    for (i = 0; sh && i < flcf->set_headers->nelts; i++) {
+        if (set_values[i].len == 0) {
+            continue;
+        }
+
+        hd[n].name.data = (const char *) sh[i].name.data;
+        hd[n].name.len = sh[i].name.len;
+        hd[n].value.data = (const char *) set_values[i].data;
+        hd[n].value.len = set_values[i].len;
         n++;
     }
 
@@ -135,8 +199,6 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     req.request_id.data = (const char *) ctx->request_id.data;
     req.request_id.len = ctx->request_id.len;
     req.content_length = content_length;
-
-    flcf = ngx_http_get_module_loc_conf(r, ngx_http_fc_module);
 
     /* an explicit fc_read_timeout is when nginx stops waiting: tell the runner */
     req.deadline_ms = (flcf->read_timeout == NGX_CONF_UNSET_MSEC)
@@ -352,6 +414,30 @@ ngx_http_fc_uri(ngx_http_request_t *r, ngx_str_t *uri)
     uri->len = p - uri->data;
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_fc_header_is_set(ngx_array_t *set_headers, ngx_str_t *name)
+{
+    ngx_uint_t                 i;
+    ngx_http_fc_set_header_t  *sh;
+
+    if (set_headers == NULL) {
+        return 0;
+    }
+
+    sh = set_headers->elts;
+
+    for (i = 0; i < set_headers->nelts; i++) {
+        if (sh[i].name.len == name->len
+            && ngx_strncasecmp(sh[i].name.data, name->data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 

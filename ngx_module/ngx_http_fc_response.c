@@ -202,7 +202,10 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         return NGX_HTTP_UPSTREAM_INVALID_HEADER;
     }
 
-    if (resp.status < 200 || resp.status > 599) {
+    if ((resp.status < 200
+         && !(resp.status == NGX_HTTP_SWITCHING_PROTOCOLS && ctx->upgrade))
+        || resp.status > 599)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "runner sent invalid status %uD in RESPONSE",
                       resp.status);
@@ -278,6 +281,17 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
 
     ctx->response = 1;
     ctx->cold_start = resp.cold_start ? 1 : 0;
+
+    if (resp.status == NGX_HTTP_SWITCHING_PROTOCOLS) {
+
+        /* what follows is the tunnel's, as it comes (ngx_http_fc_tunnel.c) */
+
+        ctx->tunnel = 1;
+        u->buffering = 0;
+        u->keepalive = 0;
+        u->headers_in.content_length_n = -1;
+        ngx_str_set(&u->headers_in.status_line, "101 Switching Protocols");
+    }
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "fc response: %ui, instance \"%V\", cold start %d",
@@ -647,6 +661,10 @@ ngx_http_fc_filter_init(void *data)
 
     if (u->buffering) {
         u->pipe->length = ngx_http_fc_pipe_length(ctx);
+    }
+
+    if (ctx->tunnel && !ctx->done) {
+        return ngx_http_fc_tunnel_start(r, ctx);
     }
 
     return NGX_OK;
@@ -1032,6 +1050,7 @@ static ngx_uint_t
 ngx_http_fc_keepalive_ok(ngx_http_fc_ctx_t *ctx, ngx_buf_t *b)
 {
     return ctx->done
+           && !ctx->tunnel
            && b->pos == b->last
            && ctx->output_closed
            && !ctx->output_blocked;

@@ -288,6 +288,11 @@ void ClientConnection::handle_request(bool end_stream) {
 
 void ClientConnection::request_ended() {
   if (exchange_) exchange_->on_request_end();
+  if (exchange_ && tunnel_ == Tunnel::kOpening) {
+    // The (empty) body ended after the 101: the tunnel's frames follow.
+    tunnel_ = Tunnel::kOpen;
+    return;
+  }
   if (exchange_) {
     state_ = State::kRequestDone;
     parser_paused_ = true;
@@ -297,9 +302,31 @@ void ClientConnection::request_ended() {
   if (close_when_idle_) finish_and_close("the runner is shutting down");
 }
 
+void ClientConnection::start_tunnel() {
+  if (!exchange_ || closing_) return;
+  if (state_ != State::kRequestDone) {
+    tunnel_ = Tunnel::kOpening;
+    return;
+  }
+  // The parser stopped after the body's END_STREAM; what follows is the
+  // tunnel's, for this exchange.
+  tunnel_ = Tunnel::kOpen;
+  state_ = State::kRequestBody;
+  parser_paused_ = false;
+  parser_.paused = 0;
+  if (stash_len_ == 0) {
+    update_reading();
+    return;
+  }
+  // Inside the instance's callback: parse the stashed frames on the next tick.
+  if (!resume_timer_) resume_timer_ = Timer::create(stream_->stream()->loop);
+  resume_timer_->start(0, [this] { resume_parsing(); });
+}
+
 void ClientConnection::on_exchange_finished() {
   // Called by the exchange itself: it is freed after this loop iteration.
   runner_.deleter().defer(std::move(exchange_));
+  tunnel_ = Tunnel::kNone;
   if (closing_) return;
   if (state_ != State::kRequestDone) {
     // The request body is still coming: it is read and dropped.

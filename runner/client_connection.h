@@ -53,6 +53,10 @@ class ClientConnection {
   size_t write_queue_size() const;
   void pause_request_body();
   void resume_request_body();
+  // The exchange's instance switched protocols (101): the DATA frames that
+  // follow the request body carry the client's tunnel bytes, and their
+  // END_STREAM says the client closed (docs/protocol.md).
+  void start_tunnel();
   void on_exchange_finished();
 
  private:
@@ -102,6 +106,10 @@ class ClientConnection {
   bool parser_paused_ = false;
   bool body_paused_ = false;
   bool close_when_idle_ = false;
+  // kOpening: the 101 came before the body's END_STREAM; kOpen: DATA frames
+  // are the tunnel's.
+  enum class Tunnel { kNone, kOpening, kOpen };
+  Tunnel tunnel_ = Tunnel::kNone;
   bool closing_ = false;
   bool shutting_down_ = false;
   std::string error_;  // set by a parser callback that rejects the stream

@@ -115,11 +115,13 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
   if (length < 0 && request_ended_) length = static_cast<int64_t>(pending_bytes_);
   call.framing = request_framing(call.method, length);
   call.content_length = length < 0 ? 0 : static_cast<uint64_t>(length);
+  std::string upgrade = event ? std::string() : upgrade_protocol(head_);
+  call.upgrade = upgrade;
 
   // The function's timeout starts once the whole request is the instance's
   // (InstanceConnection::end_body), not while the client still sends.
   conn.begin(*this, build_request_head(call, function_.header_lines()), call.framing, call.method == "HEAD",
-             instance_timeout_ms());
+             instance_timeout_ms(), !upgrade.empty());
   for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
   pending_.clear();
   pending_bytes_ = 0;
@@ -187,6 +189,9 @@ void Exchange::on_response_head(int status, HeaderList&& headers) {
   }
   response_started_ = true;
   client_.send_frame(std::move(frame));
+  // Switched protocols (only an upgrade request gets here with a 101): the
+  // client's DATA frames from now on are tunnel bytes.
+  if (status == 101) client_.start_tunnel();
 }
 
 void Exchange::on_response_body(const ChunkRef& chunk, const char* data, size_t len) {

@@ -52,6 +52,29 @@ bool is_dropped_response_header(std::string_view name) {
          iequals(name, "trailer") || iequals(name, "upgrade");
 }
 
+std::string upgrade_protocol(const RequestHead& head) {
+  if (head.version != "HTTP/1.1" || head.method == "HEAD" || head.content_length != 0) return {};
+  std::string upgrade;
+  bool connection_upgrade = false;
+  for (const auto& [name, value] : head.headers) {
+    if (iequals(name, "upgrade") && upgrade.empty()) {
+      upgrade = value;
+    } else if (iequals(name, "connection")) {
+      std::string_view rest(value);
+      while (!rest.empty()) {
+        size_t comma = rest.find(',');
+        std::string_view token = rest.substr(0, comma);
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+        if (iequals(token, "upgrade")) connection_upgrade = true;
+      }
+    }
+  }
+  if (!connection_upgrade || !safe(upgrade)) return {};
+  return upgrade;
+}
+
 std::string format_seconds(double seconds) {
   if (seconds == std::floor(seconds) && seconds < 1e15) {
     return fmt::format("{}", static_cast<long long>(seconds));
@@ -101,6 +124,10 @@ std::string build_request_head(const InstanceCall& call, std::string_view functi
   add(out, "x-fc-request-id", call.request_id);
   out.append(function_headers);
   add(out, "x-fc-control-path", call.control_path);
+  if (!call.upgrade.empty()) {
+    add(out, "Connection", "Upgrade");
+    add(out, "Upgrade", call.upgrade);
+  }
 
   switch (call.framing) {
     case BodyFraming::kNone:

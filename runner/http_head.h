@@ -52,6 +52,7 @@ struct InstanceCall {
   const RequestHead* client = nullptr;  // headers to forward; null for control calls
   BodyFraming framing = BodyFraming::kNone;
   uint64_t content_length = 0;  // with kContentLength
+  std::string_view upgrade;     // non-empty: ask the instance to switch to this protocol
 };
 
 // The FC header lines that are the same on every call of a function
@@ -66,6 +67,12 @@ std::string build_request_head(const InstanceCall& call, std::string_view functi
 // How the body of a forwarded request is framed: Content-Length when known,
 // chunked otherwise; no body headers for a bodiless GET/HEAD.
 BodyFraming request_framing(std::string_view method, int64_t content_length);
+
+// The protocol a client asks to switch to (WebSocket and other upgrades, RFC
+// 9110 §7.8): an HTTP/1.1 request, not HEAD, without a body, with an Upgrade header and
+// "upgrade" among its Connection tokens.  Empty when it asks for none.  The
+// nginx module applies the same rule (docs/protocol.md).
+std::string upgrade_protocol(const RequestHead& head);
 
 // Numbers in FC headers: "30", "2.5".
 std::string format_seconds(double seconds);

@@ -79,8 +79,10 @@ void InstanceConnection::on_connected(int status) {
 }
 
 void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request,
-                               uint64_t response_timeout_ms) {
+                               uint64_t response_timeout_ms, bool upgrade) {
   sink_ = &sink;
+  upgrade_requested_ = upgrade;
+  tunnel_ = false;
   discarding_ = false;
   framing_ = framing;
   head_request_ = head_request;
@@ -134,6 +136,12 @@ void InstanceConnection::write_body(const ChunkRef& chunk, const char* data, siz
 }
 
 void InstanceConnection::end_body() {
+  if (tunnel_ && request_done_) {
+    // The client closed its side of the tunnel: so do we, and the app reads
+    // EOF; its close then ends the response.
+    if (tcp_ && !tcp_->closing()) tcp_->shutdown([](int) {});
+    return;
+  }
   request_done_ = true;
   if (framing_ == BodyFraming::kChunked && tcp_ && !tcp_->closing()) {
     auto req = std::make_unique<WriteReq>();
@@ -168,6 +176,11 @@ void InstanceConnection::abandon() {
 
 void InstanceConnection::discard_rest(uint64_t limit_ms) {
   if (!sink_) return;
+  if (tunnel_) {
+    // Nobody reads a tunnel whose client left: the instance's slot is free.
+    abandon();
+    return;
+  }
   if (!tcp_ || closing_ || connect_error_ != 0 || (verdict_timer_ && verdict_timer_->active()) ||
       (!connected_ && !request_done_)) {
     // Nothing the instance could still be working on through this connection.
@@ -232,10 +245,19 @@ void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t
     close();
     return;
   }
+  if (tunnel_) {
+    if (sink_) sink_->on_response_body(chunk, data, len);
+    return;
+  }
   current_chunk_ = &chunk;
   size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   current_chunk_ = nullptr;
   if (!busy()) return;  // the sink failed or went away inside a callback
+  if (tunnel_) {
+    // What follows the 101 head is the new protocol's.
+    if (parsed < len && sink_) sink_->on_response_body(chunk, data + parsed, len - parsed);
+    return;
+  }
   if (head_done_ && !message_done_ && !acks_at_once_ && tcp_) {
     // The instance writes a response in pieces (e.g. Python's http.server:
     // head, then body, without TCP_NODELAY).  Its Nagle would wait for our
@@ -266,6 +288,13 @@ void InstanceConnection::on_end(int status) {
   if (!busy()) {
     // An idle keep-alive connection closed by the instance.
     close();
+    return;
+  }
+  if (tunnel_) {
+    // The instance closed its side of the tunnel (or it broke): the
+    // response ends, the connection is not reused.
+    keep_alive_ = false;
+    finish_message();
     return;
   }
   if (status == UV_EOF && head_done_) {
@@ -374,15 +403,19 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
     self->in_value_ = false;
   }
   int status = static_cast<int>(p->status_code);
-  if (status < 100 || status > 599 || status == 101) {
-    // Not a status a client can be given (no upgrade is tunnelled yet).  The
-    // app answered, wrongly: nothing says the instance is unhealthy.
+  // http_parser's upgrade flag: the 101 names the protocol (Upgrade) and
+  // says Connection: upgrade, as RFC 9110 requires.
+  bool switching = status == 101 && self->upgrade_requested_ && p->upgrade != 0;
+  if (status < 100 || status > 599 || (status == 101 && !switching)) {
+    // Not a status a client can be given (101 answers only a request that
+    // asked to switch protocols).  The app answered, wrongly: nothing says
+    // the instance is unhealthy.
     self->fail(GatewayError{502, FC_ERR_BAD_RESPONSE,
                             fmt::format("the instance answered with status {}, not a valid final status", status)},
                Instance::Outcome::kAbandoned);
     return -1;
   }
-  if (status >= 100 && status < 200) {
+  if (status >= 100 && status < 200 && !switching) {
     // An interim response (100 Continue, 103 Early Hints): skip it.
     self->interim_ = true;
     self->headers_.clear();
@@ -390,11 +423,14 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
   }
   self->interim_ = false;
   self->head_done_ = true;
-  self->keep_alive_ = http_should_keep_alive(p) != 0 && status != 101;
+  self->keep_alive_ = http_should_keep_alive(p) != 0 && !switching;
+  self->tunnel_ = switching;
   HeaderList headers;
   headers.reserve(self->headers_.size());
   for (auto& h : self->headers_) {
-    if (!is_dropped_response_header(h.first)) headers.push_back(std::move(h));
+    // a 101's Upgrade says which protocol was switched to: the client needs it
+    bool keep = !is_dropped_response_header(h.first) || (switching && iequals(h.first, "upgrade"));
+    if (keep) headers.push_back(std::move(h));
   }
   self->headers_.clear();
   // The instance answered: the rest is streaming, at the client's pace.
@@ -406,6 +442,7 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
     });
   }
   if (self->sink_) self->sink_->on_response_head(status, std::move(headers));
+  if (switching) return 0;
   // HEAD responses (and 204/304, which http_parser knows) carry no body.
   return self->head_request_ ? 1 : 0;
 }
@@ -422,6 +459,7 @@ int InstanceConnection::on_message_complete(http_parser* p) {
     self->interim_ = false;
     return 0;  // the real response follows on the same connection
   }
+  if (self->tunnel_) return 0;  // http_parser stops here: the rest is the tunnel's
   self->message_done_ = true;
   // Stop here: the end is handled outside the parser, which may then be
   // reinitialized for the next request on this connection.

@@ -39,8 +39,14 @@ class InstanceConnection final : public DeferredDeletable {
   // `response_timeout_ms` (0: none) starts once end_body() was called and
   // stops at the response head; when it passes, the sink gets 504
   // FunctionTimeout and the instance hears Outcome::kTimedOut.
+  // `upgrade`: the request asked to switch protocols; a 101 answer then
+  // turns this connection into a tunnel (tunnelling()): every byte the
+  // instance sends is response body, write_body() bytes go out unframed, the
+  // second end_body() (the client's close) shuts our side down, and the
+  // instance's close ends the response.  The slot stays taken meanwhile; no
+  // timeout applies to an open tunnel.
   void begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request,
-             uint64_t response_timeout_ms);
+             uint64_t response_timeout_ms, bool upgrade = false);
   // Body bytes, referenced (not copied) and held until written.
   void write_body(const ChunkRef& chunk, const char* data, size_t len);
   void end_body();
@@ -74,6 +80,7 @@ class InstanceConnection final : public DeferredDeletable {
   bool stale(uint64_t now_ms) const { return idle_since_ms_ != 0 && now_ms - idle_since_ms_ > kMaxIdleMs; }
 
   bool busy() const { return sink_ != nullptr || discarding_; }
+  bool tunnelling() const { return tunnel_; }
   const ResponseSink* sink() const { return sink_; }
   bool closing() const { return closing_; }
   void close();
@@ -123,6 +130,8 @@ class InstanceConnection final : public DeferredDeletable {
   HeaderList headers_;
   bool head_done_ = false;
   bool interim_ = false;        // a 1xx response is being skipped
+  bool upgrade_requested_ = false;
+  bool tunnel_ = false;         // switched protocols: bytes pass both ways as they are
   bool message_done_ = false;
   bool keep_alive_ = false;
   bool acks_at_once_ = false;  // the instance answers in pieces: no delayed ACKs

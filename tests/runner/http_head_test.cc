@@ -116,5 +116,49 @@ TEST(HttpHead, ResponseHopByHopHeaders) {
   EXPECT_FALSE(is_dropped_response_header("Set-Cookie"));
 }
 
+RequestHead upgrade_request(HeaderList headers) {
+  RequestHead r = request(std::move(headers));
+  r.version = "HTTP/1.1";
+  r.content_length = 0;
+  return r;
+}
+
+TEST(HttpHead, AnUpgradeNeedsHttp11AnUpgradeHeaderAndTheConnectionToken) {
+  EXPECT_EQ(upgrade_protocol(upgrade_request({{"Upgrade", "websocket"}, {"Connection", "keep-alive, Upgrade"}})),
+            "websocket");
+  EXPECT_EQ(upgrade_protocol(upgrade_request({{"Connection", "x"}, {"Upgrade", "h2c"}, {"connection", " upgrade "}})),
+            "h2c");
+  EXPECT_EQ(upgrade_protocol(upgrade_request({{"Upgrade", "websocket"}})), "");
+  EXPECT_EQ(upgrade_protocol(upgrade_request({{"Upgrade", "websocket"}, {"Connection", "notupgrade"}})), "");
+  EXPECT_EQ(upgrade_protocol(upgrade_request({{"Connection", "upgrade"}})), "");
+  RequestHead http10 = upgrade_request({{"Upgrade", "websocket"}, {"Connection", "upgrade"}});
+  http10.version = "HTTP/1.0";
+  EXPECT_EQ(upgrade_protocol(http10), "");
+  RequestHead with_body = upgrade_request({{"Upgrade", "websocket"}, {"Connection", "upgrade"}});
+  with_body.content_length = 5;
+  EXPECT_EQ(upgrade_protocol(with_body), "");
+  RequestHead head = upgrade_request({{"Upgrade", "websocket"}, {"Connection", "upgrade"}});
+  head.method = "HEAD";
+  EXPECT_EQ(upgrade_protocol(head), "");
+}
+
+TEST(HttpHead, AnUpgradeIsForwardedAsConnectionUpgrade) {
+  RequestHead r = upgrade_request({{"Upgrade", "websocket"}, {"Connection", "Upgrade"}, {"Sec-WebSocket-Key", "k"}});
+  InstanceCall call;
+  call.method = r.method;
+  call.uri = r.uri;
+  call.control_path = "/http-invoke";
+  call.request_id = "rid-1";
+  call.client = &r;
+  std::string plain = build_request_head(call, "");
+  EXPECT_EQ(plain.find("Upgrade"), std::string::npos) << plain;
+  std::string upgrade = upgrade_protocol(r);
+  call.upgrade = upgrade;
+  std::string head = build_request_head(call, "");
+  EXPECT_NE(head.find("Connection: Upgrade\r\nUpgrade: websocket\r\n"), std::string::npos) << head;
+  EXPECT_NE(head.find("Sec-WebSocket-Key: k\r\n"), std::string::npos) << head;
+  EXPECT_EQ(head.find("Connection", head.find("Connection") + 1), std::string::npos) << head;
+}
+
 }  // namespace
 }  // namespace fc
