@@ -122,6 +122,11 @@ std::string build_request_head(const InstanceCall& call, std::string_view functi
   }
 
   add(out, "x-fc-request-id", call.request_id);
+  // The client's address as nginx saw it ($remote_addr): the built-in
+  // runtimes' REMOTE_ADDR and clientIP.
+  if (call.client != nullptr && !call.client->remote_addr.empty() && safe(call.client->remote_addr)) {
+    add(out, "x-fc-client-ip", call.client->remote_addr);
+  }
   out.append(function_headers);
   add(out, "x-fc-control-path", call.control_path);
   if (!call.upgrade.empty()) {

@@ -136,6 +136,9 @@ bool Instance::start(std::string& error) {
   if (!std::getenv("PATH")) set_env(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
   // Log lines should reach the runner as they are printed.
   set_env(env, "PYTHONUNBUFFERED", "1");
+  // FC's preStop handler (module.function) for the built-in runtimes' GET
+  // /pre-stop; before environmentVariables, which may name another.
+  if (fn.pre_stop && !fn.pre_stop->handler.empty()) set_env(env, "FC_PRE_STOP_HANDLER", fn.pre_stop->handler);
   for (const auto& [name, value] : fn.environment) set_env(env, name, value);
   set_env(env, "FC_FUNCTION_NAME", fn.name);
   set_env(env, "FC_FUNCTION_HANDLER", fn.handler);

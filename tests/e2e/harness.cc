@@ -219,6 +219,7 @@ HttpResponse http(HttpRequest& req) {
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, req.timeout_ms);
+  if (!req.source_address.empty()) curl_easy_setopt(curl, CURLOPT_INTERFACE, ("host!" + req.source_address).c_str());
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(curl, CURLOPT_PATH_AS_IS, 1L);
   curl_easy_setopt(curl, CURLOPT_HTTP_VERSION,

@@ -87,6 +87,9 @@ struct HttpRequest {
   std::chrono::milliseconds pause_mid_body{0};
   double mid_body_wall_time = 0;  // out: wall_now() when the pause began
   long timeout_ms = 30000;
+  // Connect from this loopback address (e.g. 127.0.0.2), so the client's
+  // address differs from the runner's.
+  std::string source_address;
 };
 
 HttpResponse http(HttpRequest& req);

@@ -212,10 +212,9 @@ TEST_F(NodejsRuntimeTest, InstanceConcurrencyFourRunsFourAtOnceOnOneInstance) {
   EXPECT_EQ(max_inflight, 4);
 }
 
-TEST_F(NodejsRuntimeTest, PreStopHookNamedByFcPreStopHandlerRunsBeforeTheInstanceRetires) {
+TEST_F(NodejsRuntimeTest, PreStopHookNamedByThePreStopHandlerRunsBeforeTheInstanceRetires) {
   add_node_function("hooked", "event", node_app("event"), "index.echo",
                     "    idleTimeout: 1\n"
-                    "    environmentVariables: { FC_PRE_STOP_HANDLER: index.preStop }\n"
                     "    instanceLifecycleConfig: { preStop: { handler: index.preStop, timeout: 3 } }\n");
   gw_.start();
   ASSERT_EQ(invoke("hooked", "x").status, 200);
@@ -305,6 +304,7 @@ TEST_F(NodejsRuntimeTest, FcHttpHandlerReadsItsBodyWithRawBody) {
   req.method = "PUT";
   req.url = gw_.url("/raw/upload/file?a=1&b=two&b=three");
   req.headers = {{"Content-Type", "application/x-test"}};
+  req.source_address = "127.0.0.2";  // not the runner's address
   std::string body;
   for (int i = 0; body.size() < 300 * 1000; i++) body += std::to_string(i) + ",";
   req.body = body;
@@ -320,7 +320,7 @@ TEST_F(NodejsRuntimeTest, FcHttpHandlerReadsItsBodyWithRawBody) {
   EXPECT_EQ(info["queries"]["b"], json::array({"two", "three"}));
   EXPECT_EQ(info["requestId"], resp.header("x-fc-request-id"));
   EXPECT_EQ(info["contentType"], "application/x-test");
-  EXPECT_EQ(info["clientIP"], "127.0.0.1");
+  EXPECT_EQ(info["clientIP"], "127.0.0.2");
 }
 
 TEST_F(NodejsRuntimeTest, FcHttpHandlerStreamsAStreamAndItsErrorIsA500WithTheFcShape) {

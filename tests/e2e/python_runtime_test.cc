@@ -319,6 +319,7 @@ TEST_F(PythonRuntimeTest, WsgiEnvironHasClientHeadersAddressAndFcKeys) {
   HttpRequest req;
   req.url = gw_.url("/env/some%20where?a=1&b=2");
   req.headers = {{"X-Custom", "value 1"}, {"Cookie", "a=1"}};
+  req.source_address = "127.0.0.2";  // not the runner's address
   HttpResponse r = http(req);
   json e = json::parse(r.body, nullptr, false);
   ASSERT_TRUE(e.is_object()) << r.body;
@@ -327,7 +328,7 @@ TEST_F(PythonRuntimeTest, WsgiEnvironHasClientHeadersAddressAndFcKeys) {
   EXPECT_EQ(e["QUERY_STRING"], "a=1&b=2");
   EXPECT_EQ(e["HTTP_X_CUSTOM"], "value 1");
   EXPECT_EQ(e["HTTP_COOKIE"], "a=1");
-  EXPECT_EQ(e["REMOTE_ADDR"], "127.0.0.1");
+  EXPECT_EQ(e["REMOTE_ADDR"], "127.0.0.2");
   EXPECT_EQ(e["SERVER_PROTOCOL"], "HTTP/1.1");
   EXPECT_EQ(e["wsgi.url_scheme"], "http");
   EXPECT_EQ(e["wsgi.multithread"], false);

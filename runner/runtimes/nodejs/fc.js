@@ -174,6 +174,9 @@ class FcRequest extends http.IncomingMessage {
     return out;
   }
   get clientIP() {
+    // The runner's x-fc-client-ip (client-sent x-fc-* never get through).
+    const client = this.headers['x-fc-client-ip'];
+    if (client) return client;
     const forwarded = this.headers['x-forwarded-for'];
     if (forwarded) return forwarded.split(',')[0].trim();
     const real = this.headers['x-real-ip'];
