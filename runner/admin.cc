@@ -124,7 +124,7 @@ void AdminConnection::start() {
   idle_timer_ = Timer::create(stream_->stream()->loop);
   arm_idle_timer();
   int rc = stream_->read_start([this](const ChunkRef&, const char* data, size_t len) { on_read(data, len); },
-                               [this](int status) { close(status == UV_EOF ? "closed by the peer" : uv_strerror(status)); });
+                               [this](int status) { on_end(status); });
   if (rc != 0) close(fmt::format("cannot read: {}", uv_strerror(rc)));
 }
 
@@ -141,6 +141,18 @@ void AdminConnection::close(const std::string& why) {
   idle_timer_.reset();
   AdminServer* server = &server_;
   stream_.release()->close([server, this] { server->on_connection_closed(this); });
+}
+
+void AdminConnection::on_end(int status) {
+  if (status != UV_EOF) {
+    close(uv_strerror(status));
+    return;
+  }
+  // The peer sent all it will (a half-close): what was answered still goes
+  // out (uv_shutdown waits for the queued writes), then the connection closes.
+  if (closing_ || finishing_) return;
+  finishing_ = true;
+  if (stream_->shutdown([this](int) { close("closed by the peer"); }) != 0) close("closed by the peer");
 }
 
 void AdminConnection::on_read(const char* data, size_t len) {
@@ -504,7 +516,8 @@ std::string AdminServer::metrics_text() const {
                  out.sample("fc_instance_failures_total", {{"function", fname}}, fn.metrics().instance_failures);
                });
   per_function("fc_instance_kills_total", "counter",
-               "Instances the runner SIGKILLed (a request timed out, or SIGTERM's grace passed).",
+               "Instances the runner SIGKILLed: it failed to start in time, a request timed out, or SIGTERM's "
+               "grace passed.",
                [&](std::string_view fname, const Function& fn) {
                  out.sample("fc_instance_kills_total", {{"function", fname}}, fn.metrics().instance_kills);
                });

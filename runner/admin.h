@@ -51,6 +51,7 @@ class AdminConnection {
   static int on_message_complete(http_parser* p);
 
   void on_read(const char* data, size_t len);
+  void on_end(int status);
   // Counts request bytes; false (and the connection answers 413) past the limit.
   bool count(size_t len);
   // `extra_headers`: whole lines with CRLF.

@@ -356,6 +356,7 @@ void Instance::transition(Event event) {
     case Kind::kStopGraceOver:
       if (state_ != State::kStopping || exit_reason_) return;
       spdlog::warn("[{}] did not stop within {} ms of SIGTERM: SIGKILL", tag_, kStopGraceMs);
+      function_.metrics().instance_kills++;
       process_->kill_group(SIGKILL);
       return;
 

@@ -53,7 +53,7 @@ struct FunctionMetrics {
   uint64_t queue_timeout = 0;
   uint64_t instance_starts = 0;    // spawned
   uint64_t instance_failures = 0;  // left service for any reason but retirement
-  uint64_t instance_kills = 0;     // SIGKILLed by the runner (wedged, grace over)
+  uint64_t instance_kills = 0;     // SIGKILLed by the runner (start failed, wedged, grace over)
   std::map<std::string, uint64_t> instance_exits;  // by reason
 };
 

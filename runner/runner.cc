@@ -137,9 +137,9 @@ void Runner::finish() {
     sigusr2_.reset();
     shutdown_timer_.reset();
     finish_timer_.reset();
-    // The admin API answers /healthz 503 until here.
+    // The admin API answers /healthz 503 until here.  It is freed with the
+    // runner: its connections' close callbacks still call it.
     if (admin_) admin_->close_all();
-    admin_.reset();
     listener_.reset();
     deleter_.flush();
     // Functions own timers: closing them lets the loop run dry.

@@ -285,7 +285,13 @@ TEST_F(AdminTest, HealthzIs503WhileShuttingDown) {
       1s))
       << reply.status;
   EXPECT_EQ(reply.body, "shutting down\n");
+  // An open admin connection does not hold the runner up.
+  int idle = connect_unix(admin_socket());
+  EXPECT_GE(idle, 0);
   EXPECT_EQ(slow.get().status, 200);
+  EXPECT_TRUE(wait_until([&] { return !gw_.runner().running(); }, 5s));
+  EXPECT_FALSE(std::filesystem::exists(admin_socket()));
+  if (idle >= 0) ::close(idle);
 }
 
 TEST_F(AdminTest, ReloadIs501UnknownPathIs404WrongMethodIs405AllJson) {
@@ -343,6 +349,16 @@ TEST_F(AdminTest, MalformedOrOversizeRequestClosesOnlyThatConnection) {
   send_all(fits, "GET /healthz HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string(15 * 1024, 'x') + "\r\n\r\n");
   EXPECT_EQ(read_reply(fits).status, 200);
   ::close(fits);
+
+  // A client that half-closes after its request still gets the answer.
+  int half = connect_unix(admin_socket());
+  ASSERT_GE(half, 0);
+  send_all(half, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+  ::shutdown(half, SHUT_WR);
+  AdminReply half_reply = read_reply(half);
+  EXPECT_EQ(half_reply.status, 200);
+  EXPECT_TRUE(half_reply.closed || peer_closed(half));
+  ::close(half);
 
   send_all(good, "GET /status HTTP/1.1\r\nHost: a\r\n\r\n");
   AdminReply second = read_reply(good);
