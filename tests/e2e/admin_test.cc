@@ -269,6 +269,19 @@ TEST_F(AdminTest, MetricsCountRequestsAndAQueueFullAndParse) {
   EXPECT_GT(m["process_resident_memory_bytes{}"], 0);
 }
 
+TEST_F(AdminTest, AMalformedFrameOnTheRunnerSocketIsAFrameError) {
+  add_function("f", "");
+  gw_.start();
+  EXPECT_EQ(metrics()["fc_runner_frame_errors_total{}"], 0);
+  int fd = connect_unix(gw_.runner_socket());
+  ASSERT_GE(fd, 0);
+  // Not a frame: an unknown version and type in the header.
+  send_all(fd, std::string(64, '\xff'));
+  EXPECT_TRUE(peer_closed(fd));
+  ::close(fd);
+  EXPECT_TRUE(wait_until([&] { return metrics()["fc_runner_frame_errors_total{}"] == 1; }, 2s));
+}
+
 TEST_F(AdminTest, HealthzIs503WhileShuttingDown) {
   add_function("d", "");
   gw_.add_runner_yaml("shutdownTimeout: 5\n");
