@@ -18,7 +18,7 @@ JOBS       ?= $(shell nproc)
 FC_WERROR  ?= 0
 CTEST_ARGS ?=
 
-DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev \
+DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev python3-prometheus-client \
 	libuv1-dev libmsgpack-dev libspdlog-dev libyaml-cpp-dev libhttp-parser-dev \
 	googletest libgtest-dev libcurl4-openssl-dev curl nlohmann-json3-dev python3-msgpack \
 	python3 python3-flask python3-django python3-websockets gunicorn nodejs wrk \

@@ -148,6 +148,7 @@ void ClientConnection::watch_frame_time() {
     }
     spdlog::warn("[{}] closing the connection: a frame was begun and not completed within {} ms (frameTimeout)",
                  name_, frame_timeout_ms_);
+    runner_.metrics().frame_errors++;
     close("frameTimeout");
   });
 }
@@ -187,6 +188,7 @@ void ClientConnection::on_end(int status) {
 }
 
 void ClientConnection::protocol_error(const std::string& why) {
+  runner_.metrics().frame_errors++;
   spdlog::warn("[{}] closing the connection: {}", name_, why);
   close(why);
 }

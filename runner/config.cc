@@ -27,6 +27,8 @@
 #include <system_error>
 #include <unordered_set>
 
+#include "admin.h"  // is_loopback_host
+
 namespace fc {
 
 namespace {
@@ -744,6 +746,11 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
   }
   if (admin && config.admin->to_string() == config.listen.to_string()) {
     fail(*admin, "must differ from listen (" + config.listen.to_string() + ")");
+  }
+  if (admin && config.admin->kind == Address::Kind::kTcp && !is_loopback_host(config.admin->host)) {
+    // The admin API has no authentication: a unix socket (mode 0600) or loopback only.
+    fail(*admin, "must be a unix socket or a loopback address (127.0.0.0/8, ::1), got " + config.admin->host +
+                     ": the admin API has no authentication");
   }
   return config;
 }

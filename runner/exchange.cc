@@ -38,7 +38,8 @@ Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& h
       head_(std::move(head)),
       request_id_(head_.request_id.empty() ? new_request_id() : head_.request_id),
       request_ended_(request_ended),
-      request_end_ms_(request_ended ? uv_now(function.loop()) : 0) {}
+      request_end_ms_(request_ended ? uv_now(function.loop()) : 0),
+      created_ns_(uv_hrtime()) {}
 
 Exchange::~Exchange() {
   detach_instance();
@@ -74,6 +75,7 @@ void Exchange::on_client_drained() {
 void Exchange::on_client_gone() {
   if (finished_) return;
   finished_ = true;
+  record("ClientClosed");
   if (invoke_logged_) {
     spdlog::warn("[{}] FC Invoke End RequestId: {}, Error: the client went away", function_.name(),
                  request_id_);
@@ -151,6 +153,7 @@ void Exchange::fail(GatewayError&& error) {
   }
   detach_instance();
   function_.withdraw(*this);
+  record(error.code);
   client_.send_frame(error_frame(error));
   finish();
 }
@@ -161,6 +164,12 @@ void Exchange::detach_instance() {
     conn_ = nullptr;
     conn->abandon();
   }
+}
+
+void Exchange::record(const std::string& code) {
+  if (recorded_) return;
+  recorded_ = true;
+  function_.metrics().request_done(code, static_cast<double>(uv_hrtime() - created_ns_) / 1e9);
 }
 
 void Exchange::finish() {
@@ -188,6 +197,7 @@ void Exchange::on_response_head(int status, HeaderList&& headers) {
     return;
   }
   response_started_ = true;
+  response_status_ = status;
   client_.send_frame(std::move(frame));
   // Switched protocols (only an upgrade request gets here with a 101): the
   // client's DATA frames from now on are tunnel bytes.
@@ -209,6 +219,7 @@ void Exchange::on_response_end() {
   } else {
     spdlog::info("[{}/{}] FC Invoke End RequestId: {}", function_.name(), instance_id_, request_id_);
   }
+  record(fmt::format("{}xx", response_status_ / 100));
   client_.send_end();
   finish();
 }

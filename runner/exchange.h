@@ -66,6 +66,9 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   };
   void detach_instance();
   void finish();
+  // Counts the request once in its function's metrics: `code` is the
+  // status class or the gateway error code.
+  void record(const std::string& code);
   // The function's timeout, bounded by the REQUEST's deadline_ms.
   uint64_t instance_timeout_ms() const;
 
@@ -86,6 +89,9 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   bool finished_ = false;
   bool invoke_logged_ = false;
   bool cold_start_ = false;  // $fc_cold_start: served by an instance it waited for
+  uint64_t created_ns_;      // uv_hrtime() at arrival, for fc_request_duration_seconds
+  int response_status_ = 0;
+  bool recorded_ = false;
 };
 
 }  // namespace fc

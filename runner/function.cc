@@ -37,6 +37,19 @@ int effective_max_instances(const FunctionConfig& config, bool own_netns, std::s
   return max;
 }
 
+// fc_instance_exits_total's reason label.
+std::string exit_reason(const Instance& instance) {
+  switch (instance.ending()) {
+    case Instance::Ending::kNone:
+    case Instance::Ending::kRetired: return "retired";
+    case Instance::Ending::kStartFailed: return "start_failed";
+    case Instance::Ending::kCrashed: return instance.failure_detail().empty() ? "crashed" : "oom";
+    case Instance::Ending::kWedged: return "timeout";
+    case Instance::Ending::kUnhealthy: return "unhealthy";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
 Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
@@ -101,6 +114,7 @@ void Function::submit(Exchange& exchange) {
     // No waiting, but the demand still scales the pool: with maxQueueSize 0
     // a cold function gets its instance for the requests that follow.
     scale_up(1);
+    metrics_.queue_full++;
     exchange.fail(GatewayError{503, FC_ERR_QUEUE_FULL,
                                fmt::format("function '{}' has {} requests waiting (maxQueueSize {})",
                                            config_.name, queue_.size(), config_.max_queue_size)});
@@ -189,7 +203,10 @@ void Function::start_instance() {
   Instance* raw = instance.get();
   instances_.push_back(std::move(instance));
   std::string error;
+  metrics_.instance_starts++;
   if (!raw->start(error)) {
+    metrics_.instance_failures++;
+    metrics_.instance_exits["start_failed"]++;
     spdlog::error("[{}] {}", raw->tag(), error);
     last_failure_ = error;
     backoff_.on_failure(uv_now(loop_));
@@ -248,6 +265,7 @@ void Function::on_queue_timer() {
   while (!queue_.empty() && queue_.front()->enqueued_ms + limit <= now) {
     Exchange* exchange = queue_.front();
     queue_.pop_front();
+    metrics_.queue_timeout++;
     exchange->fail(GatewayError{503, FC_ERR_QUEUE_TIMEOUT,
                                 fmt::format("the request waited {} s for an instance of function '{}' "
                                             "(maxQueueTime)",
@@ -284,6 +302,8 @@ void Function::on_idle_timer() {
 void Function::on_instance_changed(Instance& instance, Instance::State previous) {
   using State = Instance::State;
   if (instance.state() == State::kExited) {
+    metrics_.instance_exits[exit_reason(instance)]++;
+    if (instance.failed()) metrics_.instance_failures++;
     if (instance.failed()) on_instance_failed(instance);
     remove(instance);
     return;
@@ -296,7 +316,11 @@ void Function::on_instance_changed(Instance& instance, Instance::State previous)
   }
   bool became_ready = (previous == State::kStarting || previous == State::kInitializing) &&
                       (instance.state() == State::kReady || instance.state() == State::kBusy);
-  if (became_ready) last_failure_.clear();
+  if (became_ready) {
+    last_failure_.clear();
+    metrics_.cold_starts++;
+    metrics_.cold_start_duration.observe(static_cast<double>(instance.ready_since_ms() - instance.started_ms()) / 1000.0);
+  }
   // A free slot, a new instance, or one that left service (a replacement
   // may start when there is room).
   if (instance.state() == State::kReady || instance.state() != previous) dispatch();

@@ -15,6 +15,7 @@
 #include "deferred_delete.h"
 #include "frames.h"
 #include "instance.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "uv_handle.h"
 
@@ -38,6 +39,12 @@ class Function {
   int max_instances() const { return scheduler_.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.
   const std::string& cap_reason() const { return cap_reason_; }
+
+  // For the admin API.
+  FunctionMetrics& metrics() { return metrics_; }
+  const FunctionMetrics& metrics() const { return metrics_; }
+  size_t queue_depth() const { return queue_.size(); }
+  const std::vector<std::unique_ptr<Instance>>& instances() const { return instances_; }
 
   // Starts minInstances.
   void start();
@@ -99,6 +106,7 @@ class Function {
   bool dispatch_again_ = false;
   uint64_t ready_serials_ = 0;
   std::function<void()> on_stopped_;
+  FunctionMetrics metrics_;
 };
 
 }  // namespace fc

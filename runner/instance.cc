@@ -111,6 +111,8 @@ const FunctionConfig& Instance::config() const { return function_.config(); }
 
 int Instance::pid() const { return process_ ? process_->pid() : 0; }
 
+long long Instance::memory_bytes() const { return memory_ ? memory_->current_bytes() : -1; }
+
 bool Instance::start(std::string& error) {
   const FunctionConfig& fn = config();
   started_ms_ = uv_now(loop_);
@@ -323,6 +325,7 @@ void Instance::transition(Event event) {
     case Kind::kStopGraceOver:
       if (state_ != State::kStopping || exit_reason_) return;
       spdlog::warn("[{}] did not stop within {} ms of SIGTERM: SIGKILL", tag_, kStopGraceMs);
+      function_.metrics().instance_kills++;
       process_->kill_group(SIGKILL);
       return;
 
@@ -399,6 +402,7 @@ void Instance::leave_service(Ending ending, const std::string& why, int signal) 
   }
   for (auto* conn : idle) conn->close();
   if (exit_reason_) return;
+  if (signal == SIGKILL) function_.metrics().instance_kills++;
   process_->kill_group(signal);
   if (signal == SIGTERM) {
     stop_grace_->start(kStopGraceMs, [this] { transition({Event::Kind::kStopGraceOver, {}}); });
@@ -571,7 +575,10 @@ void Instance::on_connection_released(InstanceConnection& conn, Outcome outcome,
   switch (outcome) {
     case Outcome::kComplete:
       consecutive_failures_ = 0;
-      if (ready_since_ms_ != 0) last_success_ms_ = now;  // not the initializer's answer
+      if (ready_since_ms_ != 0) {  // not the initializer's answer
+        last_success_ms_ = now;
+        requests_served_++;
+      }
       break;
     case Outcome::kFailed:
       if (++consecutive_failures_ >= kMaxConsecutiveFailures) {

@@ -98,8 +98,14 @@ class Instance final : public DeferredDeletable {
   int pid() const;
   uint64_t idle_since_ms() const { return idle_since_ms_; }
   uint64_t ready_since_ms() const { return ready_since_ms_; }
+  // uv_now() when it was spawned; ready_since_ms() - started_ms() is its cold start.
+  uint64_t started_ms() const { return started_ms_; }
+  // Its memory cgroup's use in bytes; -1 without a cgroup (RLIMIT_AS).
+  long long memory_bytes() const;
   // When the last whole response came from it (0: none yet).
   uint64_t last_success_ms() const { return last_success_ms_; }
+  // Whole responses it gave (the initializer's and preStop's not counted).
+  uint64_t requests_served() const { return requests_served_; }
   // The order in which instances of the function became ready (0: not yet),
   // for $fc_cold_start: see Exchange::start.
   uint64_t ready_serial() const { return ready_serial_; }
@@ -198,6 +204,7 @@ class Instance final : public DeferredDeletable {
   uint64_t idle_since_ms_ = 0;
   uint64_t ready_since_ms_ = 0;
   uint64_t last_success_ms_ = 0;
+  uint64_t requests_served_ = 0;
   uint64_t ready_serial_ = 0;
 };
 

@@ -137,6 +137,7 @@ bool Listener::make_room() {
   }
   if (!victim) return false;
   shed_++;
+  runner_.metrics().shed_connections++;
   uint64_t now = uv_now(loop_);
   if (now - shed_logged_ms_ >= kShedLogIntervalMs) {
     spdlog::warn("at the connection limit ({}): shed {} idle runner connection(s), the oldest half-sent first",

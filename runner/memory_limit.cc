@@ -153,6 +153,13 @@ MemoryLimit::~MemoryLimit() {
   if (!path_.empty()) ::rmdir(path_.c_str());
 }
 
+long long MemoryLimit::current_bytes() const {
+  if (path_.empty()) return -1;
+  std::string text = read_file(path_ + (g_version == Version::kV2 ? "/memory.current" : "/memory.usage_in_bytes"));
+  if (text.empty()) return -1;
+  return std::atoll(text.c_str());
+}
+
 bool MemoryLimit::oom_killed() const {
   if (path_.empty()) return false;
   if (g_version == Version::kV2) return counter(read_file(path_ + "/memory.events"), "oom_kill") > 0;

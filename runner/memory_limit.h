@@ -31,6 +31,9 @@ class MemoryLimit {
   int megabytes() const { return megabytes_; }
   // True once the kernel OOM-killed something in the cgroup.
   bool oom_killed() const;
+  // The cgroup's memory use in bytes (v2 memory.current, v1
+  // memory.usage_in_bytes: page cache included); -1 without a cgroup.
+  long long current_bytes() const;
 
  private:
   std::string path_;

@@ -5,6 +5,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include "admin.h"
 #include "function.h"
 #include "listener.h"
 #include "log.h"
@@ -16,6 +17,7 @@ Runner::Runner(uv_loop_t* loop, RunnerConfig config)
 
 Runner::~Runner() {
   // Connections (and their exchanges) observe functions: they go first.
+  admin_.reset();
   listener_.reset();
   deleter_.flush();
   functions_.clear();
@@ -23,6 +25,10 @@ Runner::~Runner() {
 }
 
 bool Runner::start() {
+  started_ms_ = uv_now(loop_);
+  uv_timeval64_t now{};
+  uv_gettimeofday(&now);
+  started_unix_ms_ = now.tv_sec * 1000 + now.tv_usec / 1000;
   // First: a signal that comes during start-up must not kill the runner.
   sigterm_ = Signal::create(loop_);
   sigint_ = Signal::create(loop_);
@@ -56,9 +62,19 @@ bool Runner::start() {
   }
   spdlog::info("fc-runner listening on {} ({} function{}), config {}", config_.listen.to_string(),
                functions_.size(), functions_.size() == 1 ? "" : "s", config_.path);
+  if (config_.admin) {
+    admin_ = std::make_unique<AdminServer>(*this, loop_);
+    if (!admin_->listen(*config_.admin, error)) {
+      spdlog::critical("admin: {}", error);
+      return false;
+    }
+    spdlog::info("admin API on {}", config_.admin->to_string());
+  }
   for (const auto& fn : config_.functions) functions_.at(fn.name)->start();
   return true;
 }
+
+size_t Runner::connection_count() const { return listener_ ? listener_->connection_count() : 0; }
 
 Function* Runner::find(std::string_view name) {
   auto it = functions_.find(name);
@@ -121,6 +137,9 @@ void Runner::finish() {
     sigusr2_.reset();
     shutdown_timer_.reset();
     finish_timer_.reset();
+    // The admin API answers /healthz 503 until here.  It is freed with the
+    // runner: its connections' close callbacks still call it.
+    if (admin_) admin_->close_all();
     listener_.reset();
     deleter_.flush();
     // Functions own timers: closing them lets the loop run dry.

@@ -13,10 +13,12 @@
 
 #include "config.h"
 #include "deferred_delete.h"
+#include "metrics.h"
 #include "uv_handle.h"
 
 namespace fc {
 
+class AdminServer;
 class Function;
 class Listener;
 
@@ -41,6 +43,15 @@ class Runner {
   // From the listener.
   void on_connection_closed();
 
+  // For the admin API (admin.h).
+  const RunnerConfig& config() const { return config_; }
+  const std::map<std::string, std::unique_ptr<Function>, std::less<>>& functions() const { return functions_; }
+  RunnerMetrics& metrics() { return metrics_; }
+  const RunnerMetrics& metrics() const { return metrics_; }
+  size_t connection_count() const;
+  uint64_t started_ms() const { return started_ms_; }     // uv_now() at start()
+  int64_t started_unix_ms() const { return started_unix_ms_; }
+
  private:
   void maybe_stop_functions();
   void on_function_stopped();
@@ -50,6 +61,10 @@ class Runner {
   RunnerConfig config_;
   DeferredDeleter deleter_;  // first in, last out: what it holds observes the rest
   std::unique_ptr<Listener> listener_;
+  std::unique_ptr<AdminServer> admin_;
+  RunnerMetrics metrics_;
+  uint64_t started_ms_ = 0;
+  int64_t started_unix_ms_ = 0;
   std::map<std::string, std::unique_ptr<Function>, std::less<>> functions_;
   HandlePtr<Signal> sigterm_;
   HandlePtr<Signal> sigint_;
