@@ -17,6 +17,7 @@
 #include "function.h"
 #include "instance.h"
 #include "metrics.h"
+#include "bind.h"
 #include "runner.h"
 
 #ifndef FC_VERSION
@@ -295,46 +296,9 @@ AdminServer::~AdminServer() {
 
 bool AdminServer::listen(const Address& address, std::string& error) {
   address_ = address;
-  int rc = 0;
-  if (address.kind == Address::Kind::kUnix) {
-    // Start-up only: synchronous file system calls are fine here.
-    std::error_code ec;
-    auto parent = std::filesystem::path(address.path).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    struct stat st {};
-    if (lstat(address.path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        error = fmt::format("{}: exists and is not a socket", address.path);
-        return false;
-      }
-      unlink(address.path.c_str());  // a stale socket of an earlier run
-    }
-    auto pipe = Pipe::create(loop_);
-    // Created private, so no one else can connect between bind and chmod.
-    mode_t old_mask = umask(0177);
-    rc = pipe->bind(address.path);
-    umask(old_mask);
-    if (rc == 0 && chmod(address.path.c_str(), kAdminSocketMode) != 0) {
-      error = fmt::format("chmod {:o} {}: {}", kAdminSocketMode, address.path, std::strerror(errno));
-      return false;
-    }
-    server_ = std::move(pipe);
-  } else {
-    sockaddr_storage addr{};
-    if (address.host.find(':') != std::string::npos) {
-      rc = uv_ip6_addr(address.host.c_str(), address.port, reinterpret_cast<sockaddr_in6*>(&addr));
-    } else {
-      rc = uv_ip4_addr(address.host.c_str(), address.port, reinterpret_cast<sockaddr_in*>(&addr));
-    }
-    if (rc != 0) {
-      error = fmt::format("{}: not an IP address", address.host);
-      return false;
-    }
-    auto tcp = Tcp::create(loop_);
-    rc = tcp->bind(reinterpret_cast<const sockaddr*>(&addr));
-    server_ = std::move(tcp);
-  }
-  if (rc == 0) rc = server_->listen(kAdminBacklog, [this](int status) { on_connection(status); });
+  server_ = bind_address(loop_, address, kAdminSocketMode, error);
+  if (!server_) return false;
+  int rc = server_->listen(kAdminBacklog, [this](int status) { on_connection(status); });
   if (rc != 0) {
     error = fmt::format("cannot listen on {}: {}", address.to_string(), uv_strerror(rc));
     server_.reset();
@@ -348,12 +312,7 @@ void AdminServer::on_connection(int status) {
     spdlog::warn("admin: accept failed: {}", uv_strerror(status));
     return;
   }
-  HandlePtr<Stream> client;
-  if (address_.kind == Address::Kind::kUnix) {
-    client = Pipe::create(loop_);
-  } else {
-    client = Tcp::create(loop_);
-  }
+  HandlePtr<Stream> client = new_peer_stream(loop_, address_);
   if (server_->accept(*client) != 0) return;
   if (connections_.size() >= kMaxConnections) {
     spdlog::warn("admin: {} connections open already (the limit): closing a new one", connections_.size());

@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "client_connection.h"
+#include "bind.h"
 #include "runner.h"
 
 namespace fc {
@@ -57,43 +58,9 @@ bool Listener::listen(const Address& address, int mode, int backlog, std::string
   address_ = address;
   if (backlog <= 0) backlog = kernel_max_backlog();
   max_connections_ = connection_budget();
-  int rc = 0;
-  if (address.kind == Address::Kind::kUnix) {
-    // Start-up only: synchronous file system calls are fine here.
-    std::error_code ec;
-    auto parent = std::filesystem::path(address.path).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
-    struct stat st {};
-    if (lstat(address.path.c_str(), &st) == 0) {
-      if (!S_ISSOCK(st.st_mode)) {
-        error = fmt::format("{}: exists and is not a socket", address.path);
-        return false;
-      }
-      unlink(address.path.c_str());  // a stale socket of an earlier run
-    }
-    auto pipe = Pipe::create(loop_);
-    rc = pipe->bind(address.path);
-    if (rc == 0 && chmod(address.path.c_str(), static_cast<mode_t>(mode)) != 0) {
-      error = fmt::format("chmod {:o} {}: {}", mode, address.path, std::strerror(errno));
-      return false;
-    }
-    server_ = std::move(pipe);
-  } else {
-    sockaddr_storage addr{};
-    if (address.host.find(':') != std::string::npos) {
-      rc = uv_ip6_addr(address.host.c_str(), address.port, reinterpret_cast<sockaddr_in6*>(&addr));
-    } else {
-      rc = uv_ip4_addr(address.host.c_str(), address.port, reinterpret_cast<sockaddr_in*>(&addr));
-    }
-    if (rc != 0) {
-      error = fmt::format("{}: not an IP address", address.host);
-      return false;
-    }
-    auto tcp = Tcp::create(loop_);
-    rc = tcp->bind(reinterpret_cast<const sockaddr*>(&addr));
-    server_ = std::move(tcp);
-  }
-  if (rc == 0) rc = server_->listen(backlog, [this](int status) { on_connection(status); });
+  server_ = bind_address(loop_, address, mode, error);
+  if (!server_) return false;
+  int rc = server_->listen(backlog, [this](int status) { on_connection(status); });
   if (rc != 0) {
     error = fmt::format("cannot listen on {}: {}", address.to_string(), uv_strerror(rc));
     server_.reset();
@@ -151,14 +118,7 @@ bool Listener::make_room() {
 
 void Listener::accept_pending() {
   if (!server_) return;
-  HandlePtr<Stream> client;
-  if (address_.kind == Address::Kind::kUnix) {
-    client = Pipe::create(loop_);
-  } else {
-    auto tcp = Tcp::create(loop_);
-    tcp->nodelay(true);
-    client = std::move(tcp);
-  }
+  HandlePtr<Stream> client = new_peer_stream(loop_, address_);
   int rc = server_->accept(*client);
   if (rc != 0) {
     spdlog::warn("accept on {} failed: {}", address_.to_string(), uv_strerror(rc));

@@ -72,43 +72,6 @@ std::string raise_open_file_limit() {
   return "open-file limit " + std::to_string(lim.rlim_cur);
 }
 
-// The major of a Node.js interpreter ("20"), or "" when it does not run.
-std::string node_major(const std::string& interpreter) {
-  if (interpreter.find('\'') != std::string::npos) return "";
-  std::string command = "'" + interpreter + "' --version 2>/dev/null";
-  FILE* p = popen(command.c_str(), "r");
-  if (!p) return "";
-  char buf[64] = {0};
-  size_t n = fread(buf, 1, sizeof buf - 1, p);
-  int status = pclose(p);
-  std::string version(buf, n);  // "v20.20.2\n"
-  if (status != 0 || version.size() < 2 || version[0] != 'v') return "";
-  return version.substr(1, version.find('.') - 1);
-}
-
-// FC's versioned nodejs names (nodejs18) run on the local Node.js: say so at
-// start when its major differs from the one named, and when the interpreter
-// is missing.  Start-up only (the loop is not running yet); `--version` runs
-// once per interpreter, and only for versioned names.
-void warn_on_nodejs_versions(const fc::RunnerConfig& config) {
-  std::map<std::string, std::string> majors;
-  for (const auto& fn : config.functions) {
-    if (fn.runtime != fc::Runtime::kNodejs) continue;
-    if (fn.interpreter.starts_with("/") && access(fn.interpreter.c_str(), X_OK) != 0) {
-      spdlog::warn("function {}: runtime nodejs: {} is not an executable; its instances will fail to start",
-                   fn.name, fn.interpreter);
-      continue;
-    }
-    if (fn.runtime_version.empty()) continue;
-    auto [it, inserted] = majors.emplace(fn.interpreter, "");
-    if (inserted) it->second = node_major(fn.interpreter);
-    if (!it->second.empty() && it->second != fn.runtime_version) {
-      spdlog::warn("function {}: runtime nodejs{} runs on the local Node.js {} ({})", fn.name,
-                   fn.runtime_version, it->second, fn.interpreter);
-    }
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,7 +145,6 @@ int main(int argc, char** argv) {
   spdlog::info("{}", raise_open_file_limit());
   fc::warn_about_runtime_versions(config);
   spdlog::info("{}", fc::MemoryLimit::init());
-  warn_on_nodejs_versions(config);
   uv_loop_t* loop = uv_default_loop();
   int status = 0;
   {

@@ -95,22 +95,49 @@ std::string python_version_of(const std::string& interpreter) {
   return std::regex_match(out, std::regex(R"(\d+\.\d+)")) ? out : std::string();
 }
 
+std::string node_major_of(const std::string& interpreter) {
+  if (interpreter.find('\'') != std::string::npos) return {};
+  std::string command = "'" + interpreter + "' --version 2>/dev/null";
+  FILE* p = popen(command.c_str(), "r");
+  if (!p) return {};
+  char buf[64] = {0};
+  size_t n = fread(buf, 1, sizeof buf - 1, p);
+  int status = pclose(p);
+  std::string version(buf, n);  // "v20.20.2\n"
+  if (status != 0 || version.size() < 2 || version[0] != 'v') return {};
+  return version.substr(1, version.find('.') - 1);
+}
+
 void warn_about_runtime_versions(const RunnerConfig& config) {
-  std::map<std::string, std::string> versions;  // interpreter -> version, asked once
+  // FC's versioned names ask for a version; the local interpreter runs it
+  // whatever its own (asked once per interpreter).
+  std::map<std::string, std::string> versions;
   for (const auto& fn : config.functions) {
-    if (fn.runtime != Runtime::kPython3) continue;
-    const std::string prefix = "python";
-    if (fn.runtime_name.size() <= prefix.size() + 1 || fn.runtime_name.find('.') == std::string::npos) continue;
-    std::string wanted = fn.runtime_name.substr(prefix.size());  // "3.10"
+    std::string wanted;
+    const char* language = "";
+    if (fn.runtime == Runtime::kPython3) {
+      language = "python";
+      const std::string prefix = "python";
+      if (fn.runtime_name.size() > prefix.size() + 1 && fn.runtime_name.find('.') != std::string::npos) {
+        wanted = fn.runtime_name.substr(prefix.size());  // "3.10"
+      }
+    } else if (fn.runtime == Runtime::kNodejs) {
+      language = "Node.js";
+      wanted = fn.runtime_version;  // "18"
+    }
+    if (wanted.empty()) continue;
     std::string interpreter = runtime_interpreter(fn);
     auto it = versions.find(interpreter);
-    if (it == versions.end()) it = versions.emplace(interpreter, python_version_of(interpreter)).first;
+    if (it == versions.end()) {
+      std::string local = fn.runtime == Runtime::kPython3 ? python_version_of(interpreter) : node_major_of(interpreter);
+      it = versions.emplace(interpreter, local).first;
+    }
     const std::string& local = it->second;
     if (local.empty()) {
       spdlog::warn("function {}: runtime {} asked for; cannot tell the version of {}", fn.name, fn.runtime_name,
                    interpreter);
     } else if (local != wanted) {
-      spdlog::warn("function {}: runtime {} runs on the local python {} ({})", fn.name, fn.runtime_name, local,
+      spdlog::warn("function {}: runtime {} runs on the local {} {} ({})", fn.name, fn.runtime_name, language, local,
                    interpreter);
     }
   }

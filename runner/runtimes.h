@@ -23,9 +23,12 @@ std::string runtime_interpreter(const FunctionConfig& fn);
 // "3.11" for a python interpreter, or "" when it cannot tell.  Blocking
 // (may run the interpreter): for start-up only, never on the loop.
 std::string python_version_of(const std::string& interpreter);
+// The major version of a Node.js interpreter ("20"), or empty.  Runs it.
+std::string node_major_of(const std::string& interpreter);
 
 // At start: one warning per function whose FC runtime name asks for another
-// python version than its interpreter has (python3.9 on a local 3.11).
+// version than its interpreter has (python3.9 on a local 3.11, nodejs18 on
+// a local Node.js 20).
 void warn_about_runtime_versions(const RunnerConfig& config);
 
 }  // namespace fc
