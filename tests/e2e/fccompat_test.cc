@@ -12,16 +12,6 @@
 namespace fc::e2e {
 namespace {
 
-std::pair<int, std::string> run(const std::string& cmd) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 // A stdlib HTTP server that answers "<greeting> <path> pid=<pid>" on the
 // port given as argv[1], or $FC_SERVER_PORT.
 constexpr const char* kStdlibApp = R"(import http.server, os, sys

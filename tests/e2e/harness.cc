@@ -269,6 +269,17 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
   return cond();
 }
 
+std::pair<int, std::string> run(const std::string& cmd) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  if (p == nullptr) return {-1, out};
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
 int connect_unix(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
@@ -377,15 +388,8 @@ std::string Gateway::nginx_conf(const std::string& server_body) const {
 std::pair<bool, std::string> Gateway::nginx_test_config(const std::string& server_conf) {
   std::string conf_path = path("nginx-test.conf");
   write_file(conf_path, nginx_conf(server_conf));
-  std::string cmd = "/usr/sbin/nginx -t -p " + dir() + " -e " + path("error-test.log") + " -c " +
-                    conf_path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WIFEXITED(status) && WEXITSTATUS(status) == 0, out};
+  auto [status, out] = run("/usr/sbin/nginx -t -p " + dir() + " -e " + path("error-test.log") + " -c " + conf_path);
+  return {status == 0, out};
 }
 
 void Gateway::start_runner() {

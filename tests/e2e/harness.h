@@ -167,6 +167,9 @@ extern const char* kPython;                       // /usr/bin/python3
 // Polls `cond` every 10 ms until true or `timeout`; returns its last value.
 bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds timeout);
 
+// Runs `cmd` with /bin/sh; returns (exit status or -1, stdout and stderr).
+std::pair<int, std::string> run(const std::string& cmd);
+
 // Connects to a unix socket; -1 on failure.
 int connect_unix(const std::string& path);
 
