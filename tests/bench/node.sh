@@ -10,21 +10,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-seconds=${BENCH_SECONDS:-10}
-rounds=${BENCH_ROUNDS:-2}
-cold_runs=${BENCH_COLD_RUNS:-20}
+source "$here/common.sh" node
 node=${BENCH_NODE:-/usr/bin/node}
-work=$(mktemp -d /tmp/fc-bench-node.XXXXXX)
-mkdir -p "$work/tmp"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 front=$(free_port); plain=$(free_port)
 
 setsid "$node" "$here/node/plain.js" "$plain" >"$work/plain.log" 2>&1 & pids+=($!)
@@ -111,26 +98,20 @@ for round in $(seq "$rounds"); do
   done
 done
 
-python3 - "$results" <<'PY'
-import re, sys
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-def latency(text, pct):
-    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
-    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
-import os
+python3 - "$results" "$here" <<'PY'
+import os, sys
+sys.path.insert(0, sys.argv[2])
+from wrk import parse
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
 PROCS = ("front nginx", "fc-runner", "nodejs instance", "plain node")
 runs = {}
 for line in open(sys.argv[1]):
     target, path, *ticks = line.split()
-    text = open(path).read()
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    r = parse(path)
+    requests = r["requests"]
     before, after = ticks[:4], ticks[4:]
     runs.setdefault(target, []).append({
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
-        "p50": latency(text, 50), "p99": latency(text, 99),
-        "errors": int(errors.group(1)) if errors else 0,
+        **r,
         **{name: (int(a) - int(b)) * TICK_US / max(requests, 1) for name, b, a in zip(PROCS, before, after)}})
 keys = ("rps", "p50", "p99", "errors") + PROCS
 rows = {t: {k: sum(r[k] for r in rs) / len(rs) for k in keys} for t, rs in runs.items()}

@@ -12,21 +12,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-seconds=${BENCH_SECONDS:-10}
-rounds=${BENCH_ROUNDS:-2}
-cold_runs=${BENCH_COLD_RUNS:-20}
+source "$here/common.sh" py
 code="$here/python"
-work=$(mktemp -d /tmp/fc-bench-py.XXXXXX)
-mkdir -p "$work/tmp"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 front=$(free_port); uwsgi_port=$(free_port); gunicorn_port=$(free_port)
 
 cat > "$work/fc-runner.yaml" <<YAML

@@ -11,23 +11,7 @@ import subprocess
 import sys
 import time
 
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def latency_ms(text, pct):
-    import re
-    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
-    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
-
-
-def parse(path):
-    import re
-    text = open(path).read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {"rps": rps, "p50": latency_ms(text, 50), "p99": latency_ms(text, 99),
-            "errors": int(errors.group(1)) if errors else 0}
-
+from wrk import parse
 
 results, front, prefix, n, code_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
 TICK_US = 1e6 / os.sysconf("SC_CLK_TCK")
@@ -35,7 +19,7 @@ runs = {}
 for line in open(results):
     target, path, front_ticks, backend_ticks, runner_ticks = line.split()
     r = parse(path)
-    requests = float(re.search(r"(\d+) requests in", open(path).read()).group(1))
+    requests = r["requests"]
     r["front_us"] = int(front_ticks) * TICK_US / requests
     r["backend_us"] = int(backend_ticks) * TICK_US / requests
     r["runner_us"] = int(runner_ticks) * TICK_US / requests if target.startswith("fc") else 0.0

@@ -1,22 +1,7 @@
 """Turns wrk --latency outputs into the benchmark table (best round each)."""
-import re
 import sys
 
-UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def latency_ms(text, pct):
-    m = re.search(r"^\s*%s%%\s+([\d.]+)(us|ms|s)\s*$" % pct, text, re.M)
-    return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
-
-
-def parse(path):
-    text = open(path).read()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    return {"rps": rps, "p50": latency_ms(text, 50), "p99": latency_ms(text, 99),
-            "errors": int(errors.group(1)) if errors else 0}
-
+from wrk import parse
 
 runs = {}
 for line in open(sys.argv[1]):

@@ -12,19 +12,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-seconds=${BENCH_SECONDS:-10}
-rounds=${BENCH_ROUNDS:-2}
-work=$(mktemp -d /tmp/fc-bench.XXXXXX)
-mkdir -p "$work/tmp" "$work/fn"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$here/common.sh" run
+mkdir -p "$work/fn"
 front=$(free_port); backend=$(free_port)
 
 setsid "$here/backend.sh" "$backend" >"$work/backend.log" 2>&1 & pids+=($!)
