@@ -45,8 +45,18 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         sys.stderr.write("hardening_app: " + (fmt % args) + "\n")
 
+    def leave(self):
+        # Before the reply goes out: once the runner has the response it may
+        # send the next request at once, and that one must not count this one.
+        global inflight
+        if getattr(self, "counted", False):
+            self.counted = False
+            with lock:
+                inflight -= 1
+
     def reply(self, payload, status=200):
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.leave()
         self.send_response(status)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -68,6 +78,7 @@ class Handler(BaseHTTPRequestHandler):
             peak = max(peak, inflight)
             with open(os.path.join(STATE_DIR, "peak-%d" % PID), "w") as f:
                 f.write(str(peak))
+        self.counted = True
         try:
             if url.path == "/sleep":
                 time.sleep(float(arg("s", "1")))
@@ -104,8 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 self.reply({"pid": PID})
         finally:
-            with lock:
-                inflight -= 1
+            self.leave()
 
     do_GET = handle_any
     do_POST = handle_any
