@@ -1,5 +1,6 @@
 // fc-runner: the sidecar daemon of fc-gateway (DESIGN §1).
 //   fc-runner --config FILE [--check]
+//   fc-runner status|reload|invoke|check ...   (the operator's CLI, cli.h)
 //   fc-runner import S.YAML [--runner-config OUT] [--nginx-locations OUT]   (import.h)
 //   fc-runner --exec-instance PID -- CMD ARGS...   (internal: the instance guard)
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include <map>
 #include <string>
 
+#include "cli.h"
 #include "config.h"
 #include "guard.h"
 #include "import.h"
@@ -32,6 +34,7 @@ namespace {
 void usage(FILE* out) {
   std::fprintf(out,
                "usage: fc-runner --config FILE [--check]\n"
+               "       fc-runner status|reload|invoke|check ...   (fc-runner status --help)\n"
                "       fc-runner import S.YAML [--runner-config OUT.yaml] [--nginx-locations OUT.conf]\n"
                "\n"
                "Runs the functions of FILE (YAML, Serverless Devs s.yaml property names)\n"
@@ -77,10 +80,18 @@ std::string raise_open_file_limit() {
 int main(int argc, char** argv) {
   if (fc::is_guard_invocation(argc, argv)) return fc::run_guard(argc, argv);
   if (argc >= 2 && std::strcmp(argv[1], "import") == 0) return fc::run_import(argc - 1, argv + 1);
+  if (argc >= 2 && fc::is_cli_command(argv[1])) return fc::run_cli(argc - 1, argv + 1);
 
   std::string config_path;
   bool check = false;
-  for (int i = 1; i < argc; i++) {
+  int first = 1;
+  // `fc-runner check [--config F]` is --check, with the CLI's default config.
+  if (argc >= 2 && std::strcmp(argv[1], "check") == 0) {
+    check = true;
+    config_path = fc::kDefaultConfigPath;
+    first = 2;
+  }
+  for (int i = first; i < argc; i++) {
     std::string arg = argv[i];
     if (arg == "--config" && i + 1 < argc) {
       config_path = argv[++i];
