@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <spdlog/spdlog.h>
 
@@ -17,7 +18,39 @@ namespace {
 constexpr const char* kDefaultPython = "/usr/bin/python3";
 constexpr const char* kDefaultNode = "/usr/bin/node";
 
+// The installed layout, relative to the binary's directory (PREFIX/bin).
+constexpr const char* kInstalledRuntimesDir = "../lib/fc-runner/runtimes";
+
+// PREFIX/lib/fc-runner/runtimes when this binary is an installed one, else "".
+std::string installed_runtimes_dir() {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return {};
+  std::string dir(exe, static_cast<size_t>(n));
+  dir = dir.substr(0, dir.rfind('/') + 1) + kInstalledRuntimesDir;
+  char resolved[PATH_MAX];
+  if (!realpath(dir.c_str(), resolved)) return {};
+  std::string found = resolved;
+  return access((found + "/nodejs/bootstrap.js").c_str(), R_OK) == 0 ? found : std::string();
+}
+
 }  // namespace
+
+const std::string& runtimes_dir() {
+  static const std::string dir = [] {
+    std::string installed = installed_runtimes_dir();
+    return installed.empty() ? std::string(FC_RUNTIMES_DIR) : installed;
+  }();
+  return dir;
+}
+
+const std::string& python3_extension_dir() {
+  static const std::string dir = [] {
+    std::string installed = installed_runtimes_dir();
+    return installed.empty() ? std::string(FC_PYTHON3_EXTENSION_DIR) : installed + "/python3";
+  }();
+  return dir;
+}
 
 std::string runtime_interpreter(const FunctionConfig& fn) {
   if (!fn.interpreter.empty()) return fn.interpreter;
@@ -48,7 +81,7 @@ std::vector<std::string> runtime_command(const FunctionConfig& fn) {
       // the native host runs that many worker threads.
       argv.push_back(runtime_interpreter(fn));
       argv.push_back(builtin_bootstrap(fn.runtime));
-      argv.push_back(FC_PYTHON3_EXTENSION_DIR);
+      argv.push_back(python3_extension_dir());
       argv.push_back(std::to_string(fn.instance_concurrency));
       if (fn.pre_stop) argv.push_back(fn.pre_stop->handler);  // FC's preStop handler: module.function
       break;
@@ -63,9 +96,9 @@ std::vector<std::string> runtime_command(const FunctionConfig& fn) {
 std::string builtin_bootstrap(Runtime runtime) {
   switch (runtime) {
     case Runtime::kPython3:
-      return std::string(FC_RUNTIMES_DIR) + "/python3/bootstrap.py";
+      return runtimes_dir() + "/python3/bootstrap.py";
     case Runtime::kNodejs:
-      return std::string(FC_RUNTIMES_DIR) + "/nodejs/bootstrap.js";
+      return runtimes_dir() + "/nodejs/bootstrap.js";
     case Runtime::kCustom:
       break;
   }

@@ -17,6 +17,13 @@ std::vector<std::string> runtime_command(const FunctionConfig& fn);
 // custom runtimes.
 std::string builtin_bootstrap(Runtime runtime);
 
+// Where the built-in runtimes live.  Installed (make install, the fc-runner
+// package) they are PREFIX/lib/fc-runner/runtimes beside PREFIX/bin/fc-runner,
+// python3's native host in its python3/ directory; a binary anywhere else
+// (the build tree's, a test's copy) uses the source and build trees'.
+const std::string& runtimes_dir();
+const std::string& python3_extension_dir();
+
 // The interpreter a built-in runtime function runs under.
 std::string runtime_interpreter(const FunctionConfig& fn);
 
