@@ -6,6 +6,8 @@
 #   make run     build, then serve conf-examples/quickstart on 127.0.0.1:8080
 #   make bench   wrk benchmarks (tests/bench/)
 #   make fuzz    run the wire-protocol fuzzer for 60 s
+#   make install / uninstall   PREFIX (/usr/local), DESTDIR; Debian's nginx layout (packaging/install.sh)
+#   make deb     build/deb/libnginx-mod-http-fc_*.deb and fc-runner_*.deb (dpkg-deb)
 
 SHELL      := /bin/bash
 ROOT       := $(CURDIR)
@@ -26,7 +28,13 @@ DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev python3-prometh
 
 MODULE_SOURCES := config $(wildcard ngx_module/*.c ngx_module/*.h) src/fc_proto.c src/fc_proto.h src/fc_limits.h
 
-.PHONY: all deps module runner tests test run bench fuzz clean npm-modules
+# make install: see packaging/install.sh for each directory.
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+INSTALL_ENV = DESTDIR="$(DESTDIR)" PREFIX="$(PREFIX)" BUILD="$(BUILD)" \
+	$(foreach v,SYSCONFDIR SYSTEMD_UNIT_DIR SYSUSERS_DIR NGX_MODULES_DIR NGX_MODULES_AVAILABLE NGX_MODULES_ENABLED,$(if $($(v)),$(v)="$($(v))"))
+
+.PHONY: all deps module runner tests test run bench fuzz clean npm-modules install uninstall deb
 
 all: module runner
 
@@ -80,6 +88,15 @@ bench: deps all
 
 fuzz: deps
 	@exec $(ROOT)/tests/fuzz/run.sh 60
+
+install: all
+	@$(INSTALL_ENV) $(ROOT)/packaging/install.sh install
+
+uninstall:
+	@$(INSTALL_ENV) $(ROOT)/packaging/install.sh uninstall
+
+deb: all
+	@BUILD="$(BUILD)" NGX_SRC="$(NGX_SRC)" $(ROOT)/packaging/deb.sh
 
 clean:
 	rm -rf $(BUILD)
