@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
 # `make run`: serve the quickstart functions on 127.0.0.1:8080 through real
 # nginx + fc-runner, in the foreground.  Ctrl-C stops both and every instance.
+# FC_QUICKSTART_PORT (default 8080) and FC_QUICKSTART_RUNNER_PORT (9100)
+# move it elsewhere, e.g. when those ports are taken.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 prefix="$root/build/quickstart"
 mkdir -p "$prefix/tmp"
+
+port=${FC_QUICKSTART_PORT:-8080}
+runner_port=${FC_QUICKSTART_RUNNER_PORT:-9100}
+nginx_conf="$here/nginx.conf"
+runner_conf="$here/fc-runner.yaml"
+if [ "$port" != 8080 ] || [ "$runner_port" != 9100 ]; then
+  # Copies with those ports in the prefix (codeUri made absolute: it is
+  # relative to the config file).
+  nginx_conf="$prefix/nginx.conf"
+  runner_conf="$prefix/fc-runner.yaml"
+  sed -e "s/127\.0\.0\.1:8080/127.0.0.1:$port/g" -e "s/127\.0\.0\.1:9100/127.0.0.1:$runner_port/g" \
+    "$here/nginx.conf" >"$nginx_conf"
+  sed -e "s/127\.0\.0\.1:9100/127.0.0.1:$runner_port/g" -e "s#codeUri: \./#codeUri: $here/#" \
+    "$here/fc-runner.yaml" >"$runner_conf"
+fi
 
 runner_pid=""
 nginx_pid=""
@@ -19,19 +36,19 @@ trap stop INT TERM EXIT
 
 # Its own session: Ctrl-C reaches the runner once, as the SIGTERM below (a
 # second signal would abort in-flight requests instead of draining them).
-setsid "$root/build/fc-runner" --config "$here/fc-runner.yaml" &
+setsid "$root/build/fc-runner" --config "$runner_conf" &
 runner_pid=$!
 
 user_directive=()
 [ "$(id -u)" = 0 ] && user_directive=(-g "user root;")
-/usr/sbin/nginx -p "$prefix/" -c "$here/nginx.conf" "${user_directive[@]}" &
+/usr/sbin/nginx -p "$prefix/" -c "$nginx_conf" "${user_directive[@]}" &
 nginx_pid=$!
 
-echo "fc-gateway quickstart on http://127.0.0.1:8080/  (Ctrl-C stops)"
-echo "  curl http://127.0.0.1:8080/hello"
-echo "  curl http://127.0.0.1:8080/flask/"
-echo "  curl http://127.0.0.1:8080/python"
-echo "  curl -d 'to be or not to be' http://127.0.0.1:8080/wordcount"
-echo "  curl 'http://127.0.0.1:8080/node?name=you'"
+echo "fc-gateway quickstart on http://127.0.0.1:$port/  (Ctrl-C stops)"
+echo "  curl http://127.0.0.1:$port/hello"
+echo "  curl http://127.0.0.1:$port/flask/"
+echo "  curl http://127.0.0.1:$port/python"
+echo "  curl -d 'to be or not to be' http://127.0.0.1:$port/wordcount"
+echo "  curl 'http://127.0.0.1:$port/node?name=you'"
 # Whichever exits first ends the quickstart.
 wait -n "$runner_pid" "$nginx_pid" || true
