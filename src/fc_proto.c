@@ -216,19 +216,37 @@ typedef struct {
 } fc_writer_t;
 
 
-static void
-fc_put(fc_writer_t *w, const void *data, size_t len)
+/*
+ * Room for len bytes at the end, or NULL when the buffer is short or the
+ * payload over the limit; either way the length is counted.
+ */
+static inline uint8_t *
+fc_reserve(fc_writer_t *w, size_t len)
 {
+    uint8_t  *p;
+
     if (len > FC_MAX_META_PAYLOAD || w->used > FC_MAX_META_PAYLOAD) {
         w->oversize = 1;
-        return;
+        return NULL;
     }
 
-    if (w->used <= w->cap && len <= w->cap - w->used) {
-        memcpy(w->buf + w->used, data, len);
-    }
-
+    p = (w->used <= w->cap && len <= w->cap - w->used) ? w->buf + w->used
+                                                        : NULL;
     w->used += len;
+
+    return p;
+}
+
+
+static inline void
+fc_put_byte(fc_writer_t *w, uint8_t b)
+{
+    uint8_t  *p;
+
+    p = fc_reserve(w, 1);
+    if (p) {
+        *p = b;
+    }
 }
 
 
@@ -236,27 +254,27 @@ fc_put(fc_writer_t *w, const void *data, size_t len)
 static void
 fc_put_be(fc_writer_t *w, uint8_t type, uint64_t v, size_t n)
 {
-    size_t   i;
-    uint8_t  b[9];
+    size_t    i;
+    uint8_t  *p;
 
-    b[0] = type;
-    for (i = n; i > 0; i--) {
-        b[i] = (uint8_t) v;
-        v >>= 8;
+    p = fc_reserve(w, n + 1);
+    if (p == NULL) {
+        return;
     }
 
-    fc_put(w, b, n + 1);
+    p[0] = type;
+    for (i = n; i > 0; i--) {
+        p[i] = (uint8_t) v;
+        v >>= 8;
+    }
 }
 
 
 static void
 fc_put_uint(fc_writer_t *w, uint64_t v)
 {
-    uint8_t  b;
-
     if (v < 128) {
-        b = (uint8_t) v;                        /* positive fixint */
-        fc_put(w, &b, 1);
+        fc_put_byte(w, (uint8_t) v);            /* positive fixint */
 
     } else if (v <= UINT8_MAX) {
         fc_put_be(w, 0xcc, v, 1);
@@ -276,14 +294,11 @@ fc_put_uint(fc_writer_t *w, uint64_t v)
 static void
 fc_put_int(fc_writer_t *w, int64_t v)
 {
-    uint8_t  b;
-
     if (v >= 0) {
         fc_put_uint(w, (uint64_t) v);
 
     } else if (v >= -32) {
-        b = (uint8_t) (0xe0 | (v & 0x1f));      /* negative fixint */
-        fc_put(w, &b, 1);
+        fc_put_byte(w, (uint8_t) (0xe0 | (v & 0x1f)));  /* negative fixint */
 
     } else if (v >= INT8_MIN) {
         fc_put_be(w, 0xd0, (uint64_t) v, 1);
@@ -304,11 +319,8 @@ fc_put_int(fc_writer_t *w, int64_t v)
 static void
 fc_put_container(fc_writer_t *w, uint8_t fix, size_t n)
 {
-    uint8_t  b;
-
     if (n < 16) {
-        b = (uint8_t) (fix | n);
-        fc_put(w, &b, 1);
+        fc_put_byte(w, (uint8_t) (fix | n));
 
     } else if (n <= UINT16_MAX) {
         fc_put_be(w, fix == 0x90 ? 0xdc : 0xde, n, 2);
@@ -319,24 +331,27 @@ fc_put_container(fc_writer_t *w, uint8_t fix, size_t n)
 }
 
 
-/* A short string (< 32 bytes: fixstr), header and body in one write. */
-static void
+/* A short string (< 32 bytes: fixstr), header and body in one reserve. */
+static inline void
 fc_put_fixstr(fc_writer_t *w, const char *data, size_t len)
 {
-    uint8_t  b[1 + 31];
+    uint8_t  *p;
 
-    b[0] = (uint8_t) (0xa0 | len);
-    if (len) {
-        memcpy(b + 1, data, len);
+    p = fc_reserve(w, 1 + len);
+    if (p) {
+        p[0] = (uint8_t) (0xa0 | len);
+        if (len) {
+            memcpy(p + 1, data, len);
+        }
     }
-
-    fc_put(w, b, 1 + len);
 }
 
 
 static void
 fc_put_str(fc_writer_t *w, const fc_str_t *s)
 {
+    uint8_t  *p;
+
     if (s->len > FC_MAX_META_PAYLOAD) {
         /* also keeps the u32 length field from truncating */
         w->oversize = 1;
@@ -358,7 +373,10 @@ fc_put_str(fc_writer_t *w, const fc_str_t *s)
         fc_put_be(w, 0xdb, s->len, 4);
     }
 
-    fc_put(w, s->data, s->len);
+    p = fc_reserve(w, s->len);
+    if (p) {
+        memcpy(p, s->data, s->len);
+    }
 }
 
 
@@ -455,7 +473,6 @@ int
 fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
     size_t *written)
 {
-    uint8_t      b;
     fc_writer_t  w;
 
     if (resp->nheaders > FC_MAX_HEADERS) {
@@ -471,8 +488,7 @@ fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
     fc_put_key(&w, "headers");
     fc_put_headers(&w, resp->headers, resp->nheaders);
     fc_put_key(&w, "cold_start");
-    b = resp->cold_start ? 0xc3 : 0xc2;
-    fc_put(&w, &b, 1);
+    fc_put_byte(&w, resp->cold_start ? 0xc3 : 0xc2);
     fc_put_key(&w, "instance");
     fc_put_str(&w, &resp->instance);
 
@@ -798,7 +814,7 @@ fc_get_be(const uint8_t *p, size_t n)
  * consumed with it, a container's elements are not.  Bounds are checked
  * again even though the payload was checked: a reader never trusts that.
  */
-static int
+static inline int
 fc_read(fc_reader_t *r, fc_mp_obj_t *o)
 {
     uint8_t   b;
@@ -812,6 +828,12 @@ fc_read(fc_reader_t *r, fc_mp_obj_t *o)
     b = *r->p++;
     n = 0;          /* length field or value bytes after the type byte */
     body = 0;       /* bytes after those, consumed as well */
+
+    if ((b & 0xe0) == 0xa0) {
+        o->type = FC_MP_STR;                /* fixstr: most of a message */
+        o->len = b & 0x1f;
+        goto str;
+    }
 
     if (b <= 0x7f) {
         o->type = FC_MP_UINT;
@@ -1012,15 +1034,25 @@ fc_read_map(const uint8_t *payload, size_t len, fc_reader_t *r,
 }
 
 
-/* Returns the index of a string key in names[], or -1 (unknown: ignored). */
-static int
+/*
+ * Returns the index of a string key in names[], or -1 (unknown: ignored).
+ * The encoders write the keys in names[] order, so `hint` (the index after
+ * the previous key) is tried first.
+ */
+static inline int
 fc_key_index(const fc_mp_obj_t *key, const char *const *names,
-    const uint8_t *lens, int n)
+    const uint8_t *lens, int n, int hint)
 {
     int  i;
 
     if (key->type != FC_MP_STR) {
         return -1;
+    }
+
+    if (hint < n && lens[hint] == key->len
+        && memcmp(names[hint], key->s, key->len) == 0)
+    {
+        return hint;
     }
 
     for (i = 0; i < n; i++) {
@@ -1206,12 +1238,13 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
     fc_field_pt field, void *out, fc_reader_t *headers_at,
     fc_mp_obj_t *headers)
 {
-    int          rc, key;
+    int          rc, key, hint;
     uint64_t     i;
     unsigned     seen;
     fc_mp_obj_t  k, v;
 
     seen = 0;
+    hint = 0;
 
     for (i = 0; i < pairs; i++) {
         rc = fc_read(r, &k);
@@ -1219,7 +1252,7 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
             return rc;
         }
 
-        key = fc_key_index(&k, names, lens, nkeys);
+        key = fc_key_index(&k, names, lens, nkeys, hint);
 
         if (key < 0) {
             /* an unknown key (or a key that is a container) and its value */
@@ -1240,6 +1273,7 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
             return FC_ESCHEMA;
         }
         seen |= 1u << key;
+        hint = key + 1;
 
         rc = fc_read(r, &v);
         if (rc != FC_OK) {
