@@ -616,157 +616,18 @@ fc_error_size_bound(const fc_error_t *err)
 
 /* ---- decoding ---------------------------------------------------------- */
 
-/*
- * Checks that buf[0..len) is exactly one well-formed msgpack object before
- * the decoder walks it, so a malformed payload is FC_EMSGPACK whatever its
- * fields say.  Every element a container still owes must fit in the bytes
- * left (each takes at least one), so "array32 of 4G elements" in 5 bytes is
- * refused at once.  Nesting is capped (msgpack-c's own cap is 32,
- * MSGPACK_EMBED_STACK_SIZE; our maps need 3 levels).  No recursion.
- */
+/* Containers open at once, at most (msgpack-c's own cap is 32,
+ * MSGPACK_EMBED_STACK_SIZE; our maps need 3 levels). */
 #define FC_MSGPACK_MAX_DEPTH  16
 
-static int
-fc_msgpack_check(const uint8_t *buf, size_t len)
-{
-    int       container;
-    uint8_t   b;
-    size_t    pos, lenlen, skip, extra, i, depth;
-    uint64_t  owed, count, v;
-    uint64_t  left[FC_MSGPACK_MAX_DEPTH];  /* elements left per open level */
-
-    pos = 0;
-    depth = 0;
-    owed = 1;           /* objects not yet started: the root */
-
-    for ( ;; ) {
-
-        if (pos >= len) {
-            return FC_EMSGPACK;         /* truncated */
-        }
-
-        b = buf[pos++];
-        owed--;
-
-        container = 0;
-        count = 0;      /* container elements */
-        lenlen = 0;     /* size of a big-endian length field */
-        extra = 0;      /* bytes after the length field besides the body */
-        skip = 0;       /* fixed-size body */
-
-        if (b <= 0x7f || b >= 0xe0) {
-            /* fixint */
-
-        } else if (b <= 0x8f) {
-            container = 1;
-            count = 2 * (uint64_t) (b & 0x0f);
-
-        } else if (b <= 0x9f) {
-            container = 1;
-            count = b & 0x0f;
-
-        } else if (b <= 0xbf) {
-            skip = b & 0x1f;
-
-        } else {
-            switch (b) {
-            case 0xc0: case 0xc2: case 0xc3:
-                break;
-            case 0xc4: case 0xd9: lenlen = 1; break;        /* bin8, str8 */
-            case 0xc5: case 0xda: lenlen = 2; break;        /* ... 16 */
-            case 0xc6: case 0xdb: lenlen = 4; break;        /* ... 32 */
-            case 0xc7: lenlen = 1; extra = 1; break;        /* ext8 */
-            case 0xc8: lenlen = 2; extra = 1; break;        /* ext16 */
-            case 0xc9: lenlen = 4; extra = 1; break;        /* ext32 */
-            case 0xca: skip = 4; break;                     /* float32 */
-            case 0xcb: skip = 8; break;                     /* float64 */
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;                     /* fixext1 */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;                    /* fixext16 */
-            case 0xdc: case 0xde: lenlen = 2; container = 1; break;
-            case 0xdd: case 0xdf: lenlen = 4; container = 1; break;
-            default:
-                return FC_EMSGPACK;     /* 0xc1: never used */
-            }
-        }
-
-        if (lenlen > 0) {
-            if (lenlen > len - pos) {
-                return FC_EMSGPACK;
-            }
-
-            v = 0;
-            for (i = 0; i < lenlen; i++) {
-                v = (v << 8) | buf[pos++];
-            }
-
-            if (b == 0xde || b == 0xdf) {
-                count = 2 * v;
-
-            } else if (container) {
-                count = v;
-
-            } else {
-                if (v > len - pos) {
-                    return FC_EMSGPACK;
-                }
-                skip = (size_t) v + extra;
-            }
-        }
-
-        if (skip > len - pos) {
-            return FC_EMSGPACK;
-        }
-        pos += skip;
-
-        if (container) {
-            if (depth == FC_MSGPACK_MAX_DEPTH) {
-                return FC_EMSGPACK;     /* msgpack-c would refuse it too */
-            }
-
-            if (count > 0) {
-                owed += count;
-                if (owed > len - pos) {
-                    return FC_EMSGPACK;
-                }
-
-                left[depth++] = count;
-                continue;
-            }
-        }
-
-        /* one object complete: close every container it completes */
-
-        while (depth > 0) {
-            if (--left[depth - 1] > 0) {
-                break;
-            }
-            depth--;
-        }
-
-        if (depth == 0) {
-            break;
-        }
-    }
-
-    if (pos != len) {
-        return FC_EMSGPACK;             /* trailing bytes */
-    }
-
-    return FC_OK;
-}
-
 
 /*
- * The decoder reads the payload in place, once fc_msgpack_check() has found
- * it to be exactly one well-formed object: no msgpack-c zone (a malloc and a
- * free per message), no object tree.  The types follow msgpack-c's
+ * The decoder reads the payload in place, in one pass: no msgpack-c zone (a
+ * malloc and a free per message), no object tree.  The payload must be
+ * exactly one well-formed object: a truncated one, trailing bytes, a
+ * container deeper than FC_MSGPACK_MAX_DEPTH (walked without recursion) or
+ * one whose element count cannot fit in the bytes left ("array32 of 4G
+ * elements" in 5 bytes) is FC_EMSGPACK.  The types follow msgpack-c's
  * (msgpack_object_type): a signed integer >= 0 is a positive integer, str
  * and bin both count as strings.
  */
@@ -850,13 +711,13 @@ fc_read(fc_reader_t *r, fc_mp_obj_t *o)
     if (b <= 0x8f) {
         o->type = FC_MP_MAP;
         o->u = b & 0x0f;
-        return FC_OK;
+        goto container;
     }
 
     if (b <= 0x9f) {
         o->type = FC_MP_ARRAY;
         o->u = b & 0x0f;
-        return FC_OK;
+        goto container;
     }
 
     if (b <= 0xbf) {
@@ -929,12 +790,12 @@ fc_read(fc_reader_t *r, fc_mp_obj_t *o)
     case 0xdc: case 0xdd:
         o->type = FC_MP_ARRAY;
         o->u = v;
-        return FC_OK;
+        goto container;
 
     case 0xde: case 0xdf:
         o->type = FC_MP_MAP;
         o->u = v;
-        return FC_OK;
+        goto container;
 
     case 0xc7: case 0xc8: case 0xc9:
         body += (size_t) v;
@@ -963,33 +824,63 @@ str:
     r->p += o->len;
 
     return FC_OK;
+
+container:
+
+    /* every element takes at least one byte */
+    if ((o->type == FC_MP_MAP ? 2 * o->u : o->u) > (uint64_t) (r->end - r->p)) {
+        return FC_EMSGPACK;
+    }
+
+    return FC_OK;
 }
 
 
-/* Skips one whole value (a container with all it holds); no recursion. */
+/*
+ * Skips one whole value (a container with all it holds) that sits inside
+ * `depth` open containers; no recursion.
+ */
 static int
-fc_skip(fc_reader_t *r, const fc_mp_obj_t *first)
+fc_skip(fc_reader_t *r, const fc_mp_obj_t *first, size_t depth)
 {
     int          rc;
-    uint64_t     owed;
+    size_t       open;
+    uint64_t     n;
+    uint64_t     left[FC_MSGPACK_MAX_DEPTH];    /* elements left per level */
     fc_mp_obj_t  o;
 
-    owed = 0;
+    open = 0;
     o = *first;
 
     for ( ;; ) {
-        if (o.type == FC_MP_ARRAY) {
-            owed += o.u;
 
-        } else if (o.type == FC_MP_MAP) {
-            owed += 2 * o.u;
+        if (o.type == FC_MP_ARRAY || o.type == FC_MP_MAP) {
+            if (depth + open >= FC_MSGPACK_MAX_DEPTH) {
+                return FC_EMSGPACK;
+            }
+
+            n = (o.type == FC_MP_MAP) ? 2 * o.u : o.u;
+
+            if (n > 0) {
+                left[open++] = n;
+                goto next;
+            }
         }
 
-        if (owed == 0) {
+        /* one object complete: close every container it completes */
+
+        while (open > 0) {
+            if (--left[open - 1] > 0) {
+                break;
+            }
+            open--;
+        }
+
+        if (open == 0) {
             return FC_OK;
         }
 
-        owed--;
+    next:
 
         rc = fc_read(r, &o);
         if (rc != FC_OK) {
@@ -1009,11 +900,6 @@ fc_read_map(const uint8_t *payload, size_t len, fc_reader_t *r,
 
     if (len > FC_MAX_META_PAYLOAD) {
         return FC_ETOOBIG;
-    }
-
-    rc = fc_msgpack_check(payload, len);
-    if (rc != FC_OK) {
-        return rc;
     }
 
     r->p = payload;
@@ -1256,12 +1142,12 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
 
         if (key < 0) {
             /* an unknown key (or a key that is a container) and its value */
-            rc = fc_skip(r, &k);
+            rc = fc_skip(r, &k, 1);
             if (rc == FC_OK) {
                 rc = fc_read(r, &v);
             }
             if (rc == FC_OK) {
-                rc = fc_skip(r, &v);
+                rc = fc_skip(r, &v, 1);
             }
             if (rc != FC_OK) {
                 return rc;
@@ -1288,13 +1174,17 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
         } else {
             rc = field(key, &v, out);
             if (rc == FC_OK) {
-                rc = fc_skip(r, &v);    /* a container where a scalar belongs */
+                rc = fc_skip(r, &v, 1);     /* (a scalar: nothing to skip) */
             }
         }
 
         if (rc != FC_OK) {
             return rc;
         }
+    }
+
+    if (r->p != r->end) {
+        return FC_EMSGPACK;             /* trailing bytes */
     }
 
     return (seen & required) == required ? FC_OK : FC_ESCHEMA;
