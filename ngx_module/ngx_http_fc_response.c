@@ -532,9 +532,8 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_memcpy(h->value.data, value->data, value->len);
     h->value.data[value->len] = '\0';
 
-    ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
-
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    /* lowercase and hash in one pass */
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
 
     hh = ngx_hash_find(&umcf->headers_in_hash, h->hash,
                        h->lowcase_key, h->key.len);

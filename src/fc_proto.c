@@ -533,19 +533,19 @@ fc_bound_add(size_t a, size_t b)
 }
 
 
-static size_t
-fc_bound_key(const char *key)
-{
-    return 1 + strlen(key);
-}
+/* A key (a literal: sizeof counts its fixstr header byte for the NUL). */
+#define fc_bound_key(key)  sizeof(key)
 
 
 static size_t
-fc_bound_str(size_t acc, const char *key, const fc_str_t *s)
+fc_bound_strn(size_t acc, size_t key_bound, const fc_str_t *s)
 {
-    acc = fc_bound_add(acc, fc_bound_key(key) + FC_MP_STR_HDR);
+    acc = fc_bound_add(acc, key_bound + FC_MP_STR_HDR);
     return fc_bound_add(acc, s->len);
 }
+
+
+#define fc_bound_str(acc, key, s)  fc_bound_strn(acc, fc_bound_key(key), s)
 
 
 static size_t
@@ -675,6 +675,9 @@ fc_get_be(const uint8_t *p, size_t n)
  * consumed with it, a container's elements are not.  Bounds are checked
  * again even though the payload was checked: a reader never trusts that.
  */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
 static inline int
 fc_read(fc_reader_t *r, fc_mp_obj_t *o)
 {
