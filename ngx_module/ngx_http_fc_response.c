@@ -225,17 +225,24 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
             goto invalid;
         }
 
+        /* the common bytes take one comparison each */
+
         for (k = 0; k < name.len; k++) {
-            if (name.data[k] <= ' ' || name.data[k] == ':'
-                || name.data[k] == 0x7f)
+            if (name.data[k] <= ':'
+                && (name.data[k] <= ' ' || name.data[k] == ':'))
             {
+                goto invalid;
+            }
+
+            if (name.data[k] == 0x7f) {
                 goto invalid;
             }
         }
 
         for (k = 0; k < value.len; k++) {
-            if (value.data[k] == '\0' || value.data[k] == CR
-                || value.data[k] == LF)
+            if (value.data[k] <= CR
+                && (value.data[k] == '\0' || value.data[k] == CR
+                    || value.data[k] == LF))
             {
                 goto invalid;
             }
