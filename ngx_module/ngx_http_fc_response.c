@@ -225,17 +225,24 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
             goto invalid;
         }
 
+        /* the common bytes take one comparison each */
+
         for (k = 0; k < name.len; k++) {
-            if (name.data[k] <= ' ' || name.data[k] == ':'
-                || name.data[k] == 0x7f)
+            if (name.data[k] <= ':'
+                && (name.data[k] <= ' ' || name.data[k] == ':'))
             {
+                goto invalid;
+            }
+
+            if (name.data[k] == 0x7f) {
                 goto invalid;
             }
         }
 
         for (k = 0; k < value.len; k++) {
-            if (value.data[k] == '\0' || value.data[k] == CR
-                || value.data[k] == LF)
+            if (value.data[k] <= CR
+                && (value.data[k] == '\0' || value.data[k] == CR
+                    || value.data[k] == LF))
             {
                 goto invalid;
             }
@@ -532,9 +539,8 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_memcpy(h->value.data, value->data, value->len);
     h->value.data[value->len] = '\0';
 
-    ngx_strlow(h->lowcase_key, h->key.data, h->key.len);
-
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+    /* lowercase and hash in one pass */
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
 
     hh = ngx_hash_find(&umcf->headers_in_hash, h->hash,
                        h->lowcase_key, h->key.len);

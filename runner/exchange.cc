@@ -219,7 +219,9 @@ void Exchange::on_response_end() {
   } else {
     spdlog::info("[{}/{}] FC Invoke End RequestId: {}", function_.name(), instance_id_, request_id_);
   }
-  record(fmt::format("{}xx", response_status_ / 100));
+  static const std::string kStatusClass[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx",
+                                             "6xx", "7xx", "8xx", "9xx"};
+  record(kStatusClass[static_cast<size_t>(response_status_ / 100) % 10]);
   client_.send_end();
   finish();
 }

@@ -12,13 +12,15 @@ std::string str(fc_str_t s) { return s.data != nullptr ? std::string(s.data, s.l
 
 fc_str_t view(std::string_view s) { return fc_str_t{s.data(), s.size()}; }
 
-// The decoder's header array comes from here; freed with the arena.
-struct Arena {
-  std::vector<std::unique_ptr<char[]>> blocks;
+// The decoder's header array: a scratch array kept across requests (the
+// decoded views are copied into the RequestHead at once), so a decode makes
+// no allocation of its own once it has seen that many headers.
+struct Scratch {
+  std::vector<fc_header_t> headers;
   static void* alloc(void* ctx, size_t size) {
-    auto* arena = static_cast<Arena*>(ctx);
-    arena->blocks.emplace_back(new (std::nothrow) char[size == 0 ? 1 : size]);
-    return arena->blocks.back().get();
+    auto* scratch = static_cast<Scratch*>(ctx);
+    scratch->headers.resize(size / sizeof(fc_header_t) + 1);
+    return scratch->headers.data();
   }
 };
 
@@ -38,9 +40,9 @@ std::string encoded_frame(uint8_t type, uint16_t flags, size_t payload_bound, En
 }  // namespace
 
 int decode_request(const uint8_t* payload, size_t len, RequestHead& out) {
-  Arena arena;
+  static thread_local Scratch scratch;
   fc_request_t req{};
-  int rc = fc_request_decode(payload, len, &req, &Arena::alloc, &arena);
+  int rc = fc_request_decode(payload, len, &req, &Scratch::alloc, &scratch);
   if (rc != FC_OK) return rc;
   out.function = str(req.function);
   out.method = str(req.method);
@@ -69,8 +71,9 @@ std::string frame_header(uint8_t type, uint16_t flags, uint32_t length) {
 
 std::string response_frame(int status, const HeaderList& headers, bool cold_start,
                            std::string_view instance) {
-  std::vector<fc_header_t> hs;
-  hs.reserve(headers.size());
+  // Views of `headers`, used only while encoding: kept across calls.
+  static thread_local std::vector<fc_header_t> hs;
+  hs.clear();
   for (const auto& [name, value] : headers) {
     if (hs.size() == FC_MAX_HEADERS) break;
     hs.push_back(fc_header_t{view(name), view(value)});

@@ -171,10 +171,16 @@ void Function::dispatch_once() {
 
 void Function::scale_up(size_t refused) {
   if (stopping_ || !config_.problems.empty()) return;
-  std::vector<InstanceView> views;
-  for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
   size_t wanted = queue_.size() + refused;
-  int n = scheduler_.to_start(wanted, views);
+  int n = 0;
+  // Nothing waits (every request was placed): only minInstances may start,
+  // and the views are not needed (this runs on every request).
+  if (wanted > 0) {
+    std::vector<InstanceView> views;
+    views.reserve(instances_.size());
+    for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
+    n = scheduler_.to_start(wanted, views);
+  }
   // minInstances are kept warm, queue or not.
   int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) { return i->live(); }));
   n = std::max(n, std::min(config_.min_instances, scheduler_.max_instances()) - live);

@@ -128,13 +128,30 @@ void Immediate::on_check(uv_check_t* c) {
 
 // ---- WriteReq ----------------------------------------------------------------
 
-void WriteReq::copy(std::string_view bytes) { copy(std::string(bytes)); }
+void WriteReq::add_piece(Piece piece) {
+  size_ += piece.len;
+  if (!pieces_.empty() && piece.owned >= 0 && pieces_.back().owned >= 0 &&
+      static_cast<size_t>(pieces_.back().owned) + pieces_.back().len == static_cast<size_t>(piece.owned)) {
+    pieces_.back().len += piece.len;
+    return;
+  }
+  if (pieces_.empty()) pieces_.reserve(4);  // frame, data header, body, end
+  pieces_.push_back(piece);
+}
+
+void WriteReq::copy(std::string_view bytes) {
+  if (bytes.empty()) return;
+  long at = static_cast<long>(owned_.size());
+  owned_.append(bytes);
+  add_piece({at, nullptr, bytes.size()});
+}
 
 void WriteReq::copy(std::string&& bytes) {
   if (bytes.empty()) return;
-  size_ += bytes.size();
-  pieces_.push_back({static_cast<long>(owned_.size()), nullptr, bytes.size()});
-  owned_.push_back(std::move(bytes));
+  if (!owned_.empty()) return copy(std::string_view(bytes));
+  size_t len = bytes.size();
+  owned_ = std::move(bytes);
+  add_piece({0, nullptr, len});
 }
 
 void WriteReq::ref(const char* data, size_t len) {
@@ -209,17 +226,26 @@ void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 int Stream::write(std::unique_ptr<WriteReq> req) {
   if (closing()) return UV_EPIPE;
   if (req->empty()) return 0;
-  std::vector<uv_buf_t> bufs;
-  bufs.reserve(req->pieces_.size());
+  // libuv copies the buffer list (uv_write, uv_try_write): a short one lives
+  // on the stack, not in an allocation per write.
+  constexpr size_t kStackBufs = 8;
+  uv_buf_t stack_bufs[kStackBufs];
+  std::vector<uv_buf_t> heap_bufs;
+  uv_buf_t* bufs = stack_bufs;
+  if (req->pieces_.size() > kStackBufs) {
+    heap_bufs.resize(req->pieces_.size());
+    bufs = heap_bufs.data();
+  }
+  size_t nbufs = 0;
   for (const auto& p : req->pieces_) {
-    const char* data = p.owned >= 0 ? req->owned_[static_cast<size_t>(p.owned)].data() : p.data;
-    bufs.push_back(uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(p.len)));
+    const char* data = p.owned >= 0 ? req->owned_.data() + p.owned : p.data;
+    bufs[nbufs++] = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(p.len));
   }
   // Most writes fit the socket buffer: written now, with no request, no
   // callback and no epoll change.  Only a remainder is queued.
   size_t first = 0;
   if (uv_stream_get_write_queue_size(stream()) == 0) {
-    int n = uv_try_write(stream(), bufs.data(), static_cast<unsigned>(bufs.size()));
+    int n = uv_try_write(stream(), bufs, static_cast<unsigned>(nbufs));
     if (n == static_cast<int>(req->size_)) return 0;
     if (n > 0) {
       size_t left = static_cast<size_t>(n);
@@ -232,8 +258,7 @@ int Stream::write(std::unique_ptr<WriteReq> req) {
   }
   req->stream_ = this;
   req->req_.data = req.get();
-  int rc = uv_write(&req->req_, stream(), bufs.data() + first, static_cast<unsigned>(bufs.size() - first),
-                    &Stream::on_write);
+  int rc = uv_write(&req->req_, stream(), bufs + first, static_cast<unsigned>(nbufs - first), &Stream::on_write);
   if (rc == 0) req.release();  // freed in on_write
   return rc;
 }

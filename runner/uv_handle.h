@@ -123,6 +123,9 @@ using ChunkRef = std::shared_ptr<Chunk>;
 
 // One uv_write: pieces either copied into the request (frame headers, HTTP
 // heads, chunk sizes) or referenced (body bytes) and kept alive by holds.
+// Copied bytes share one buffer (the first string moved in becomes it), and
+// a copy that follows a copy extends that piece: one allocation and one
+// iovec where a frame header follows a frame.
 class WriteReq {
  public:
   void copy(std::string_view bytes);
@@ -135,13 +138,14 @@ class WriteReq {
  private:
   friend class Stream;
   struct Piece {
-    long owned;  // index into owned_, or -1
+    long owned;  // offset in owned_, or -1
     const char* data;
     size_t len;
   };
+  void add_piece(Piece piece);
   uv_write_t req_{};
   class Stream* stream_ = nullptr;
-  std::vector<std::string> owned_;
+  std::string owned_;
   std::vector<Piece> pieces_;
   std::vector<std::shared_ptr<const void>> holds_;
   size_t size_ = 0;

@@ -4,11 +4,15 @@
 #   direct  nginx `return 200`
 #   2hop    nginx -> proxy_pass (keepalive, unix socket) -> a middle nginx
 #           -> proxy_pass (keepalive) -> backend nginx   (the two-hop floor)
-#   fc      nginx -> fc_function (keepalive, unix socket) -> fc-runner -> the
-#           same backend program as a custom-runtime instance
+#   fc      nginx -> fc_function (`upstream { keepalive }`, unix socket) ->
+#           fc-runner -> the same backend program as a custom-runtime instance
+#   fc-default  the same with the documented default `fc_runner unix:...;`
+#           (no upstream{}: the module's own keepalive pool, fc_keepalive)
 # The middle nginx and fc-runner sit at the same place, each a process of its
-# own with one worker/loop.
-# and prints requests/s, p50, p99 and the fc / 2hop ratios.
+# own with one worker/loop; the runner logs at its default level (info: the
+# FC Invoke Start/End lines of every request).
+# and prints requests/s, p50, p99, the fc / 2hop and fc-default / fc ratios,
+# then the instructions per request of each process (instructions.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -20,7 +24,6 @@ setsid "$here/backend.sh" "$backend" >"$work/backend.log" 2>&1 & pids+=($!)
 
 cat > "$work/fc-runner.yaml" <<YAML
 listen: unix:$work/fc.sock
-logLevel: warn
 functions:
   trivial:
     runtime: custom
@@ -81,6 +84,7 @@ http {
     location = /direct { default_type text/plain; return 200 "hello\n"; }
     location = /2hop { proxy_pass http://middle; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location = /fc { fc_runner runner; fc_function trivial; }
+    location = /fc-default { fc_runner unix:$work/fc.sock; fc_function trivial; }
     location ~ ^/cold/(?<fn>[a-z0-9]+)$ { fc_runner runner; fc_function \$fn; }
   }
 }
@@ -94,20 +98,27 @@ for i in $(seq 100); do
   curl -sf "http://127.0.0.1:$front/fc" >/dev/null 2>&1 && break
   sleep 0.1
 done
-for t in direct 2hop fc; do
+targets=(direct 2hop fc fc-default)
+for t in "${targets[@]}"; do
   curl -sf "http://127.0.0.1:$front/$t" >/dev/null || { echo "bench: /$t does not answer"; cat "$work"/*.log; exit 1; }
 done
 
 results="$work/results.txt"
 : > "$results"
+uptime | sed 's/^/machine: /'
 for round in $(seq "$rounds"); do
-  for t in direct 2hop fc; do
+  for t in "${targets[@]}"; do
     wrk -t1 -c16 -d"${seconds}s" --latency "http://127.0.0.1:$front/$t" > "$work/wrk-$t-$round.txt"
     echo "$t $work/wrk-$t-$round.txt" >> "$results"
   done
 done
 
 python3 "$here/report.py" "$results"
+uptime | sed 's/^/machine: /'
+"$here/instructions.sh"
 python3 "$here/coldstart.py" "$front" cold "$cold_runs" "$root/conf-examples/quickstart/functions/hello"
-"$here/python.sh"
-"$here/node.sh"
+# BENCH_CORE_ONLY=1: only the rows above (the python and node rows take minutes).
+if [ "${BENCH_CORE_ONLY:-0}" != 1 ]; then
+  "$here/python.sh"
+  "$here/node.sh"
+fi

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "fc_proto.h"
@@ -186,6 +188,43 @@ TEST_F(GatewayTest, HeaderOrderAndDuplicatesSurvive) {
   // Client-sent x-fc-* headers are stripped; the runner's own is there once.
   EXPECT_EQ(fc_name_count, 1);
   EXPECT_EQ(fc_name, "echo");
+}
+
+// The module draws $request_id from a worker's pool of random bytes (256 ids
+// a refill): more requests than one pool still get distinct 32-hex-digit
+// ids, and the access log's $request_id is the x-fc-request-id the function saw.
+TEST_F(GatewayTest, RequestIdsAreDistinctHexAndMatchTheAccessLog) {
+  gw_.start();
+  constexpr size_t kRequests = 300;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < kRequests; i++) {
+    HttpResponse resp = http_get(gw_.url("/inspect"));
+    ASSERT_EQ(resp.status, 200) << resp.error;
+    std::string id;
+    json info = json::parse(resp.body);
+    for (const auto& h : info["headers"]) {
+      std::string name = h[0];
+      std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+      if (name == "x-fc-request-id") id = h[1].get<std::string>();
+    }
+    ASSERT_EQ(id.size(), 32u) << resp.body;
+    EXPECT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), kRequests);
+  std::set<std::string> logged;
+  wait_until(
+      [&] {
+        logged.clear();
+        std::istringstream lines(gw_.access_log());
+        for (std::string line; std::getline(lines, line);) {
+          if (line.find("/inspect") == std::string::npos) continue;
+          logged.insert(line.substr(0, line.find(' ')));
+        }
+        return logged.size() >= kRequests;
+      },
+      3s);
+  EXPECT_EQ(logged, seen);
 }
 
 TEST_F(GatewayTest, TwoSetCookieHeadersReachTheClient) {

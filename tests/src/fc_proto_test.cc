@@ -539,6 +539,80 @@ TEST(Request, EncoderWritesAllKeys) {
                                             "request_id", "content_length", "deadline_ms"}));
 }
 
+// The encoder writes each value in its smallest form, byte for byte what
+// msgpack-c's packer makes, at every size boundary of str, uint and int.
+TEST(Request, EncoderBytesAreMsgpackCPackersBytes) {
+  for (size_t len : {0u, 1u, 31u, 32u, 63u, 64u, 255u, 256u, 511u, 512u, 65535u}) {
+    for (int64_t cl : std::vector<int64_t>{-1, 0, 127, 128, 255, 256, 65535, 65536, 4294967295LL,
+                                           4294967296LL, INT64_MAX}) {
+      std::string big(len, 'v');
+      std::string_view value = std::string_view(big).substr(0, len / 64);
+      std::vector<fc_header_t> headers(len % 20, {S("n"), S(value)});
+      fc_request_t in{};
+      in.function = S("fn");
+      in.method = S("GET");
+      in.uri = S(std::string_view(big).substr(0, len / 2));
+      in.version = S("HTTP/1.1");
+      in.headers = headers.data();
+      in.nheaders = headers.size();
+      in.remote_addr = S("127.0.0.1");
+      in.remote_port = static_cast<uint32_t>(cl < 0 ? 0 : cl % 65536);
+      in.request_id = S(std::string_view(big).substr(0, len / 8));
+      in.content_length = cl;
+      in.deadline_ms = static_cast<uint64_t>(cl < 0 ? 0 : cl) * 3;
+      Bytes ours = EncodeRequest(in);
+
+      Mp m;
+      m.Map(12).Str("function").Str(V(in.function)).Str("method").Str(V(in.method));
+      m.Str("uri").Str(V(in.uri)).Str("version").Str(V(in.version));
+      m.Str("headers").Array(headers.size());
+      for (auto &h : headers) m.Header(V(h.name), V(h.value));
+      m.Str("remote_addr").Str(V(in.remote_addr)).Str("remote_port").Uint(in.remote_port);
+      m.Str("scheme").Str("").Str("host").Str("").Str("request_id").Str(V(in.request_id));
+      m.Str("content_length").Int(in.content_length).Str("deadline_ms").Uint(in.deadline_ms);
+      ASSERT_EQ(ours, m.bytes()) << "len " << len << " content_length " << cl;
+    }
+  }
+}
+
+// Every msgpack integer form decodes (a signed form holding a value >= 0 is
+// a positive integer, as in msgpack-c); floats, exts and nested containers
+// under unknown keys are skipped whole.
+TEST(Request, DecoderReadsEveryIntegerFormAndSkipsAnyUnknownValue) {
+  struct Form { std::vector<uint8_t> bytes; int64_t value; };
+  std::vector<Form> forms = {
+      {{0x05}, 5}, {{0xcc, 0xff}, 255}, {{0xcd, 0x01, 0x00}, 256},
+      {{0xce, 0x00, 0x01, 0x00, 0x00}, 65536},
+      {{0xcf, 0, 0, 0, 1, 0, 0, 0, 0}, 4294967296LL},
+      {{0xd0, 0x05}, 5}, {{0xd1, 0x01, 0x00}, 256}, {{0xd2, 0x00, 0x01, 0x00, 0x00}, 65536},
+      {{0xd3, 0, 0, 0, 0, 0, 0, 0, 9}, 9}, {{0xff}, -1}, {{0xd0, 0xff}, -1},
+      {{0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, -1}};
+  for (const Form &f : forms) {
+    Bytes payload = Mp().Map(6).Str("function").Str("f").Str("method").Str("GET")
+                        .Str("uri").Str("/").bytes();
+    payload.push_back(0xae);  // fixstr 14
+    for (char c : std::string("content_length")) payload.push_back(static_cast<uint8_t>(c));
+    payload.insert(payload.end(), f.bytes.begin(), f.bytes.end());
+    Bytes rest = Mp().Str("float").bytes();
+    payload.insert(payload.end(), rest.begin(), rest.end());
+    for (uint8_t b : {0xcb, 0, 0, 0, 0, 0, 0, 0, 0}) payload.push_back(b);  // float64
+    rest = Mp().Str("nested").Map(1).Array(2).Str("k").Bin("v").Array(1).Map(0).bytes();
+    payload.insert(payload.end(), rest.begin(), rest.end());
+    payload[0] = 0x86;  // the map holds 6 pairs
+    Arena arena;
+    fc_request_t out{};
+    ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK) << f.value;
+    EXPECT_EQ(out.content_length, f.value);
+    EXPECT_EQ(V(out.uri), "/");
+  }
+  Bytes ext = Mp().Map(4).Str("function").Str("f").Str("method").Str("GET")
+                  .Str("uri").Str("/").Str("ext").bytes();
+  for (uint8_t b : {0xc7, 2, 1, 0x61, 0x62}) ext.push_back(b);  // ext8: 2 bytes, type 1
+  Arena arena;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(ext, &out, &arena), FC_OK);
+}
+
 TEST(Request, DecodedStringsPointIntoPayload) {
   auto headers = SampleHeaders();
   Bytes payload = EncodeRequest(SampleRequest(headers));
