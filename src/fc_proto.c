@@ -3,13 +3,14 @@
  *
  * Compiled both by CMake (C11) and inside nginx (gcc default std, nginx's
  * warning flags), so: nginx-like style, no C++ keywords as identifiers, no
- * global mutable state, no allocation of its own (a decoded header array is
- * the caller's, from its allocator).  msgpack is read and written in place;
- * msgpack-c is the tests' reference for both.
+ * global mutable state, no allocation of its own.  msgpack-c allocates only
+ * in its zone while decoding, and the zone is freed before returning.
  */
 
 #include <limits.h>
 #include <string.h>
+
+#include <msgpack.h>
 
 #include "fc_proto.h"
 
@@ -200,11 +201,7 @@ fc_parser_execute(fc_parser_t *p, const fc_parser_callbacks_t *cb,
 /* ---- encoding ---------------------------------------------------------- */
 
 /*
- * The payload is written straight into the caller's buffer, in the smallest
- * msgpack form of each value (the bytes msgpack-c's packer makes; the unit
- * tests decode every message with msgpack-c too).  Done here rather than
- * through msgpack_packer, whose write callback per token was a sixth of the
- * module's work per request.  The writer never fails mid-way: it keeps
+ * msgpack_packer writes through this.  It never fails mid-way: it keeps
  * counting what would have been written, so the end result can tell "buffer
  * too small" (FC_ENOSPACE) from "over the protocol limit" (FC_ETOOBIG).
  */
@@ -216,196 +213,78 @@ typedef struct {
 } fc_writer_t;
 
 
-/*
- * Room for len bytes at the end, or NULL when the buffer is short or the
- * payload over the limit; either way the length is counted.
- */
-static inline uint8_t *
-fc_reserve(fc_writer_t *w, size_t len)
+static int
+fc_writer_write(void *data, const char *buf, size_t len)
 {
-    uint8_t  *p;
+    fc_writer_t  *w = data;
+
+    if (len == 0) {
+        return 0;
+    }
 
     if (len > FC_MAX_META_PAYLOAD || w->used > FC_MAX_META_PAYLOAD) {
         w->oversize = 1;
-        return NULL;
+        return 0;
     }
 
-    p = (w->used <= w->cap && len <= w->cap - w->used) ? w->buf + w->used
-                                                        : NULL;
+    if (w->used <= w->cap && len <= w->cap - w->used) {
+        memcpy(w->buf + w->used, buf, len);
+    }
+
     w->used += len;
 
-    return p;
-}
-
-
-static inline void
-fc_put_byte(fc_writer_t *w, uint8_t b)
-{
-    uint8_t  *p;
-
-    p = fc_reserve(w, 1);
-    if (p) {
-        *p = b;
-    }
-}
-
-
-/* A type byte followed by `n` big-endian bytes of v. */
-static void
-fc_put_be(fc_writer_t *w, uint8_t type, uint64_t v, size_t n)
-{
-    size_t    i;
-    uint8_t  *p;
-
-    p = fc_reserve(w, n + 1);
-    if (p == NULL) {
-        return;
-    }
-
-    p[0] = type;
-    for (i = n; i > 0; i--) {
-        p[i] = (uint8_t) v;
-        v >>= 8;
-    }
+    return 0;
 }
 
 
 static void
-fc_put_uint(fc_writer_t *w, uint64_t v)
-{
-    if (v < 128) {
-        fc_put_byte(w, (uint8_t) v);            /* positive fixint */
-
-    } else if (v <= UINT8_MAX) {
-        fc_put_be(w, 0xcc, v, 1);
-
-    } else if (v <= UINT16_MAX) {
-        fc_put_be(w, 0xcd, v, 2);
-
-    } else if (v <= UINT32_MAX) {
-        fc_put_be(w, 0xce, v, 4);
-
-    } else {
-        fc_put_be(w, 0xcf, v, 8);
-    }
-}
-
-
-static void
-fc_put_int(fc_writer_t *w, int64_t v)
-{
-    if (v >= 0) {
-        fc_put_uint(w, (uint64_t) v);
-
-    } else if (v >= -32) {
-        fc_put_byte(w, (uint8_t) (0xe0 | (v & 0x1f)));  /* negative fixint */
-
-    } else if (v >= INT8_MIN) {
-        fc_put_be(w, 0xd0, (uint64_t) v, 1);
-
-    } else if (v >= INT16_MIN) {
-        fc_put_be(w, 0xd1, (uint64_t) v, 2);
-
-    } else if (v >= INT32_MIN) {
-        fc_put_be(w, 0xd2, (uint64_t) v, 4);
-
-    } else {
-        fc_put_be(w, 0xd3, (uint64_t) v, 8);
-    }
-}
-
-
-/* An array (0x90) or map (0x80) header. */
-static void
-fc_put_container(fc_writer_t *w, uint8_t fix, size_t n)
-{
-    if (n < 16) {
-        fc_put_byte(w, (uint8_t) (fix | n));
-
-    } else if (n <= UINT16_MAX) {
-        fc_put_be(w, fix == 0x90 ? 0xdc : 0xde, n, 2);
-
-    } else {
-        fc_put_be(w, fix == 0x90 ? 0xdd : 0xdf, n, 4);
-    }
-}
-
-
-/* A short string (< 32 bytes: fixstr), header and body in one reserve. */
-static inline void
-fc_put_fixstr(fc_writer_t *w, const char *data, size_t len)
-{
-    uint8_t  *p;
-
-    p = fc_reserve(w, 1 + len);
-    if (p) {
-        p[0] = (uint8_t) (0xa0 | len);
-        if (len) {
-            memcpy(p + 1, data, len);
-        }
-    }
-}
-
-
-static void
-fc_put_str(fc_writer_t *w, const fc_str_t *s)
-{
-    uint8_t  *p;
-
-    if (s->len > FC_MAX_META_PAYLOAD) {
-        /* also keeps the u32 length field from truncating */
-        w->oversize = 1;
-        return;
-    }
-
-    if (s->len < 32) {
-        fc_put_fixstr(w, s->data, s->len);
-        return;
-    }
-
-    if (s->len <= UINT8_MAX) {
-        fc_put_be(w, 0xd9, s->len, 1);
-
-    } else if (s->len <= UINT16_MAX) {
-        fc_put_be(w, 0xda, s->len, 2);
-
-    } else {
-        fc_put_be(w, 0xdb, s->len, 4);
-    }
-
-    p = fc_reserve(w, s->len);
-    if (p) {
-        memcpy(p, s->data, s->len);
-    }
-}
-
-
-/* A map key: a literal. */
-#define fc_put_key(w, key)  fc_put_fixstr(w, key, sizeof(key) - 1)
-
-
-static void
-fc_put_headers(fc_writer_t *w, const fc_header_t *headers, size_t nheaders)
-{
-    size_t  i;
-
-    fc_put_container(w, 0x90, nheaders);
-
-    for (i = 0; i < nheaders; i++) {
-        fc_put_container(w, 0x90, 2);
-        fc_put_str(w, &headers[i].name);
-        fc_put_str(w, &headers[i].value);
-    }
-}
-
-
-static void
-fc_writer_init(fc_writer_t *w, uint8_t *buf, size_t cap)
+fc_writer_init(fc_writer_t *w, msgpack_packer *pk, uint8_t *buf, size_t cap)
 {
     w->buf = buf;
     w->cap = cap;
     w->used = 0;
     w->oversize = 0;
+    msgpack_packer_init(pk, w, fc_writer_write);
+}
+
+
+static void
+fc_pack_key(msgpack_packer *pk, const char *key)
+{
+    size_t  len = strlen(key);
+
+    msgpack_pack_str(pk, len);
+    msgpack_pack_str_body(pk, key, len);
+}
+
+
+static void
+fc_pack_str(msgpack_packer *pk, fc_writer_t *w, const fc_str_t *s)
+{
+    if (s->len > FC_MAX_META_PAYLOAD) {
+        /* also keeps msgpack's u32 length field from truncating */
+        w->oversize = 1;
+        return;
+    }
+
+    msgpack_pack_str(pk, s->len);
+    msgpack_pack_str_body(pk, s->data, s->len);
+}
+
+
+static void
+fc_pack_headers(msgpack_packer *pk, fc_writer_t *w,
+    const fc_header_t *headers, size_t nheaders)
+{
+    size_t  i;
+
+    msgpack_pack_array(pk, nheaders);
+
+    for (i = 0; i < nheaders; i++) {
+        msgpack_pack_array(pk, 2);
+        fc_pack_str(pk, w, &headers[i].name);
+        fc_pack_str(pk, w, &headers[i].value);
+    }
 }
 
 
@@ -430,40 +309,41 @@ int
 fc_request_encode(const fc_request_t *req, uint8_t *buf, size_t cap,
     size_t *written)
 {
-    fc_writer_t  w;
+    fc_writer_t     w;
+    msgpack_packer  pk;
 
     if (req->nheaders > FC_MAX_HEADERS) {
         return FC_ETOOMANY;
     }
 
-    fc_writer_init(&w, buf, cap);
+    fc_writer_init(&w, &pk, buf, cap);
 
-    fc_put_container(&w, 0x80, 12);
+    msgpack_pack_map(&pk, 12);
 
-    fc_put_key(&w, "function");
-    fc_put_str(&w, &req->function);
-    fc_put_key(&w, "method");
-    fc_put_str(&w, &req->method);
-    fc_put_key(&w, "uri");
-    fc_put_str(&w, &req->uri);
-    fc_put_key(&w, "version");
-    fc_put_str(&w, &req->version);
-    fc_put_key(&w, "headers");
-    fc_put_headers(&w, req->headers, req->nheaders);
-    fc_put_key(&w, "remote_addr");
-    fc_put_str(&w, &req->remote_addr);
-    fc_put_key(&w, "remote_port");
-    fc_put_uint(&w, req->remote_port);
-    fc_put_key(&w, "scheme");
-    fc_put_str(&w, &req->scheme);
-    fc_put_key(&w, "host");
-    fc_put_str(&w, &req->host);
-    fc_put_key(&w, "request_id");
-    fc_put_str(&w, &req->request_id);
-    fc_put_key(&w, "content_length");
-    fc_put_int(&w, req->content_length);
-    fc_put_key(&w, "deadline_ms");
-    fc_put_uint(&w, req->deadline_ms);
+    fc_pack_key(&pk, "function");
+    fc_pack_str(&pk, &w, &req->function);
+    fc_pack_key(&pk, "method");
+    fc_pack_str(&pk, &w, &req->method);
+    fc_pack_key(&pk, "uri");
+    fc_pack_str(&pk, &w, &req->uri);
+    fc_pack_key(&pk, "version");
+    fc_pack_str(&pk, &w, &req->version);
+    fc_pack_key(&pk, "headers");
+    fc_pack_headers(&pk, &w, req->headers, req->nheaders);
+    fc_pack_key(&pk, "remote_addr");
+    fc_pack_str(&pk, &w, &req->remote_addr);
+    fc_pack_key(&pk, "remote_port");
+    msgpack_pack_uint32(&pk, req->remote_port);
+    fc_pack_key(&pk, "scheme");
+    fc_pack_str(&pk, &w, &req->scheme);
+    fc_pack_key(&pk, "host");
+    fc_pack_str(&pk, &w, &req->host);
+    fc_pack_key(&pk, "request_id");
+    fc_pack_str(&pk, &w, &req->request_id);
+    fc_pack_key(&pk, "content_length");
+    msgpack_pack_int64(&pk, req->content_length);
+    fc_pack_key(&pk, "deadline_ms");
+    msgpack_pack_uint64(&pk, req->deadline_ms);
 
     return fc_writer_finish(&w, written);
 }
@@ -473,24 +353,29 @@ int
 fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
     size_t *written)
 {
-    fc_writer_t  w;
+    fc_writer_t     w;
+    msgpack_packer  pk;
 
     if (resp->nheaders > FC_MAX_HEADERS) {
         return FC_ETOOMANY;
     }
 
-    fc_writer_init(&w, buf, cap);
+    fc_writer_init(&w, &pk, buf, cap);
 
-    fc_put_container(&w, 0x80, 4);
+    msgpack_pack_map(&pk, 4);
 
-    fc_put_key(&w, "status");
-    fc_put_uint(&w, resp->status);
-    fc_put_key(&w, "headers");
-    fc_put_headers(&w, resp->headers, resp->nheaders);
-    fc_put_key(&w, "cold_start");
-    fc_put_byte(&w, resp->cold_start ? 0xc3 : 0xc2);
-    fc_put_key(&w, "instance");
-    fc_put_str(&w, &resp->instance);
+    fc_pack_key(&pk, "status");
+    msgpack_pack_uint32(&pk, resp->status);
+    fc_pack_key(&pk, "headers");
+    fc_pack_headers(&pk, &w, resp->headers, resp->nheaders);
+    fc_pack_key(&pk, "cold_start");
+    if (resp->cold_start) {
+        msgpack_pack_true(&pk);
+    } else {
+        msgpack_pack_false(&pk);
+    }
+    fc_pack_key(&pk, "instance");
+    fc_pack_str(&pk, &w, &resp->instance);
 
     return fc_writer_finish(&w, written);
 }
@@ -500,18 +385,19 @@ int
 fc_error_encode(const fc_error_t *err, uint8_t *buf, size_t cap,
     size_t *written)
 {
-    fc_writer_t  w;
+    fc_writer_t     w;
+    msgpack_packer  pk;
 
-    fc_writer_init(&w, buf, cap);
+    fc_writer_init(&w, &pk, buf, cap);
 
-    fc_put_container(&w, 0x80, 3);
+    msgpack_pack_map(&pk, 3);
 
-    fc_put_key(&w, "status");
-    fc_put_uint(&w, err->status);
-    fc_put_key(&w, "code");
-    fc_put_str(&w, &err->code);
-    fc_put_key(&w, "message");
-    fc_put_str(&w, &err->message);
+    fc_pack_key(&pk, "status");
+    msgpack_pack_uint32(&pk, err->status);
+    fc_pack_key(&pk, "code");
+    fc_pack_str(&pk, &w, &err->code);
+    fc_pack_key(&pk, "message");
+    fc_pack_str(&pk, &w, &err->message);
 
     return fc_writer_finish(&w, written);
 }
@@ -533,19 +419,19 @@ fc_bound_add(size_t a, size_t b)
 }
 
 
-/* A key (a literal: sizeof counts its fixstr header byte for the NUL). */
-#define fc_bound_key(key)  sizeof(key)
-
-
 static size_t
-fc_bound_strn(size_t acc, size_t key_bound, const fc_str_t *s)
+fc_bound_key(const char *key)
 {
-    acc = fc_bound_add(acc, key_bound + FC_MP_STR_HDR);
-    return fc_bound_add(acc, s->len);
+    return 1 + strlen(key);
 }
 
 
-#define fc_bound_str(acc, key, s)  fc_bound_strn(acc, fc_bound_key(key), s)
+static size_t
+fc_bound_str(size_t acc, const char *key, const fc_str_t *s)
+{
+    acc = fc_bound_add(acc, fc_bound_key(key) + FC_MP_STR_HDR);
+    return fc_bound_add(acc, s->len);
+}
 
 
 static size_t
@@ -616,336 +502,216 @@ fc_error_size_bound(const fc_error_t *err)
 
 /* ---- decoding ---------------------------------------------------------- */
 
-/* Containers open at once, at most (msgpack-c's own cap is 32,
- * MSGPACK_EMBED_STACK_SIZE; our maps need 3 levels). */
+/*
+ * Checks that buf[0..len) is exactly one well-formed msgpack object before
+ * msgpack-c sees it.  msgpack-c allocates a container's elements as soon as
+ * it reads the count, so "array32 of 4G elements" in 5 bytes would ask its
+ * zone for ~100 GiB; here every element still owed must fit in the bytes
+ * left (each takes at least one), which bounds msgpack-c's zone by the
+ * payload size.  Nesting is capped below msgpack-c's own cap (32,
+ * MSGPACK_EMBED_STACK_SIZE), so that a failure of msgpack_unpack() afterwards
+ * really means memory; our maps need 3 levels.  No recursion.
+ */
 #define FC_MSGPACK_MAX_DEPTH  16
 
-
-/*
- * The decoder reads the payload in place, in one pass: no msgpack-c zone (a
- * malloc and a free per message), no object tree.  The payload must be
- * exactly one well-formed object: a truncated one, trailing bytes, a
- * container deeper than FC_MSGPACK_MAX_DEPTH (walked without recursion) or
- * one whose element count cannot fit in the bytes left ("array32 of 4G
- * elements" in 5 bytes) is FC_EMSGPACK.  The types follow msgpack-c's
- * (msgpack_object_type): a signed integer >= 0 is a positive integer, str
- * and bin both count as strings.
- */
-typedef enum {
-    FC_MP_NIL = 0,
-    FC_MP_BOOL,
-    FC_MP_UINT,
-    FC_MP_NINT,
-    FC_MP_STR,          /* str or bin */
-    FC_MP_ARRAY,
-    FC_MP_MAP,
-    FC_MP_OTHER         /* float, ext: skipped whole */
-} fc_mp_type_e;
-
-typedef struct {
-    fc_mp_type_e  type;
-    uint64_t      u;    /* uint, bool; count of array or map (pairs) */
-    int64_t       i;    /* nint */
-    const char   *s;    /* str */
-    size_t        len;  /* str */
-} fc_mp_obj_t;
-
-typedef struct {
-    const uint8_t  *p;
-    const uint8_t  *end;
-} fc_reader_t;
-
-
-static uint64_t
-fc_get_be(const uint8_t *p, size_t n)
-{
-    size_t    i;
-    uint64_t  v = 0;
-
-    for (i = 0; i < n; i++) {
-        v = (v << 8) | p[i];
-    }
-
-    return v;
-}
-
-
-/*
- * Reads one object's head; a string's body and a float's or ext's bytes are
- * consumed with it, a container's elements are not.  Bounds are checked
- * again even though the payload was checked: a reader never trusts that.
- */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline int
-fc_read(fc_reader_t *r, fc_mp_obj_t *o)
-{
-    uint8_t   b;
-    size_t    n, body;
-    uint64_t  v;
-
-    if (r->p >= r->end) {
-        return FC_EMSGPACK;
-    }
-
-    b = *r->p++;
-    n = 0;          /* length field or value bytes after the type byte */
-    body = 0;       /* bytes after those, consumed as well */
-
-    if ((b & 0xe0) == 0xa0) {
-        o->type = FC_MP_STR;                /* fixstr: most of a message */
-        o->len = b & 0x1f;
-        goto str;
-    }
-
-    if (b <= 0x7f) {
-        o->type = FC_MP_UINT;
-        o->u = b;
-        return FC_OK;
-    }
-
-    if (b >= 0xe0) {
-        o->type = FC_MP_NINT;
-        o->i = (int8_t) b;
-        return FC_OK;
-    }
-
-    if (b <= 0x8f) {
-        o->type = FC_MP_MAP;
-        o->u = b & 0x0f;
-        goto container;
-    }
-
-    if (b <= 0x9f) {
-        o->type = FC_MP_ARRAY;
-        o->u = b & 0x0f;
-        goto container;
-    }
-
-    if (b <= 0xbf) {
-        o->type = FC_MP_STR;
-        o->len = b & 0x1f;
-        goto str;
-    }
-
-    switch (b) {
-    case 0xc0:
-        o->type = FC_MP_NIL;
-        return FC_OK;
-    case 0xc2:
-    case 0xc3:
-        o->type = FC_MP_BOOL;
-        o->u = b & 1;
-        return FC_OK;
-    case 0xc4: case 0xd9: n = 1; break;
-    case 0xc5: case 0xda: n = 2; break;
-    case 0xc6: case 0xdb: n = 4; break;
-    case 0xcc: case 0xd0: n = 1; break;
-    case 0xcd: case 0xd1: n = 2; break;
-    case 0xce: case 0xd2: n = 4; break;
-    case 0xcf: case 0xd3: n = 8; break;
-    case 0xdc: case 0xde: n = 2; break;
-    case 0xdd: case 0xdf: n = 4; break;
-    case 0xc7: n = 1; body = 1; break;      /* ext: length, type, data */
-    case 0xc8: n = 2; body = 1; break;
-    case 0xc9: n = 4; body = 1; break;
-    case 0xca: body = 4; break;             /* float32 */
-    case 0xcb: body = 8; break;
-    case 0xd4: body = 2; break;             /* fixext */
-    case 0xd5: body = 3; break;
-    case 0xd6: body = 5; break;
-    case 0xd7: body = 9; break;
-    case 0xd8: body = 17; break;
-    default:
-        return FC_EMSGPACK;                 /* 0xc1 */
-    }
-
-    if ((size_t) (r->end - r->p) < n) {
-        return FC_EMSGPACK;
-    }
-
-    v = fc_get_be(r->p, n);
-    r->p += n;
-
-    switch (b) {
-    case 0xc4: case 0xc5: case 0xc6: case 0xd9: case 0xda: case 0xdb:
-        o->type = FC_MP_STR;
-        o->len = (size_t) v;
-        goto str;
-
-    case 0xcc: case 0xcd: case 0xce: case 0xcf:
-        o->type = FC_MP_UINT;
-        o->u = v;
-        return FC_OK;
-
-    case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-        /* sign-extend the n-byte value */
-        o->i = (int64_t) (v << (64 - 8 * n)) >> (64 - 8 * n);
-        if (o->i >= 0) {
-            o->type = FC_MP_UINT;
-            o->u = (uint64_t) o->i;
-        } else {
-            o->type = FC_MP_NINT;
-        }
-        return FC_OK;
-
-    case 0xdc: case 0xdd:
-        o->type = FC_MP_ARRAY;
-        o->u = v;
-        goto container;
-
-    case 0xde: case 0xdf:
-        o->type = FC_MP_MAP;
-        o->u = v;
-        goto container;
-
-    case 0xc7: case 0xc8: case 0xc9:
-        body += (size_t) v;
-        break;
-
-    default:
-        break;
-    }
-
-    if ((size_t) (r->end - r->p) < body) {
-        return FC_EMSGPACK;
-    }
-
-    r->p += body;
-    o->type = FC_MP_OTHER;
-
-    return FC_OK;
-
-str:
-
-    if ((size_t) (r->end - r->p) < o->len) {
-        return FC_EMSGPACK;
-    }
-
-    o->s = (const char *) r->p;
-    r->p += o->len;
-
-    return FC_OK;
-
-container:
-
-    /* every element takes at least one byte */
-    if ((o->type == FC_MP_MAP ? 2 * o->u : o->u) > (uint64_t) (r->end - r->p)) {
-        return FC_EMSGPACK;
-    }
-
-    return FC_OK;
-}
-
-
-/*
- * Skips one whole value (a container with all it holds) that sits inside
- * `depth` open containers; no recursion.
- */
 static int
-fc_skip(fc_reader_t *r, const fc_mp_obj_t *first, size_t depth)
+fc_msgpack_check(const uint8_t *buf, size_t len)
 {
-    int          rc;
-    size_t       open;
-    uint64_t     n;
-    uint64_t     left[FC_MSGPACK_MAX_DEPTH];    /* elements left per level */
-    fc_mp_obj_t  o;
+    int       container;
+    uint8_t   b;
+    size_t    pos, lenlen, skip, extra, i, depth;
+    uint64_t  owed, count, v;
+    uint64_t  left[FC_MSGPACK_MAX_DEPTH];  /* elements left per open level */
 
-    open = 0;
-    o = *first;
+    pos = 0;
+    depth = 0;
+    owed = 1;           /* objects not yet started: the root */
 
     for ( ;; ) {
 
-        if (o.type == FC_MP_ARRAY || o.type == FC_MP_MAP) {
-            if (depth + open >= FC_MSGPACK_MAX_DEPTH) {
+        if (pos >= len) {
+            return FC_EMSGPACK;         /* truncated */
+        }
+
+        b = buf[pos++];
+        owed--;
+
+        container = 0;
+        count = 0;      /* container elements */
+        lenlen = 0;     /* size of a big-endian length field */
+        extra = 0;      /* bytes after the length field besides the body */
+        skip = 0;       /* fixed-size body */
+
+        if (b <= 0x7f || b >= 0xe0) {
+            /* fixint */
+
+        } else if (b <= 0x8f) {
+            container = 1;
+            count = 2 * (uint64_t) (b & 0x0f);
+
+        } else if (b <= 0x9f) {
+            container = 1;
+            count = b & 0x0f;
+
+        } else if (b <= 0xbf) {
+            skip = b & 0x1f;
+
+        } else {
+            switch (b) {
+            case 0xc0: case 0xc2: case 0xc3:
+                break;
+            case 0xc4: case 0xd9: lenlen = 1; break;        /* bin8, str8 */
+            case 0xc5: case 0xda: lenlen = 2; break;        /* ... 16 */
+            case 0xc6: case 0xdb: lenlen = 4; break;        /* ... 32 */
+            case 0xc7: lenlen = 1; extra = 1; break;        /* ext8 */
+            case 0xc8: lenlen = 2; extra = 1; break;        /* ext16 */
+            case 0xc9: lenlen = 4; extra = 1; break;        /* ext32 */
+            case 0xca: skip = 4; break;                     /* float32 */
+            case 0xcb: skip = 8; break;                     /* float64 */
+            case 0xcc: case 0xd0: skip = 1; break;
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;                     /* fixext1 */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;                    /* fixext16 */
+            case 0xdc: case 0xde: lenlen = 2; container = 1; break;
+            case 0xdd: case 0xdf: lenlen = 4; container = 1; break;
+            default:
+                return FC_EMSGPACK;     /* 0xc1: never used */
+            }
+        }
+
+        if (lenlen > 0) {
+            if (lenlen > len - pos) {
                 return FC_EMSGPACK;
             }
 
-            n = (o.type == FC_MP_MAP) ? 2 * o.u : o.u;
+            v = 0;
+            for (i = 0; i < lenlen; i++) {
+                v = (v << 8) | buf[pos++];
+            }
 
-            if (n > 0) {
-                left[open++] = n;
-                goto next;
+            if (b == 0xde || b == 0xdf) {
+                count = 2 * v;
+
+            } else if (container) {
+                count = v;
+
+            } else {
+                if (v > len - pos) {
+                    return FC_EMSGPACK;
+                }
+                skip = (size_t) v + extra;
+            }
+        }
+
+        if (skip > len - pos) {
+            return FC_EMSGPACK;
+        }
+        pos += skip;
+
+        if (container) {
+            if (depth == FC_MSGPACK_MAX_DEPTH) {
+                return FC_EMSGPACK;     /* msgpack-c would refuse it too */
+            }
+
+            if (count > 0) {
+                owed += count;
+                if (owed > len - pos) {
+                    return FC_EMSGPACK;
+                }
+
+                left[depth++] = count;
+                continue;
             }
         }
 
         /* one object complete: close every container it completes */
 
-        while (open > 0) {
-            if (--left[open - 1] > 0) {
+        while (depth > 0) {
+            if (--left[depth - 1] > 0) {
                 break;
             }
-            open--;
+            depth--;
         }
 
-        if (open == 0) {
-            return FC_OK;
-        }
-
-    next:
-
-        rc = fc_read(r, &o);
-        if (rc != FC_OK) {
-            return rc;
+        if (depth == 0) {
+            break;
         }
     }
-}
 
-
-/* Starts reading the one map in payload: *pairs is its size. */
-static int
-fc_read_map(const uint8_t *payload, size_t len, fc_reader_t *r,
-    uint64_t *pairs)
-{
-    int          rc;
-    fc_mp_obj_t  o;
-
-    if (len > FC_MAX_META_PAYLOAD) {
-        return FC_ETOOBIG;
+    if (pos != len) {
+        return FC_EMSGPACK;             /* trailing bytes */
     }
-
-    r->p = payload;
-    r->end = payload + len;
-
-    rc = fc_read(r, &o);
-    if (rc != FC_OK) {
-        return rc;
-    }
-
-    if (o.type != FC_MP_MAP) {
-        return FC_ESCHEMA;
-    }
-
-    *pairs = o.u;
 
     return FC_OK;
 }
 
 
-/*
- * Returns the index of a string key in names[], or -1 (unknown: ignored).
- * The encoders write the keys in names[] order, so `hint` (the index after
- * the previous key) is tried first.
- */
-static inline int
-fc_key_index(const fc_mp_obj_t *key, const char *const *names,
-    const uint8_t *lens, int n, int hint)
+/* Unpacks the one map in payload; the caller destroys the zone on FC_OK. */
+static int
+fc_unpack_map(const uint8_t *payload, size_t len, msgpack_zone *zone,
+    msgpack_object *obj)
 {
-    int  i;
+    int                    rc;
+    size_t                 off;
+    msgpack_unpack_return  ret;
 
-    if (key->type != FC_MP_STR) {
+    if (len > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
+    }
+
+    rc = fc_msgpack_check(payload, len);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    if (!msgpack_zone_init(zone, 2048)) {
+        return FC_ENOMEM;
+    }
+
+    off = 0;
+    ret = msgpack_unpack((const char *) payload, len, &off, zone, obj);
+
+    if (ret != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_zone_destroy(zone);
+        return (ret == MSGPACK_UNPACK_NOMEM_ERROR) ? FC_ENOMEM : FC_EMSGPACK;
+    }
+
+    if (obj->type != MSGPACK_OBJECT_MAP) {
+        msgpack_zone_destroy(zone);
+        return FC_ESCHEMA;
+    }
+
+    return FC_OK;
+}
+
+
+/* Returns the index of a string key in names[], or -1 (unknown: ignored). */
+static int
+fc_key_index(const msgpack_object *key, const char *const *names, int n)
+{
+    int          i;
+    size_t       len;
+    const char  *s;
+
+    if (key->type == MSGPACK_OBJECT_STR) {
+        s = key->via.str.ptr;
+        len = key->via.str.size;
+
+    } else if (key->type == MSGPACK_OBJECT_BIN) {
+        s = key->via.bin.ptr;
+        len = key->via.bin.size;
+
+    } else {
         return -1;
     }
 
-    if (hint < n && lens[hint] == key->len
-        && memcmp(names[hint], key->s, key->len) == 0)
-    {
-        return hint;
-    }
-
     for (i = 0; i < n; i++) {
-        if (lens[i] == key->len && memcmp(names[i], key->s, key->len) == 0) {
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) {
             return i;
         }
     }
@@ -954,28 +720,55 @@ fc_key_index(const fc_mp_obj_t *key, const char *const *names,
 }
 
 
+/*
+ * A str or bin object as an fc_str_t pointing into the payload.  msgpack_unpack
+ * references the input for str/bin rather than copying into the zone; the
+ * range check keeps that assumption from ever turning into a pointer to the
+ * freed zone.
+ */
 static int
-fc_get_str(const fc_mp_obj_t *o, fc_str_t *out)
+fc_get_str(const msgpack_object *o, const uint8_t *payload, size_t len,
+    fc_str_t *out)
 {
-    if (o->type != FC_MP_STR) {
+    const char  *s;
+    size_t       n;
+    uintptr_t    lo, hi, at;
+
+    if (o->type == MSGPACK_OBJECT_STR) {
+        s = o->via.str.ptr;
+        n = o->via.str.size;
+
+    } else if (o->type == MSGPACK_OBJECT_BIN) {
+        s = o->via.bin.ptr;
+        n = o->via.bin.size;
+
+    } else {
         return FC_ESCHEMA;
     }
 
-    out->data = o->s;
-    out->len = o->len;
+    lo = (uintptr_t) payload;
+    hi = lo + len;
+    at = (uintptr_t) s;
+
+    if (at < lo || at > hi || n > hi - at) {
+        return FC_EMSGPACK;
+    }
+
+    out->data = s;
+    out->len = n;
 
     return FC_OK;
 }
 
 
 static int
-fc_get_uint(const fc_mp_obj_t *o, uint64_t max, uint64_t *out)
+fc_get_uint(const msgpack_object *o, uint64_t max, uint64_t *out)
 {
-    if (o->type != FC_MP_UINT || o->u > max) {
+    if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER || o->via.u64 > max) {
         return FC_ESCHEMA;
     }
 
-    *out = o->u;
+    *out = o->via.u64;
 
     return FC_OK;
 }
@@ -983,7 +776,7 @@ fc_get_uint(const fc_mp_obj_t *o, uint64_t max, uint64_t *out)
 
 /* An HTTP status: three digits. */
 static int
-fc_get_status(const fc_mp_obj_t *o, uint32_t *out)
+fc_get_status(const msgpack_object *o, uint32_t *out)
 {
     uint64_t  v;
 
@@ -997,59 +790,38 @@ fc_get_status(const fc_mp_obj_t *o, uint32_t *out)
 }
 
 
-/*
- * Reads a header array: [[name, value], ...], at most FC_MAX_HEADERS.
- * With out == NULL it only checks (and consumes) it; else it fills out[],
- * which has room for the count the check saw.
- */
+/* Validates a header array: [[name, value], ...], at most FC_MAX_HEADERS. */
 static int
-fc_read_headers(fc_reader_t *r, const fc_mp_obj_t *array, fc_header_t *out)
+fc_check_headers(const msgpack_object *o, const uint8_t *payload, size_t len)
 {
-    int          rc;
-    uint64_t     i;
-    fc_mp_obj_t  pair, name, value;
+    int                    rc;
+    uint32_t               i;
+    fc_str_t               s;
+    const msgpack_object  *pair;
 
-    if (array->type != FC_MP_ARRAY) {
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
         return FC_ESCHEMA;
     }
 
-    if (array->u > FC_MAX_HEADERS) {
+    if (o->via.array.size > FC_MAX_HEADERS) {
         return FC_ETOOMANY;
     }
 
-    for (i = 0; i < array->u; i++) {
-        rc = fc_read(r, &pair);
+    for (i = 0; i < o->via.array.size; i++) {
+        pair = &o->via.array.ptr[i];
+
+        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2) {
+            return FC_ESCHEMA;
+        }
+
+        rc = fc_get_str(&pair->via.array.ptr[0], payload, len, &s);
         if (rc != FC_OK) {
             return rc;
         }
 
-        if (pair.type != FC_MP_ARRAY || pair.u != 2) {
-            return FC_ESCHEMA;
-        }
-
-        rc = fc_read(r, &name);
+        rc = fc_get_str(&pair->via.array.ptr[1], payload, len, &s);
         if (rc != FC_OK) {
             return rc;
-        }
-
-        if (name.type != FC_MP_STR) {
-            return FC_ESCHEMA;
-        }
-
-        rc = fc_read(r, &value);
-        if (rc != FC_OK) {
-            return rc;
-        }
-
-        if (value.type != FC_MP_STR) {
-            return FC_ESCHEMA;
-        }
-
-        if (out) {
-            out[i].name.data = name.s;
-            out[i].name.len = name.len;
-            out[i].value.data = value.s;
-            out[i].value.len = value.len;
         }
     }
 
@@ -1057,37 +829,43 @@ fc_read_headers(fc_reader_t *r, const fc_mp_obj_t *array, fc_header_t *out)
 }
 
 
-/* Copies a header array checked by fc_read_headers(); the only allocation
+/* Copies a header array checked by fc_check_headers(); the only allocation
  * a decoder makes, done last so a failed decode never leaves one behind. */
 static int
-fc_copy_headers(const fc_reader_t *at, const fc_mp_obj_t *array,
+fc_copy_headers(const msgpack_object *o, const uint8_t *payload, size_t len,
     fc_alloc_pt alloc, void *alloc_ctx, fc_header_t **headers,
     size_t *nheaders)
 {
-    fc_header_t  *h;
-    fc_reader_t   r;
+    size_t                 i, n;
+    fc_header_t           *h;
+    const msgpack_object  *pair;
 
     *headers = NULL;
     *nheaders = 0;
 
-    if (at == NULL || array->u == 0) {
+    if (o == NULL || o->via.array.size == 0) {
         return FC_OK;
     }
+
+    n = o->via.array.size;
 
     if (alloc == NULL) {
         return FC_ENOMEM;
     }
 
-    h = alloc(alloc_ctx, array->u * sizeof(fc_header_t));
+    h = alloc(alloc_ctx, n * sizeof(fc_header_t));
     if (h == NULL) {
         return FC_ENOMEM;
     }
 
-    r = *at;
-    (void) fc_read_headers(&r, array, h);
+    for (i = 0; i < n; i++) {
+        pair = &o->via.array.ptr[i];
+        (void) fc_get_str(&pair->via.array.ptr[0], payload, len, &h[i].name);
+        (void) fc_get_str(&pair->via.array.ptr[1], payload, len, &h[i].value);
+    }
 
     *headers = h;
-    *nheaders = array->u;
+    *nheaders = n;
 
     return FC_OK;
 }
@@ -1111,50 +889,32 @@ enum {
 
 
 /* Decodes the value of one known key of a message into `out`. */
-typedef int (*fc_field_pt)(int key, const fc_mp_obj_t *v, void *out);
+typedef int (*fc_field_pt)(int key, const msgpack_object *v,
+    const uint8_t *payload, size_t len, void *out);
 
 
 /*
  * Walks a message's map: each known key at most once (a repeated one is
  * ambiguous), unknown keys skipped (forward compatible), every required key
- * present.  The value of key `headers_key` is checked in place; where it
- * starts is handed back, to be copied only once the whole message is known
- * to be good.
+ * present.  The value of key `headers_key` is handed back, to be copied only
+ * once the whole message is known to be good.
  */
 static int
-fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
-    const uint8_t *lens, int nkeys, unsigned required, int headers_key,
-    fc_field_pt field, void *out, fc_reader_t *headers_at,
-    fc_mp_obj_t *headers)
+fc_decode_fields(const msgpack_object *root, const uint8_t *payload,
+    size_t len, const char *const *names, int nkeys, unsigned required,
+    int headers_key, fc_field_pt field, void *out,
+    const msgpack_object **headers)
 {
-    int          rc, key, hint;
-    uint64_t     i;
-    unsigned     seen;
-    fc_mp_obj_t  k, v;
+    int                    rc, key;
+    uint32_t               i;
+    unsigned               seen;
+    const msgpack_object  *v;
 
     seen = 0;
-    hint = 0;
 
-    for (i = 0; i < pairs; i++) {
-        rc = fc_read(r, &k);
-        if (rc != FC_OK) {
-            return rc;
-        }
-
-        key = fc_key_index(&k, names, lens, nkeys, hint);
-
+    for (i = 0; i < root->via.map.size; i++) {
+        key = fc_key_index(&root->via.map.ptr[i].key, names, nkeys);
         if (key < 0) {
-            /* an unknown key (or a key that is a container) and its value */
-            rc = fc_skip(r, &k, 1);
-            if (rc == FC_OK) {
-                rc = fc_read(r, &v);
-            }
-            if (rc == FC_OK) {
-                rc = fc_skip(r, &v, 1);
-            }
-            if (rc != FC_OK) {
-                return rc;
-            }
             continue;
         }
 
@@ -1162,32 +922,19 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
             return FC_ESCHEMA;
         }
         seen |= 1u << key;
-        hint = key + 1;
 
-        rc = fc_read(r, &v);
-        if (rc != FC_OK) {
-            return rc;
-        }
+        v = &root->via.map.ptr[i].val;
 
         if (key == headers_key) {
-            *headers_at = *r;
+            rc = fc_check_headers(v, payload, len);
             *headers = v;
-            rc = fc_read_headers(r, &v, NULL);
-
         } else {
-            rc = field(key, &v, out);
-            if (rc == FC_OK) {
-                rc = fc_skip(r, &v, 1);     /* (a scalar: nothing to skip) */
-            }
+            rc = field(key, v, payload, len, out);
         }
 
         if (rc != FC_OK) {
             return rc;
         }
-    }
-
-    if (r->p != r->end) {
-        return FC_EMSGPACK;             /* trailing bytes */
     }
 
     return (seen & required) == required ? FC_OK : FC_ESCHEMA;
@@ -1195,22 +942,23 @@ fc_decode_fields(fc_reader_t *r, uint64_t pairs, const char *const *names,
 
 
 static int
-fc_request_field(int key, const fc_mp_obj_t *v, void *out)
+fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
+    size_t len, void *out)
 {
     uint64_t       u;
     fc_request_t  *r = out;
 
     switch (key) {
     case FC_REQ_FUNCTION:
-        return fc_get_str(v, &r->function);
+        return fc_get_str(v, payload, len, &r->function);
     case FC_REQ_METHOD:
-        return fc_get_str(v, &r->method);
+        return fc_get_str(v, payload, len, &r->method);
     case FC_REQ_URI:
-        return fc_get_str(v, &r->uri);
+        return fc_get_str(v, payload, len, &r->uri);
     case FC_REQ_VERSION:
-        return fc_get_str(v, &r->version);
+        return fc_get_str(v, payload, len, &r->version);
     case FC_REQ_REMOTE_ADDR:
-        return fc_get_str(v, &r->remote_addr);
+        return fc_get_str(v, payload, len, &r->remote_addr);
     case FC_REQ_REMOTE_PORT:
         if (fc_get_uint(v, 65535, &u) != FC_OK) {
             return FC_ESCHEMA;
@@ -1218,13 +966,13 @@ fc_request_field(int key, const fc_mp_obj_t *v, void *out)
         r->remote_port = (uint32_t) u;
         return FC_OK;
     case FC_REQ_SCHEME:
-        return fc_get_str(v, &r->scheme);
+        return fc_get_str(v, payload, len, &r->scheme);
     case FC_REQ_HOST:
-        return fc_get_str(v, &r->host);
+        return fc_get_str(v, payload, len, &r->host);
     case FC_REQ_REQUEST_ID:
-        return fc_get_str(v, &r->request_id);
+        return fc_get_str(v, payload, len, &r->request_id);
     case FC_REQ_CONTENT_LENGTH:
-        if (v->type == FC_MP_NINT && v->i == -1) {
+        if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && v->via.i64 == -1) {
             r->content_length = -1;
             return FC_OK;
         }
@@ -1250,40 +998,37 @@ fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
         "remote_port", "scheme", "host", "request_id", "content_length",
         "deadline_ms"
     };
-    static const uint8_t      lens[FC_REQ_NKEYS] = {
-        8, 6, 3, 7, 7, 11, 11, 6, 4, 10, 14, 11
-    };
     static const unsigned     required = (1u << FC_REQ_FUNCTION)
                                          | (1u << FC_REQ_METHOD)
                                          | (1u << FC_REQ_URI);
 
-    int           rc;
-    uint64_t      pairs;
-    fc_reader_t   r, headers_at;
-    fc_mp_obj_t   headers;
-    fc_request_t  q;
+    int                    rc;
+    fc_request_t           r;
+    msgpack_zone           zone;
+    msgpack_object         root;
+    const msgpack_object  *headers;
 
-    rc = fc_read_map(payload, len, &r, &pairs);
+    rc = fc_unpack_map(payload, len, &zone, &root);
     if (rc != FC_OK) {
         return rc;
     }
 
-    memset(&q, 0, sizeof(fc_request_t));
-    q.content_length = -1;
-    headers.type = FC_MP_NIL;
+    memset(&r, 0, sizeof(fc_request_t));
+    r.content_length = -1;
+    headers = NULL;
 
-    rc = fc_decode_fields(&r, pairs, names, lens, FC_REQ_NKEYS, required,
-                          FC_REQ_HEADERS, fc_request_field, &q, &headers_at,
-                          &headers);
+    rc = fc_decode_fields(&root, payload, len, names, FC_REQ_NKEYS, required,
+                          FC_REQ_HEADERS, fc_request_field, &r, &headers);
     if (rc == FC_OK) {
-        rc = fc_copy_headers(headers.type == FC_MP_ARRAY ? &headers_at : NULL,
-                             &headers, alloc, alloc_ctx, &q.headers,
-                             &q.nheaders);
+        rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                             &r.headers, &r.nheaders);
     }
 
     if (rc == FC_OK) {
-        *req = q;
+        *req = r;
     }
+
+    msgpack_zone_destroy(&zone);
 
     return rc;
 }
@@ -1299,7 +1044,8 @@ enum {
 
 
 static int
-fc_response_field(int key, const fc_mp_obj_t *v, void *out)
+fc_response_field(int key, const msgpack_object *v, const uint8_t *payload,
+    size_t len, void *out)
 {
     fc_response_t  *r = out;
 
@@ -1307,13 +1053,13 @@ fc_response_field(int key, const fc_mp_obj_t *v, void *out)
     case FC_RESP_STATUS:
         return fc_get_status(v, &r->status);
     case FC_RESP_COLD_START:
-        if (v->type != FC_MP_BOOL) {
+        if (v->type != MSGPACK_OBJECT_BOOLEAN) {
             return FC_ESCHEMA;
         }
-        r->cold_start = v->u ? 1 : 0;
+        r->cold_start = v->via.boolean ? 1 : 0;
         return FC_OK;
     case FC_RESP_INSTANCE:
-        return fc_get_str(v, &r->instance);
+        return fc_get_str(v, payload, len, &r->instance);
     default:
         return FC_OK;
     }
@@ -1327,34 +1073,34 @@ fc_response_decode(const uint8_t *payload, size_t len,
     static const char *const  names[FC_RESP_NKEYS] = {
         "status", "headers", "cold_start", "instance"
     };
-    static const uint8_t      lens[FC_RESP_NKEYS] = { 6, 7, 10, 8 };
 
-    int            rc;
-    uint64_t       pairs;
-    fc_reader_t    r, headers_at;
-    fc_mp_obj_t    headers;
-    fc_response_t  q;
+    int                    rc;
+    fc_response_t          r;
+    msgpack_zone           zone;
+    msgpack_object         root;
+    const msgpack_object  *headers;
 
-    rc = fc_read_map(payload, len, &r, &pairs);
+    rc = fc_unpack_map(payload, len, &zone, &root);
     if (rc != FC_OK) {
         return rc;
     }
 
-    memset(&q, 0, sizeof(fc_response_t));
-    headers.type = FC_MP_NIL;
+    memset(&r, 0, sizeof(fc_response_t));
+    headers = NULL;
 
-    rc = fc_decode_fields(&r, pairs, names, lens, FC_RESP_NKEYS,
+    rc = fc_decode_fields(&root, payload, len, names, FC_RESP_NKEYS,
                           1u << FC_RESP_STATUS, FC_RESP_HEADERS,
-                          fc_response_field, &q, &headers_at, &headers);
+                          fc_response_field, &r, &headers);
     if (rc == FC_OK) {
-        rc = fc_copy_headers(headers.type == FC_MP_ARRAY ? &headers_at : NULL,
-                             &headers, alloc, alloc_ctx, &q.headers,
-                             &q.nheaders);
+        rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                             &r.headers, &r.nheaders);
     }
 
     if (rc == FC_OK) {
-        *resp = q;
+        *resp = r;
     }
+
+    msgpack_zone_destroy(&zone);
 
     return rc;
 }
@@ -1369,7 +1115,8 @@ enum {
 
 
 static int
-fc_error_field(int key, const fc_mp_obj_t *v, void *out)
+fc_error_field(int key, const msgpack_object *v, const uint8_t *payload,
+    size_t len, void *out)
 {
     fc_error_t  *e = out;
 
@@ -1377,9 +1124,9 @@ fc_error_field(int key, const fc_mp_obj_t *v, void *out)
     case FC_ERR_STATUS:
         return fc_get_status(v, &e->status);
     case FC_ERR_CODE:
-        return fc_get_str(v, &e->code);
+        return fc_get_str(v, payload, len, &e->code);
     case FC_ERR_MESSAGE:
-        return fc_get_str(v, &e->message);
+        return fc_get_str(v, payload, len, &e->message);
     default:
         return FC_OK;
     }
@@ -1392,28 +1139,28 @@ fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
     static const char *const  names[FC_ERR_NKEYS] = {
         "status", "code", "message"
     };
-    static const uint8_t      lens[FC_ERR_NKEYS] = { 6, 4, 7 };
     static const unsigned     required = (1u << FC_ERR_STATUS)
                                          | (1u << FC_ERR_CODE);
 
-    int          rc;
-    uint64_t     pairs;
-    fc_error_t   e;
-    fc_reader_t  r, headers_at;
-    fc_mp_obj_t  headers;
+    int                    rc;
+    fc_error_t             e;
+    msgpack_zone           zone;
+    msgpack_object         root;
 
-    rc = fc_read_map(payload, len, &r, &pairs);
+    rc = fc_unpack_map(payload, len, &zone, &root);
     if (rc != FC_OK) {
         return rc;
     }
 
     memset(&e, 0, sizeof(fc_error_t));
 
-    rc = fc_decode_fields(&r, pairs, names, lens, FC_ERR_NKEYS, required,
-                          -1, fc_error_field, &e, &headers_at, &headers);
+    rc = fc_decode_fields(&root, payload, len, names, FC_ERR_NKEYS, required,
+                          -1, fc_error_field, &e, NULL);
     if (rc == FC_OK) {
         *err = e;
     }
+
+    msgpack_zone_destroy(&zone);
 
     return rc;
 }
