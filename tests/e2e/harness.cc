@@ -351,7 +351,13 @@ std::string Gateway::url(const std::string& path_and_query) const {
 }
 
 void Gateway::write_runner_config() {
-  write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\n" + runner_extra_ +
+  // Instances run as a uid of their own with a private view (issue 9): the
+  // test's state directory is the one place of the test they may write.
+  std::string state = path("state");
+  std::filesystem::create_directories(state);
+  chmod(state.c_str(), 0777);
+  write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\nreadWritePaths: [" + state + "]\n" +
+                                       runner_extra_ +
                                        (functions_yaml_.empty() ? "functions: {}\n"
                                                                 : "functions:\n" + functions_yaml_));
 }
