@@ -29,6 +29,7 @@ namespace {
 // Where the host's tree is while the new root is built.
 constexpr const char* kOldRoot = "/oldroot";
 constexpr const char* kNewRoot = "/newroot";
+constexpr const char* kMaskFile = "/masked";  // in the scratch root: mode 0, empty
 
 // Read-only system trees an interpreter or an app needs; the symlinks among
 // them (merged /usr: /bin -> usr/bin) are recreated as symlinks.
@@ -113,12 +114,22 @@ class RootBuilder {
       read_write.emplace_back(source, path);
     }
 
+    // The skeleton must be traversable by the instance's uid whatever the
+    // runner's umask; the app gets the umask back.
+    mode_t old_umask = ::umask(022);
+    struct RestoreUmask {
+      mode_t mask;
+      ~RestoreUmask() { ::umask(mask); }
+    } restore{old_umask};
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return fail("make / private", "/");
     // A scratch root holding the old tree at /oldroot and the new at /newroot.
     if (::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k") != 0) {
       return fail("mount a scratch tmpfs on", "/tmp");
     }
     if (::mkdir("/tmp/oldroot", 0755) != 0 || ::mkdir("/tmp/newroot", 0755) != 0) return fail("mkdir in", "/tmp");
+    int mask_fd = ::open("/tmp/masked", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+    if (mask_fd < 0) return fail("create", "/tmp/masked");
+    ::close(mask_fd);
     if (syscall(SYS_pivot_root, "/tmp", "/tmp/oldroot") != 0) return fail("pivot_root to", "/tmp");
     if (::chdir("/") != 0) return fail("chdir", "/");
     if (::mount("tmpfs", kNewRoot, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m") != 0) {
@@ -320,8 +331,9 @@ class RootBuilder {
     return targets;
   }
 
-  // Something that must not be read: an empty tmpfs over a directory,
-  // /dev/null over a file.  Only where the new root shows it.
+  // Something that must not be read: an empty tmpfs of mode 0 over a
+  // directory, an empty file of mode 0 over a file (opening either fails
+  // with EACCES, as the secret itself would for anyone but root).  Only where the new root shows it.
   void mask(const std::string& path) {
     if (!visible(path)) return;
     std::string to = new_path(path);
@@ -329,7 +341,7 @@ class RootBuilder {
     if (::lstat(to.c_str(), &st) != 0 || S_ISLNK(st.st_mode)) return;
     int rc = S_ISDIR(st.st_mode)
                  ? ::mount("tmpfs", to.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, "size=4k,mode=0")
-                 : ::mount(old_path("/dev/null").c_str(), to.c_str(), nullptr, MS_BIND, nullptr);
+                 : ::mount(kMaskFile, to.c_str(), nullptr, MS_BIND, nullptr);
     if (rc != 0) say("cannot mask", path);
   }
 

@@ -22,9 +22,11 @@ trap stop INT TERM EXIT
 setsid "$root/build/fc-runner" --config "$here/fc-runner.yaml" &
 runner_pid=$!
 
-user_directive=()
-[ "$(id -u)" = 0 ] && user_directive=(-g "user root;")
-/usr/sbin/nginx -p "$prefix/" -c "$here/nginx.conf" "${user_directive[@]}" &
+# nginx's workers run as www-data (nginx.conf) and reach the runner through
+# its socket's group (listenGroup); wait for the socket so the first request
+# does not race the runner's start.
+for _ in $(seq 100); do [ -S /run/fc-runner/quickstart.sock ] && break; sleep 0.05; done
+/usr/sbin/nginx -p "$prefix/" -c "$here/nginx.conf" &
 nginx_pid=$!
 
 echo "fc-gateway quickstart on http://127.0.0.1:8080/  (Ctrl-C stops)"

@@ -516,7 +516,7 @@ class ExampleServer {
     std::filesystem::create_directories(tmp_.path() + "/tmp");
     runner_.start({runner_path(), "--config", tmp_.path() + "/fc-runner.yaml"}, tmp_.path() + "/runner.log");
     EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(sock); }, 10s)) << log();
-    std::string globals = std::string("daemon off;") + (geteuid() == 0 ? " user root;" : "");
+    std::string globals = "daemon off;";  // the example's workers run as www-data (issue 9)
     nginx_.start({"/usr/sbin/nginx", "-p", tmp_.path() + "/", "-c", tmp_.path() + "/nginx.conf", "-g", globals},
                  tmp_.path() + "/nginx.log");
     EXPECT_TRUE(wait_until([&] { return http_get(url("/")).status != 0; }, 10s)) << log();
