@@ -9,6 +9,7 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -212,7 +213,13 @@ std::vector<std::string> Isolation::guard_args(const FunctionConfig& fn, const s
     add("--uid", std::to_string(fn.uid));
     add("--gid", std::to_string(fn.gid >= 0 ? fn.gid : fn.uid));
   }
-  add("--nproc", std::to_string(fn.max_processes));
+  // RLIMIT_NPROC counts every task of the uid, so with a pids cgroup per
+  // instance it only bounds the function as a whole (and stays out of the
+  // cgroup's way, whose refusals are the ones the runner can count).
+  long long nproc = pids_cgroup.empty()
+                        ? fn.max_processes
+                        : static_cast<long long>(fn.max_processes + 1) * std::max(1, fn.max_instances);
+  add("--nproc", std::to_string(std::min<long long>(nproc, 1 << 22)));
   add("--nofile", std::to_string(fn.max_open_files));
   if (!pids_cgroup.empty()) add("--pids-cgroup", pids_cgroup);
   if (!g_namespaces) return args;
