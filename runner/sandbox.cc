@@ -105,8 +105,10 @@ class RootBuilder {
       std::string source = real_path(tree);
       if (!source.empty()) read_only.emplace_back(source, tree);
     }
-    std::string prefix = program_prefix(command[0]);
-    if (!prefix.empty()) read_only.emplace_back(prefix, prefix);
+    for (const std::string& prefix : program_prefixes(command[0])) {
+      std::string source = real_path(prefix);
+      if (!source.empty()) read_only.emplace_back(source, prefix);
+    }
     for (const std::string& target : code_symlink_targets(code_source, 0)) read_only.emplace_back(target, target);
     for (const std::string& path : spec_.read_write) {
       std::string source = real_path(path);
@@ -141,7 +143,9 @@ class RootBuilder {
     }
     if (!mount_tmp() || !mount_dev()) return false;
     for (const auto& [source, dest] : read_only) {
-      if (!visible(dest) && !add_bind(source, dest, false)) return false;
+      bool shown = false;  // by a system tree already (the private /tmp does not count)
+      for (const char* tree : kSystemTrees) shown = shown || is_under(dest, tree);
+      if (!shown && !add_bind(source, dest, false)) return false;
     }
     if (!add_bind(code_source, spec_.code_dir, false) || !add_bind(code_source, "/code", false)) return false;
     for (const auto& [source, dest] : read_write) {
@@ -275,7 +279,7 @@ class RootBuilder {
   // An interpreter or a command outside the trees above (a virtualenv's
   // python, /opt/app/bin/server): its installation prefix, read-only.
   // Host view.
-  std::string program_prefix(const char* program) const {
+  std::vector<std::string> program_prefixes(const char* program) const {
     std::string found;
     std::string name = program;
     if (name.find('/') != std::string::npos) {
@@ -296,11 +300,19 @@ class RootBuilder {
         }
       }
     }
-    std::string resolved = found.empty() ? std::string() : real_path(found);
-    if (!outside_view(resolved)) return {};
-    std::string bin = resolved.substr(0, resolved.rfind('/'));  // .../bin
-    std::string above = bin.substr(0, bin.rfind('/'));         // the installation
-    return above.empty() ? bin : above;
+    std::vector<std::string> prefixes;
+    auto installation = [](const std::string& program_path) {
+      std::string bin = program_path.substr(0, program_path.rfind('/'));  // .../bin
+      std::string above = bin.substr(0, bin.rfind('/'));                 // the installation
+      return above.empty() ? bin : above;
+    };
+    if (found.empty()) return prefixes;
+    // A virtualenv's bin/python is a symlink to the system's: the venv as
+    // named (pyvenv.cfg, site-packages) and what it resolves to.
+    if (found.front() == '/' && outside_view(found)) prefixes.push_back(installation(found));
+    std::string resolved = real_path(found);
+    if (outside_view(resolved)) prefixes.push_back(installation(resolved));
+    return prefixes;
   }
 
   // Targets of symlinks in codeUri (kSymlinkScanDepth deep) that point
