@@ -324,6 +324,32 @@ TEST_F(IsolationTest, ForkBombIsBoundedAndOthersKeepServing) {
       << metrics();
 }
 
+// An unprivileged runner: the instances run as its uid, with no_new_privs
+// and the same private view inside a user namespace that maps only that uid.
+TEST_F(IsolationTest, UnprivilegedRunnerIsolatesInAUserNamespace) {
+  const passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  std::string code = add_function("a", "    minInstances: 1\n");
+  chmod(code.c_str(), 0755);
+  gw_.set_runner_wrapper({});
+  gw_.set_runner_user("nobody");
+  gw_.start();
+  std::string log = gw_.runner_log();
+  ASSERT_NE(log.find("isolation: private view (in an unprivileged user namespace)"), std::string::npos)
+      << "unprivileged user namespaces are not available to the runner:\n" << log;
+  EXPECT_NE(log.find("the runner is not root: instances run as its uid " + std::to_string(nobody->pw_uid)),
+            std::string::npos) << log;
+  json a = get_json("/a/whoami");
+  EXPECT_EQ(a["uid"], nobody->pw_uid) << a.dump();
+  EXPECT_EQ(a["no_new_privs"], "1") << a.dump();
+  EXPECT_LE(a["procs"].size(), 3u) << "its own pid namespace: " << a.dump();
+  EXPECT_EQ(a["tmp"]["ok"], true) << a.dump();
+  EXPECT_EQ(a["code"]["ok"], false) << a.dump();
+  EXPECT_EQ(get_json("/a/read?path=" + gw_.runner_config_path())["ok"], false);
+  EXPECT_EQ(get_json("/a/read?path=/etc/shadow")["ok"], false);
+  EXPECT_EQ(get_json("/a/write?path=" + gw_.path("state/a-state"))["ok"], true);
+}
+
 // listenGroup: the runner socket belongs to that group (mode 0660), the
 // admin socket stays 0600.
 TEST_F(IsolationTest, ListenGroupOwnsTheRunnerSocket) {
