@@ -185,12 +185,11 @@ int run_guard(int argc, char** argv) {
     std::fprintf(stderr, "fc-runner guard: pipe: %s\n", std::strerror(errno));
     return 1;
   }
-  long host_last_pid = 0;
-  if (sandbox.namespaces) {
-    if (FILE* f = std::fopen("/proc/sys/kernel/ns_last_pid", "r")) {
-      if (std::fscanf(f, "%ld", &host_last_pid) != 1) host_last_pid = 0;
-      std::fclose(f);
-    }
+  // The init's pid on the host, for it to pick the app's (sandbox.h).
+  int pid_pipe[2] = {-1, -1};
+  if (sandbox.namespaces && pipe2(pid_pipe, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "fc-runner guard: pipe: %s\n", std::strerror(errno));
+    return 1;
   }
   pid_t app = fork();
   if (app < 0) {
@@ -200,7 +199,13 @@ int run_guard(int argc, char** argv) {
   if (app == 0) {
     if (sandbox.namespaces) {
       close(status_pipe[0]);
-      run_sandbox_init(sandbox, command, old_mask, status_pipe[1], host_last_pid);
+      close(pid_pipe[1]);
+      // Without a cgroup: RLIMIT_AS, inherited by the app.
+      if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
+        std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
+        _exit(1);
+      }
+      run_sandbox_init(sandbox, command, old_mask, status_pipe[1], pid_pipe[0]);
     }
     pid_t guard = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -218,7 +223,13 @@ int run_guard(int argc, char** argv) {
     std::fprintf(stderr, "cannot run %s: %s\n", command[0], std::strerror(errno));
     _exit(127);
   }
-  if (sandbox.namespaces) close(status_pipe[1]);
+  if (sandbox.namespaces) {
+    close(status_pipe[1]);
+    close(pid_pipe[0]);
+    ssize_t ignored = write(pid_pipe[1], &app, sizeof(app));
+    (void)ignored;
+    close(pid_pipe[1]);
+  }
 
   // The app goes into its memory cgroup; the guard stays outside, so an OOM
   // kill cannot take it.

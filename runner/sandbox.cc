@@ -429,20 +429,27 @@ bool drop_privileges(const SandboxSpec& spec) {
   return true;
 }
 
-// The app, at `pid` in both the namespace and the host when the kernel lets
-// us choose (clone3 set_tid, root only); else the next free pid inside.
-pid_t clone_app(long host_last_pid) {
-  if (host_last_pid > 0) {
-    for (long candidate = host_last_pid + 2; candidate < host_last_pid + 66; candidate++) {
-      pid_t tids[2] = {static_cast<pid_t>(candidate), static_cast<pid_t>(candidate)};
-      clone_args args{};
-      args.exit_signal = SIGCHLD;
-      args.set_tid = reinterpret_cast<uint64_t>(tids);
-      args.set_tid_size = 2;
-      long pid = syscall(SYS_clone3, &args, sizeof(args));
-      if (pid >= 0) return static_cast<pid_t>(pid);
-      if (errno != EEXIST) break;  // EINVAL past pid_max, EPERM: take any pid
-    }
+// The app, at the same pid in the namespace and on the host when the kernel
+// lets us choose (clone3 set_tid, root only): the first pid after the init's
+// that the host's /proc (`host_proc`, opened before the pivot) does not show.
+// Else the next free pid inside.
+pid_t clone_app(pid_t host_init_pid, int host_proc) {
+  constexpr int kMaxAttempts = 16;
+  constexpr long kMaxSkipped = 4096;
+  int attempts = 0;
+  for (long candidate = host_init_pid + 1; host_init_pid > 0 && host_proc >= 0 && attempts < kMaxAttempts &&
+                                           candidate <= host_init_pid + kMaxSkipped;
+       candidate++) {
+    if (faccessat(host_proc, std::to_string(candidate).c_str(), F_OK, 0) == 0) continue;
+    attempts++;
+    pid_t tids[2] = {static_cast<pid_t>(candidate), static_cast<pid_t>(candidate)};
+    clone_args args{};
+    args.exit_signal = SIGCHLD;
+    args.set_tid = reinterpret_cast<uint64_t>(tids);
+    args.set_tid_size = 2;
+    long pid = syscall(SYS_clone3, &args, sizeof(args));
+    if (pid >= 0) return static_cast<pid_t>(pid);
+    if (errno != EEXIST) break;  // EINVAL past pid_max, EPERM: take any pid
   }
   return fork();
 }
@@ -530,7 +537,7 @@ bool restrict_app_process(const SandboxSpec& spec, bool join_pids) {
 }
 
 void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& app_mask, int status_fd,
-                      long host_last_pid) {
+                      int host_pid_fd) {
   prctl(PR_SET_NAME, "fc-init");
   // The guard's death ends the init, and with it the namespace.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -539,10 +546,16 @@ void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& a
     say("unshare", "CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS");
     _exit(1);
   }
+  pid_t host_init_pid = 0;
+  if (::read(host_pid_fd, &host_init_pid, sizeof(host_init_pid)) != sizeof(host_init_pid)) host_init_pid = 0;
+  ::close(host_pid_fd);
+  // The host's /proc, still mounted here: which host pids are taken.
+  int host_proc = geteuid() == 0 ? ::open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   RootBuilder root(spec);
   if (!root.build(command)) _exit(1);
 
-  pid_t app = clone_app(geteuid() == 0 ? host_last_pid : 0);
+  pid_t app = clone_app(host_init_pid, host_proc);
+  if (host_proc >= 0 && app != 0) ::close(host_proc);
   if (app < 0) {
     say("fork", command[0]);
     _exit(1);

@@ -53,9 +53,11 @@ bool enter_sandbox_namespaces(const SandboxSpec& spec);
 
 // The namespace's init (the guard's child): builds the view, starts the app
 // (`command`, with `app_mask` as its signal mask) and exits once it has
-// written the app's wait status to `status_fd`.  Never returns.
+// written the app's wait status to `status_fd`.  The guard writes the init's
+// host pid to `host_pid_fd` (the app's host pid is picked after it).  Never
+// returns.
 [[noreturn]] void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& app_mask,
-                                   int status_fd, long host_last_pid);
+                                   int status_fd, int host_pid_fd);
 
 // The app's side, also without namespaces: joins the pids cgroup (when not
 // done by an init), drops to uid/gid, sets the rlimits and no_new_privs.
