@@ -350,6 +350,33 @@ TEST_F(IsolationTest, UnprivilegedRunnerIsolatesInAUserNamespace) {
   EXPECT_EQ(get_json("/a/write?path=" + gw_.path("state/a-state"))["ok"], true);
 }
 
+// Acceptance 4 (Go): a compiled Go HTTP server as FC's ./bootstrap runs
+// unchanged in the private view, as the function's own uid.
+TEST_F(IsolationTest, GoBootstrapRunsUnchanged) {
+  std::string code = gw_.path("go-code");
+  fs::create_directories(code);
+  write_file(code + "/go.mod", "module gohello\n\ngo 1.19\n");
+  write_file(code + "/main.go",
+             "package main\n"
+             "import (\"fmt\"; \"net/http\"; \"os\")\n"
+             "func main() {\n"
+             "  http.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) {\n"
+             "    fmt.Fprintf(w, \"go %s uid %d\", r.URL.Path, os.Getuid())\n"
+             "  })\n"
+             "  http.ListenAndServe(\"127.0.0.1:\"+os.Getenv(\"FC_SERVER_PORT\"), nil)\n"
+             "}\n");
+  auto [rc, out] = run("cd " + code + " && go build -o bootstrap . 2>&1");
+  ASSERT_EQ(rc, 0) << "go build: " << out;
+  gw_.add_functions_yaml("  gofn:\n    runtime: custom\n    codeUri: " + code + "\n");
+  gw_.add_server_conf("    location /gofn/ { fc_function gofn; }\n");
+  gw_.start();
+  require_private_view();
+  HttpResponse r = http_get(gw_.url("/gofn/hello"));
+  ASSERT_EQ(r.status, 200) << r.body << gw_.runner_log();
+  EXPECT_EQ(r.body.rfind("go /gofn/hello uid ", 0), 0u) << r.body;
+  EXPECT_NE(r.body, "go /gofn/hello uid 0") << "ran as root";
+}
+
 // listenGroup: the runner socket belongs to that group (mode 0660), the
 // admin socket stays 0600.
 TEST_F(IsolationTest, ListenGroupOwnsTheRunnerSocket) {
