@@ -1,4 +1,5 @@
 #include "admin.h"
+#include "isolation.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -75,7 +76,14 @@ long long statm_rss_bytes(int pid) {
 int app_pid(int guard_pid) {
   if (guard_pid <= 0) return 0;
   std::string text = read_proc(fmt::format("/proc/{}/task/{}/children", guard_pid, guard_pid));
-  return std::atoi(text.c_str());
+  int child = std::atoi(text.c_str());
+  // With a private view the guard's child is its pid namespace's init
+  // (sandbox.h), whose child is the app.
+  if (child > 0 && read_proc(fmt::format("/proc/{}/comm", child)) == "fc-init\n") {
+    int app = std::atoi(read_proc(fmt::format("/proc/{}/task/{}/children", child, child)).c_str());
+    return app > 0 ? app : child;
+  }
+  return child;
 }
 
 constexpr Instance::State kAllStates[] = {
@@ -381,6 +389,9 @@ std::string AdminServer::status_json() const {
         source = "rss";
       }
       item["memory_bytes"] = memory >= 0 ? json(memory) : json(nullptr);
+      item["uid"] = Isolation::instance_uid(fc) >= 0 ? json(Isolation::instance_uid(fc)) : json(nullptr);
+      item["refused_forks"] = inst->refused_forks();  // forks refused at maxProcesses
+      item["max_processes"] = fc.max_processes;
       item["memory_source"] = memory >= 0 ? json(source) : json(nullptr);
       instances.push_back(std::move(item));
     }
@@ -487,6 +498,15 @@ std::string AdminServer::metrics_text() const {
                    auto it = fn.metrics().instance_exits.find(reason);
                    uint64_t n = it == fn.metrics().instance_exits.end() ? 0 : it->second;
                    out.sample("fc_instance_exits_total", {{"function", fname}, {"reason", reason}}, n);
+                 }
+               });
+  per_function("fc_instance_limit_hits_total", "counter",
+               "Instances that reached a limit: processes (maxProcesses: a fork was refused), memory (memorySize).",
+               [&](std::string_view fname, const Function& fn) {
+                 for (const char* limit : {"processes", "memory"}) {
+                   auto it = fn.metrics().limit_hits.find(limit);
+                   uint64_t n = it == fn.metrics().limit_hits.end() ? 0 : it->second;
+                   out.sample("fc_instance_limit_hits_total", {{"function", fname}, {"limit", limit}}, n);
                  }
                });
 

@@ -8,6 +8,8 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
@@ -41,6 +43,8 @@ namespace fs = std::filesystem;
 constexpr std::string_view kTopLevelKeys[] = {
     "listen", "listenMode", "listenBacklog", "frameTimeout", "admin", "logLevel", "logFile", "shutdownTimeout",
     "functions",
+    // Isolation (docs/isolation.md).
+    "listenGroup", "instanceUids", "readWritePaths",
 };
 
 constexpr std::string_view kFunctionKeys[] = {
@@ -52,6 +56,8 @@ constexpr std::string_view kFunctionKeys[] = {
     // Runner extensions.
     "type", "interpreter", "minInstances", "maxInstances", "idleTimeout", "maxQueueSize",
     "maxQueueTime",
+    // Isolation (docs/isolation.md).
+    "user", "group", "readWritePaths", "maxProcesses", "maxOpenFiles", "tmpSize",
 };
 
 // FC keys that mean nothing on one machine: accepted with any value, no
@@ -245,6 +251,8 @@ class Parser {
 
   Address as_address(const Entry& entry) const;
   int as_mode(const Entry& entry) const;
+  // readWritePaths: absolute paths (relative ones from the config's directory).
+  std::vector<std::string> as_path_list(const Entry& entry) const;
   FunctionConfig parse_function(const Entry& entry) const;
   PreStopConfig parse_hook(const Entry& entry) const;
   // The absolute code directory; `problem` says why it cannot be used
@@ -376,6 +384,69 @@ int Parser::as_mode(const Entry& entry) const {
     fail(entry, reason + ", got " + node.Scalar());
   }
   return static_cast<int>(value);
+}
+
+std::vector<std::string> Parser::as_path_list(const Entry& entry) const {
+  std::vector<std::string> out;
+  for (std::string path : as_string_list(entry)) {
+    if (path.empty()) fail(entry, "paths must not be empty");
+    if (path.front() != '/') path = (base_dir_ / path).lexically_normal().string();
+    while (path.size() > 1 && path.back() == '/') path.pop_back();
+    if (path == "/") fail(entry, "must not be / (name the directories the instances may write)");
+    out.push_back(path);
+  }
+  return out;
+}
+
+// A user or group name, or a number: the id, or -1 when unknown.
+int user_id(const std::string& name) {
+  if (!name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return name.size() < 10 ? std::atoi(name.c_str()) : -1;
+  }
+  const passwd* pw = getpwnam(name.c_str());
+  return pw ? static_cast<int>(pw->pw_uid) : -1;
+}
+
+int group_id(const std::string& name) {
+  if (!name.empty() && std::all_of(name.begin(), name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return name.size() < 10 ? std::atoi(name.c_str()) : -1;
+  }
+  const group* gr = getgrnam(name.c_str());
+  return gr ? static_cast<int>(gr->gr_gid) : -1;
+}
+
+// A uid of its own for every function without `user` (gid: the same number),
+// stable per name (a hash into the range; a clash with another function or a
+// uid in the passwd database takes the next free one, functions taken in name
+// order so the result depends on the set of names only).
+void assign_instance_uids(RunnerConfig& config, const std::string& file) {
+  const long long size = static_cast<long long>(config.instance_uid_last) - config.instance_uid_first + 1;
+  std::vector<FunctionConfig*> dynamic;
+  std::unordered_set<int> taken;
+  for (FunctionConfig& fn : config.functions) {
+    if (fn.user.empty()) {
+      dynamic.push_back(&fn);
+    } else if (fn.uid >= 0) {
+      taken.insert(fn.uid);
+    }
+  }
+  std::sort(dynamic.begin(), dynamic.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (FunctionConfig* fn : dynamic) {
+    uint64_t hash = 0xcbf29ce484222325ULL;
+    for (unsigned char c : fn->name) hash = (hash ^ c) * 0x100000001b3ULL;
+    for (long long step = 0; step < size; step++) {
+      int uid = static_cast<int>(config.instance_uid_first + static_cast<long long>((hash + step) % size));
+      if (taken.count(uid) || getpwuid(static_cast<uid_t>(uid)) != nullptr) continue;
+      taken.insert(uid);
+      fn->uid = uid;
+      if (fn->group.empty()) fn->gid = uid;
+      break;
+    }
+    if (fn->uid < 0) {
+      fn->problems.emplace_back(file, fn->line, "functions." + fn->name,
+                                "no free uid left in instanceUids for this function");
+    }
+  }
 }
 
 std::string Parser::as_code_dir(const Entry& entry, std::string& problem) const {
@@ -643,6 +714,26 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
       fn.max_queue_size = static_cast<int>(as_int(field, 0, 100000));
     } else if (key == "maxQueueTime") {
       fn.max_queue_time_s = as_seconds(field, 0, 86400, /*min_exclusive=*/true);
+    } else if (key == "user") {
+      fn.user = as_nonempty_string(field);
+      fn.uid = user_id(fn.user);
+      if (fn.uid < 0) problem(field.line, field.path, "no such user " + in_quotes(fn.user));
+      if (const passwd* pw = fn.uid >= 0 ? getpwuid(static_cast<uid_t>(fn.uid)) : nullptr) {
+        if (fn.gid < 0) fn.gid = static_cast<int>(pw->pw_gid);  // the user's group unless `group` says
+      }
+    } else if (key == "group") {
+      fn.group = as_nonempty_string(field);
+      int gid = group_id(fn.group);
+      if (gid < 0) problem(field.line, field.path, "no such group " + in_quotes(fn.group));
+      fn.gid = gid;
+    } else if (key == "readWritePaths") {
+      fn.read_write_paths = as_path_list(field);
+    } else if (key == "maxProcesses") {
+      fn.max_processes = static_cast<int>(as_int(field, 8, 1 << 22));
+    } else if (key == "maxOpenFiles") {
+      fn.max_open_files = static_cast<int>(as_int(field, 16, 1 << 20));
+    } else if (key == "tmpSize") {
+      fn.tmp_size_mb = static_cast<int>(as_int(field, 1, 1 << 20));
     }
   }
 
@@ -733,6 +824,26 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
       config.frame_timeout_s = as_seconds(field, 0, 3600, true);
     } else if (key == "shutdownTimeout") {
       config.shutdown_timeout_s = as_seconds(field, 0, 86400);
+    } else if (key == "listenGroup") {
+      config.listen_group = as_nonempty_string(field);
+      config.listen_gid = group_id(config.listen_group);
+      if (config.listen_gid < 0) fail(field, "no such group " + in_quotes(config.listen_group));
+    } else if (key == "instanceUids") {
+      // "FIRST-LAST", as systemd's DynamicUser range 61184-65519.
+      std::string text = as_nonempty_string(field);
+      long long first = 0, last = 0;
+      bool overflow = false;
+      size_t dash = text.find('-');
+      bool ok = dash != std::string::npos && parse_int(std::string_view(text).substr(0, dash), first, overflow) &&
+                !overflow && parse_int(std::string_view(text).substr(dash + 1), last, overflow) && !overflow;
+      if (!ok || first < 1000 || last > 2147483646 || first > last) {
+        fail(field, "must be a uid range FIRST-LAST with 1000 <= FIRST <= LAST (e.g. 61184-65519), got " +
+                        in_quotes(text));
+      }
+      config.instance_uid_first = static_cast<int>(first);
+      config.instance_uid_last = static_cast<int>(last);
+    } else if (key == "readWritePaths") {
+      config.read_write_paths = as_path_list(field);
     } else if (key == "functions") {
       has_functions = true;
       if (!field.value.IsNull() && !field.value.IsMap()) {
@@ -744,6 +855,7 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
   if (!has_functions) {
     fail(line_of(root), "functions", "required (a map of function name to settings; it may be empty: {})");
   }
+  assign_instance_uids(config, file_);
   if (admin && config.admin->to_string() == config.listen.to_string()) {
     fail(*admin, "must differ from listen (" + config.listen.to_string() + ")");
   }
@@ -925,6 +1037,15 @@ std::string FunctionConfig::digest() const {
   d.add("idleTimeout", idle_timeout_s);
   d.add("maxQueueSize", static_cast<long long>(max_queue_size));
   d.add("maxQueueTime", max_queue_time_s);
+  d.add("user", user);
+  d.add("group", group);
+  d.add("uid", static_cast<long long>(uid));
+  d.add("gid", static_cast<long long>(gid));
+  d.add("readWritePaths", static_cast<long long>(read_write_paths.size()));
+  for (const std::string& path : read_write_paths) d.add("readWritePaths[]", path);
+  d.add("maxProcesses", static_cast<long long>(max_processes));
+  d.add("maxOpenFiles", static_cast<long long>(max_open_files));
+  d.add("tmpSize", static_cast<long long>(tmp_size_mb));
   for (const ConfigError& problem : problems) d.add("problem", std::string_view(problem.what()));
   return d.hex();
 }

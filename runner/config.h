@@ -106,6 +106,19 @@ struct FunctionConfig {
   int max_queue_size = 100;
   double max_queue_time_s = 10;
 
+  // Extensions: isolation (issue 9, docs/isolation.md).  `user`/`group` as
+  // written; uid/gid are what the instances run as when the runner is root:
+  // the named ones, else a uid of the function's own from instanceUids
+  // (assign_instance_uids), with gid = uid.  `root` only when named.
+  std::string user;
+  std::string group;
+  int uid = -1;
+  int gid = -1;
+  std::vector<std::string> read_write_paths;  // `readWritePaths`: absolute, bound writable
+  int max_processes = 1024;                   // `maxProcesses`: tasks per instance (pids cgroup, RLIMIT_NPROC)
+  int max_open_files = 1024;                  // `maxOpenFiles`: RLIMIT_NOFILE
+  int tmp_size_mb = 512;                      // `tmpSize`: the private /tmp, MB
+
   // A digest of every field above but `line`: equal digests mean an
   // unchanged function on reload.
   std::string digest() const;
@@ -124,6 +137,17 @@ struct RunnerConfig {
   // complete within this (idle half-frames are closed, DESIGN §3).
   double frame_timeout_s = 10;
   double shutdown_timeout_s = 10;  // extension `shutdownTimeout`: SIGTERM drain bound
+  // extension `listenGroup`: the unix socket's group (name as written, gid);
+  // -1: the runner's own group.
+  std::string listen_group;
+  int listen_gid = -1;
+  // extension `instanceUids`: the range per-function uids come from
+  // (systemd's DynamicUser range by default).
+  int instance_uid_first = 61184;
+  int instance_uid_last = 65519;
+  // extension `readWritePaths` at the top level: bound writable into every
+  // function's instances (the function's own list adds to it).
+  std::vector<std::string> read_write_paths;
   std::vector<FunctionConfig> functions;  // in file order
 
   const FunctionConfig* find(std::string_view name) const;

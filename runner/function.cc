@@ -43,7 +43,7 @@ std::string exit_reason(const Instance& instance) {
     case Instance::Ending::kNone:
     case Instance::Ending::kRetired: return "retired";
     case Instance::Ending::kStartFailed: return "start_failed";
-    case Instance::Ending::kCrashed: return instance.failure_detail().empty() ? "crashed" : "oom";
+    case Instance::Ending::kCrashed: return instance.out_of_memory() ? "oom" : "crashed";
     case Instance::Ending::kWedged: return "timeout";
     case Instance::Ending::kUnhealthy: return "unhealthy";
   }
@@ -309,6 +309,8 @@ void Function::on_instance_changed(Instance& instance, Instance::State previous)
   using State = Instance::State;
   if (instance.state() == State::kExited) {
     metrics_.instance_exits[exit_reason(instance)]++;
+    if (instance.refused_forks() > 0) metrics_.limit_hits["processes"]++;
+    if (instance.out_of_memory()) metrics_.limit_hits["memory"]++;
     if (instance.failed()) metrics_.instance_failures++;
     if (instance.failed()) on_instance_failed(instance);
     remove(instance);

@@ -1,8 +1,10 @@
 #include "guard.h"
 
 #include "memory_limit.h"
+#include "sandbox.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -127,10 +129,11 @@ void move_group_into_cgroup(const char* cgroup, pid_t app) {
 }  // namespace
 
 int run_guard(int argc, char** argv) {
-  // argv: fc-runner --exec-instance PID [--netns] [--memory MB] [--cgroup DIR] -- CMD ARGS...
+  // argv: fc-runner --exec-instance PID [--netns] [--memory MB] [--cgroup DIR] [sandbox options] -- CMD ARGS...
   bool netns = false;
   long memory_mb = 0;
   const char* cgroup = nullptr;
+  SandboxSpec sandbox;
   int i = 3;
   for (; i < argc && std::strcmp(argv[i], "--") != 0; i++) {
     if (std::strcmp(argv[i], "--netns") == 0) {
@@ -139,19 +142,25 @@ int run_guard(int argc, char** argv) {
       memory_mb = std::strtol(argv[++i], nullptr, 10);
     } else if (std::strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc) {
       cgroup = argv[++i];
-    } else {
+    } else if (!parse_sandbox_option(argc, argv, i, sandbox)) {
       break;
     }
   }
   if (argc < 3 || i + 1 >= argc || std::strcmp(argv[i], "--") != 0) {
     std::fprintf(stderr,
-                 "usage: fc-runner --exec-instance RUNNER_PID [--netns] [--memory MB] [--cgroup DIR] -- "
-                 "COMMAND [ARGS...]\n");
+                 "usage: fc-runner --exec-instance RUNNER_PID [--netns] [--memory MB] [--cgroup DIR] [--sandbox] "
+                 "[--uid N --gid N] [--code DIR] [--ro PATH]... [--rw PATH]... [--hide PATH]... [--tmp-size MB] "
+                 "[--nproc N] [--nofile N] [--pids-cgroup DIR] -- COMMAND [ARGS...]\n");
+    return 2;
+  }
+  if (sandbox.namespaces && sandbox.code_dir.empty()) {
+    std::fprintf(stderr, "fc-runner guard: --sandbox needs --code\n");
     return 2;
   }
   pid_t runner = static_cast<pid_t>(std::strtol(argv[2], nullptr, 10));
   char** command = argv + i + 1;
   if (netns && !enter_own_network_namespace()) return 1;
+  if (!enter_sandbox_namespaces(sandbox)) return 1;
 
   // A signal no app sends by accident, for the runner's death.
   const int death_signal = SIGRTMIN + 3;
@@ -168,12 +177,36 @@ int run_guard(int argc, char** argv) {
   }
   if (getpgrp() != getpid()) setpgid(0, 0);
 
+  // With --sandbox the child is the pid namespace's init, which starts the
+  // app and reports its wait status here (the init itself cannot die of a
+  // signal from inside its namespace).
+  int status_pipe[2] = {-1, -1};
+  if (sandbox.namespaces && pipe2(status_pipe, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "fc-runner guard: pipe: %s\n", std::strerror(errno));
+    return 1;
+  }
+  // The init's pid on the host, for it to pick the app's (sandbox.h).
+  int pid_pipe[2] = {-1, -1};
+  if (sandbox.namespaces && pipe2(pid_pipe, O_CLOEXEC) != 0) {
+    std::fprintf(stderr, "fc-runner guard: pipe: %s\n", std::strerror(errno));
+    return 1;
+  }
   pid_t app = fork();
   if (app < 0) {
     std::fprintf(stderr, "fc-runner guard: fork: %s\n", std::strerror(errno));
     return 1;
   }
   if (app == 0) {
+    if (sandbox.namespaces) {
+      close(status_pipe[0]);
+      close(pid_pipe[1]);
+      // Without a cgroup: RLIMIT_AS, inherited by the app.
+      if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
+        std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
+        _exit(1);
+      }
+      run_sandbox_init(sandbox, command, old_mask, status_pipe[1], pid_pipe[0]);
+    }
     pid_t guard = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != guard) _exit(1);
@@ -182,10 +215,20 @@ int run_guard(int argc, char** argv) {
       std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
       _exit(1);
     }
+    if (!restrict_app_process(sandbox, true)) _exit(1);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);  // a uid change cleared it
+    if (getppid() != guard) _exit(1);
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     execvp(command[0], command);
     std::fprintf(stderr, "cannot run %s: %s\n", command[0], std::strerror(errno));
     _exit(127);
+  }
+  if (sandbox.namespaces) {
+    close(status_pipe[1]);
+    close(pid_pipe[0]);
+    ssize_t ignored = write(pid_pipe[1], &app, sizeof(app));
+    (void)ignored;
+    close(pid_pipe[1]);
   }
 
   // The app goes into its memory cgroup; the guard stays outside, so an OOM
@@ -210,6 +253,11 @@ int run_guard(int argc, char** argv) {
     pid_t done;
     while ((done = waitpid(-1, &status, WNOHANG)) > 0) {
       if (done != app) continue;
+      if (sandbox.namespaces) {
+        // The app's own status, when the init lived to pass it on.
+        int app_status = 0;
+        if (read(status_pipe[0], &app_status, sizeof(app_status)) == sizeof(app_status)) status = app_status;
+      }
       if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
       if (WIFSIGNALED(status)) {
         int term = WTERMSIG(status);

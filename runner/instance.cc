@@ -16,6 +16,7 @@
 #include "http_head.h"
 #include "ids.h"
 #include "instance_connection.h"
+#include "isolation.h"
 #include "memory_limit.h"
 #include "netns.h"
 #include "runtimes.h"
@@ -127,6 +128,8 @@ bool Instance::start(std::string& error) {
     args.push_back("--cgroup");
     args.push_back(memory_->cgroup());
   }
+  processes_ = std::make_unique<ProcessLimit>(id_, fn.max_processes);
+  for (auto& a : Isolation::guard_args(fn, processes_->cgroup())) args.push_back(std::move(a));
   args.push_back("--");
   size_t command_at = args.size();
   for (auto& a : runtime_command(fn)) args.push_back(std::move(a));
@@ -136,6 +139,8 @@ bool Instance::start(std::string& error) {
     if (const char* value = std::getenv(name)) set_env(env, name, value);
   }
   if (!std::getenv("PATH")) set_env(env, "PATH", "/usr/local/bin:/usr/bin:/bin");
+  // An instance with a uid of its own cannot use the runner's home.
+  if (Isolation::instance_uid(fn) > 0) set_env(env, "HOME", "/tmp");
   // Log lines should reach the runner as they are printed.
   set_env(env, "PYTHONUNBUFFERED", "1");
   // FC's preStop handler (module.function) for the built-in runtimes' GET
@@ -623,9 +628,16 @@ void Instance::on_connection_closed(InstanceConnection* conn) {
 
 void Instance::begin_drain(const std::string& why) { transition({Event::Kind::kDrain, why}); }
 
+bool Instance::out_of_memory() const { return memory_ && memory_->oom_killed(); }
+
+long Instance::refused_forks() const { return processes_ ? processes_->refused_forks() : 0; }
+
 std::string Instance::failure_detail() const {
   if (memory_ && memory_->oom_killed()) {
     return fmt::format(" (out of memory: the instance exceeded memorySize {} MB)", memory_->megabytes());
+  }
+  if (long refused = processes_ ? processes_->refused_forks() : 0; refused > 0) {
+    return fmt::format(" (process limit: {} forks refused at maxProcesses {})", refused, processes_->max_processes());
   }
   return {};
 }

@@ -128,6 +128,8 @@ class Instance final : public DeferredDeletable {
 
   // " (out of memory: ...)" when the kernel OOM-killed the instance.
   std::string failure_detail() const;
+  bool out_of_memory() const;   // the kernel OOM-killed something of it (memorySize)
+  long refused_forks() const;   // forks refused at maxProcesses (pids cgroup)
 
  private:
   class ControlCall;
@@ -181,6 +183,7 @@ class Instance final : public DeferredDeletable {
   bool pre_stop_called_ = false;
 
   std::unique_ptr<class MemoryLimit> memory_;
+  std::unique_ptr<class ProcessLimit> processes_;  // maxProcesses (isolation.h)
   HandlePtr<Process> process_;
   HandlePtr<Pipe> stdout_;
   HandlePtr<Pipe> stderr_;

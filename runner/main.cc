@@ -20,6 +20,7 @@
 #include "guard.h"
 #include "import.h"
 #include "instance.h"
+#include "isolation.h"
 #include "log.h"
 #include "memory_limit.h"
 #include "runner.h"
@@ -140,6 +141,9 @@ int main(int argc, char** argv) {
                    problems.size());
       return 1;
     }
+    // Which protections the instances would get, as the runner would say at start.
+    for (const std::string& line : fc::Isolation::init(config)) std::printf("%s\n", line.c_str());
+    fc::Isolation::cleanup();
     std::printf("%s: ok\n", config_path.c_str());
     return 0;
   }
@@ -156,6 +160,13 @@ int main(int argc, char** argv) {
   spdlog::info("{}", raise_open_file_limit());
   fc::warn_about_runtime_versions(config);
   spdlog::info("{}", fc::MemoryLimit::init());
+  for (const std::string& line : fc::Isolation::init(config)) {
+    if (line.rfind("WARNING", 0) == 0 || line.find("NO private view") != std::string::npos) {
+      spdlog::warn("{}", line);
+    } else {
+      spdlog::info("{}", line);
+    }
+  }
   uv_loop_t* loop = uv_default_loop();
   int status = 0;
   {
@@ -171,5 +182,6 @@ int main(int argc, char** argv) {
   uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of what the runner let go
   uv_loop_close(loop);
   fc::MemoryLimit::cleanup();
+  fc::Isolation::cleanup();
   return status;
 }

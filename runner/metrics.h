@@ -55,6 +55,8 @@ struct FunctionMetrics {
   uint64_t instance_failures = 0;  // left service for any reason but retirement
   uint64_t instance_kills = 0;     // SIGKILLed by the runner (start failed, wedged, grace over)
   std::map<std::string, uint64_t> instance_exits;  // by reason
+  // Instances that reached a limit (isolation: "processes", "memory").
+  std::map<std::string, uint64_t> limit_hits;
 };
 
 // The runner's own counters.

@@ -1,6 +1,10 @@
 #include "runner.h"
 
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -59,6 +63,16 @@ bool Runner::start() {
   if (!listener_->listen(config_.listen, config_.listen_mode, config_.listen_backlog, error)) {
     spdlog::critical("{}", error);
     return false;
+  }
+  if (config_.listen_gid >= 0 && config_.listen.kind == Address::Kind::kUnix) {
+    // listenGroup: nginx's workers (www-data) reach the socket through its group.
+    if (::chown(config_.listen.path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(config_.listen_gid)) != 0) {
+      spdlog::critical("listenGroup {}: chown {}: {}", config_.listen_group, config_.listen.path,
+                       std::strerror(errno));
+      return false;
+    }
+    spdlog::info("runner socket {} has group {} (gid {}), mode {:04o}", config_.listen.path, config_.listen_group,
+                 config_.listen_gid, config_.listen_mode);
   }
   spdlog::info("fc-runner listening on {} ({} function{}), config {}", config_.listen.to_string(),
                functions_.size(), functions_.size() == 1 ? "" : "s", config_.path);

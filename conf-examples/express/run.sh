@@ -21,9 +21,7 @@ trap stop INT TERM EXIT
 
 setsid "$root/build/fc-runner" --config "$here/fc-runner.yaml" &
 runner_pid=$!
-user_directive=()
-[ "$(id -u)" = 0 ] && user_directive=(-g "user root;")
-/usr/sbin/nginx -p "$prefix/" -c "$here/nginx.conf" "${user_directive[@]}" &
+/usr/sbin/nginx -p "$prefix/" -c "$here/nginx.conf" &
 nginx_pid=$!
 
 echo "Express under fc-gateway on http://127.0.0.1:8081/  (Ctrl-C stops)"

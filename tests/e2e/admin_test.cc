@@ -222,7 +222,7 @@ TEST_F(AdminTest, MetricsCountRequestsAndAQueueFullAndParse) {
   add_function("m", "    maxInstances: 1\n    maxQueueSize: 1\n");
   gw_.start();
   ASSERT_EQ(http_get(gw_.url("/m/fast")).status, 200);
-  auto busy = get_async("/m/sleep?s=1.5");
+  auto busy = get_async("/m/sleep?s=2");  // long enough for the /metrics parse below on a loaded machine
   std::this_thread::sleep_for(300ms);
   auto queued = get_async("/m/fast");
   std::this_thread::sleep_for(300ms);
@@ -243,7 +243,7 @@ TEST_F(AdminTest, MetricsCountRequestsAndAQueueFullAndParse) {
   EXPECT_EQ(m["fc_queue_rejections_total{function=m,reason=QueueTimeout}"], 0);
   EXPECT_EQ(m["fc_request_duration_seconds_count{function=m}"], 4);
   EXPECT_EQ(m["fc_request_duration_seconds_bucket{function=m,le=+Inf}"], 4);
-  // The 1.5 s request is above le=1 and the fast ones below: buckets are cumulative.
+  // The 2 s request is above le=1 and the fast ones below: buckets are cumulative.
   EXPECT_LE(m["fc_request_duration_seconds_bucket{function=m,le=1.0}"], 3);
   EXPECT_GE(m["fc_request_duration_seconds_bucket{function=m,le=2.5}"], 3);
   EXPECT_GE(m["fc_request_duration_seconds_sum{function=m}"], 1.5);

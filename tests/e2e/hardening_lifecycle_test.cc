@@ -371,7 +371,8 @@ TEST_F(HardeningTest, FunctionCrashingOnEveryRequestBacksOff) {
 // Acceptance 9: a start failure that leaves a daemon holding its stdout
 // neither pins maxInstances nor stops the runner from exiting.
 TEST_F(HardeningTest, DaemonizingStartFailureDoesNotPinTheInstance) {
-  std::string script = gw_.path("daemonize.sh");
+  std::string script = state_dir() + "/daemonize.sh";  // the one place of the test instances see
+  std::filesystem::create_directories(state_dir());
   // The first start leaves a daemon (its own session, our stdout) and fails;
   // later starts run the app.
   write_file(script,
@@ -392,8 +393,9 @@ TEST_F(HardeningTest, DaemonizingStartFailureDoesNotPinTheInstance) {
   HttpResponse first = http_get(gw_.url("/daemon/pid"));
   EXPECT_EQ(first.status, 503) << first.body;
   EXPECT_EQ(first.header("x-fc-error-type"), "InitializationFailed");
-  pid_t daemon = std::stoi(read_file(state_dir() + "/daemon.pid"));
-  ASSERT_TRUE(pid_alive(daemon));
+  // The daemon did start (its pid is one of the instance's own pid namespace,
+  // which ends with the instance: issue 9).
+  ASSERT_FALSE(read_file(state_dir() + "/daemon.pid").empty());
   // maxInstances 1 recovers once the backoff allows a new start.
   bool served = wait_until([&] { return http_get(gw_.url("/daemon/pid")).status == 200; }, 5s);
   EXPECT_TRUE(served) << "the failed instance still counts against maxInstances";
@@ -401,7 +403,6 @@ TEST_F(HardeningTest, DaemonizingStartFailureDoesNotPinTheInstance) {
   kill(gw_.runner().pid(), SIGTERM);
   EXPECT_TRUE(wait_until([&] { return !gw_.runner().running(); }, 10s)) << "SIGTERM did not finish";
   EXPECT_LT(seconds_since(t0), 10.0);
-  kill(daemon, SIGKILL);
 }
 
 // Item 5: maxQueueSize 0 means no waiting, not no scaling.

@@ -334,16 +334,18 @@ TEST(FrontDoor, MakeRunFromAFreshCloneServesTheQuickstart) {
   ASSERT_FALSE(fs::exists(clone + "/build"));
   KillUnderAtExit cleanup{clone + "/"};
 
-  // The quickstart's ports are free ones here (the defaults, 8080 and 9100,
-  // belong to the Quickstart test and to whoever runs make run).
-  int port = free_port(), runner_port = free_port();
-  while (runner_port == port) runner_port = free_port();
+  // The quickstart's port and socket are its own here (the defaults, 8080 and
+  // /run/fc-runner/quickstart.sock, belong to the Quickstart test and to
+  // whoever runs make run).  The socket stays under /run/fc-runner: nginx's
+  // www-data workers cannot reach into this test's 0700 temp dir.
+  int port = free_port();
+  const std::string socket = "/run/fc-runner/frontdoor-" + std::to_string(port) + ".sock";
   const std::string url = "http://127.0.0.1:" + std::to_string(port);
   const std::string log = tmp.path() + "/make-run.log";
   auto t0 = Clock::now();
   Process make;
   make.start({"env", "-u", "MAKEFLAGS", "-u", "MFLAGS", "-u", "MAKELEVEL", "make", "-C", clone, "run"}, log,
-             {"FC_QUICKSTART_PORT=" + std::to_string(port), "FC_QUICKSTART_RUNNER_PORT=" + std::to_string(runner_port),
+             {"FC_QUICKSTART_PORT=" + std::to_string(port), "FC_QUICKSTART_SOCKET=" + socket,
               "JOBS=2"});
   // A from-scratch build: about 6 minutes on an idle 2-core machine, up to
   // half an hour when five other builds share it.

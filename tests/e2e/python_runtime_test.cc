@@ -206,7 +206,7 @@ TEST_F(PythonRuntimeTest, AHandlerThatCannotBeImportedFailsTheStartSayingWhy) {
 }
 
 TEST_F(PythonRuntimeTest, PreStopHookRunsBeforeAnIdleInstanceRetires) {
-  std::string mark = gw_.path("pre-stop.txt");
+  std::string mark = gw_.path("state/pre-stop.txt");  // instances write only there (issue 9)
   add_python("retire", "event", event_dir(), "index.handler",
              "    idleTimeout: 1\n    environmentVariables: { PRE_STOP_FILE: " + mark +
                  " }\n    instanceLifecycleConfig: { preStop: { handler: index.pre_stop, timeout: 3 } }\n");
@@ -234,7 +234,9 @@ TEST_F(PythonRuntimeTest, RequestDuringSlowInitializerIsServedByTheFirstInstance
   ASSERT_EQ(rb.status, 200) << rb.body;
   EXPECT_FALSE(ra.body.empty());
   EXPECT_EQ(rb.body, ra.body) << "B was served by another instance than A's";
-  EXPECT_LT(seconds_since(t0), 1.45);  // B did not wait for a second cold start
+  // B did not wait for a second cold start (that would end after 0.5 s + a
+  // start + the 1 s initializer; the private view adds ms to a start, issue 9).
+  EXPECT_LT(seconds_since(t0), 1.75);
 }
 
 // ---- concurrency (acceptance 7) ------------------------------------------------------------
@@ -516,7 +518,7 @@ class ExampleServer {
     std::filesystem::create_directories(tmp_.path() + "/tmp");
     runner_.start({runner_path(), "--config", tmp_.path() + "/fc-runner.yaml"}, tmp_.path() + "/runner.log");
     EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(sock); }, 10s)) << log();
-    std::string globals = std::string("daemon off;") + (geteuid() == 0 ? " user root;" : "");
+    std::string globals = "daemon off;";  // the example's workers run as www-data (issue 9)
     nginx_.start({"/usr/sbin/nginx", "-p", tmp_.path() + "/", "-c", tmp_.path() + "/nginx.conf", "-g", globals},
                  tmp_.path() + "/nginx.log");
     EXPECT_TRUE(wait_until([&] { return http_get(url("/")).status != 0; }, 10s)) << log();

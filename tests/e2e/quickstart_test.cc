@@ -1,7 +1,9 @@
 // `make run`'s quickstart, as a user would try it: the script serves the
 // three example functions on 127.0.0.1:8080, and Ctrl-C leaves nothing behind.
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -25,6 +27,26 @@ std::vector<std::string> processes_in_quickstart() {
       found.push_back(entry.path().filename().string() + " " + read_file(entry.path() / "cmdline"));
   }
   return found;
+}
+
+// The uids of the quickstart nginx's worker processes (children of the master
+// started with -p .../build/quickstart/).
+std::vector<uid_t> quickstart_worker_uids() {
+  std::vector<uid_t> uids;
+  auto field = [](const std::string& status, const std::string& name) {
+    size_t at = status.find("\n" + name + ":");
+    return at == std::string::npos ? -1L : std::strtol(status.c_str() + at + name.size() + 2, nullptr, 10);
+  };
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::string cmdline = read_file(entry.path() / "cmdline");
+    if (cmdline.rfind("nginx: worker process", 0) != 0) continue;
+    std::string status = read_file(entry.path() / "status");
+    long ppid = field(status, "PPid");
+    std::string parent = read_file("/proc/" + std::to_string(ppid) + "/cmdline");
+    if (parent.find("build/quickstart/") == std::string::npos) continue;
+    uids.push_back(static_cast<uid_t>(field(status, "Uid")));
+  }
+  return uids;
 }
 
 TEST(Quickstart, ServesItsFunctionsAndStopsCleanlyOnCtrlC) {
@@ -63,6 +85,19 @@ TEST(Quickstart, ServesItsFunctionsAndStopsCleanlyOnCtrlC) {
   EXPECT_EQ(json::parse(node.body)["function"], "nodehello");
   EXPECT_EQ(json::parse(node.body)["message"].get<std::string>().rfind("Hello, you, from Node.js ", 0), 0u)
       << node.body;
+
+  // Acceptance 5 of issue 9: nginx's workers are www-data, and reach the
+  // runner through its socket's group (listenGroup), not as root.
+  const passwd* www = getpwnam("www-data");
+  ASSERT_NE(www, nullptr);
+  std::vector<uid_t> workers = quickstart_worker_uids();
+  ASSERT_FALSE(workers.empty()) << "no worker of the quickstart's nginx found";
+  for (uid_t uid : workers) EXPECT_EQ(uid, www->pw_uid);
+  struct stat sock {};
+  ASSERT_EQ(stat("/run/fc-runner/quickstart.sock", &sock), 0);
+  EXPECT_EQ(sock.st_gid, www->pw_gid);
+  EXPECT_EQ(sock.st_mode & 0777, 0660u);
+  EXPECT_NE(read_file(tmp.path() + "/quickstart.log").find("has group www-data"), std::string::npos);
 
   // The probe below sees the running instances (so its empty answer later means something).
   EXPECT_GE(processes_in_quickstart().size(), 4u);

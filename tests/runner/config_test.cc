@@ -850,3 +850,70 @@ TEST_F(ConfigTest, EachUnservableFunctionHasItsOwnProblemAndTheOthersNone) {
 
 }  // namespace
 }  // namespace fc
+
+// ---- isolation keys (issue 9) -----------------------------------------------------------------
+
+namespace fc {
+namespace {
+
+TEST_F(ConfigTest, IsolationDefaults) {
+  RunnerConfig config = load(with_function_keys(""));
+  const FunctionConfig& fn = config.functions.at(0);
+  EXPECT_EQ(config.instance_uid_first, 61184);
+  EXPECT_EQ(config.instance_uid_last, 65519);
+  EXPECT_EQ(config.listen_gid, -1);
+  EXPECT_GE(fn.uid, 61184);
+  EXPECT_LE(fn.uid, 65519);
+  EXPECT_EQ(fn.gid, fn.uid);
+  EXPECT_EQ(fn.max_processes, 1024);
+  EXPECT_EQ(fn.max_open_files, 1024);
+  EXPECT_EQ(fn.tmp_size_mb, 512);
+}
+
+TEST_F(ConfigTest, PerFunctionUidsAreStableAndDistinct) {
+  std::string text = "instanceUids: 61184-61185\nfunctions:\n"
+                     "  a: { runtime: python3, codeUri: ./fn }\n"
+                     "  b: { runtime: python3, codeUri: ./fn }\n";
+  RunnerConfig first = load(text);
+  RunnerConfig again = load(text);
+  EXPECT_NE(first.functions[0].uid, first.functions[1].uid);
+  EXPECT_EQ(first.functions[0].uid, again.functions[0].uid);
+  EXPECT_EQ(first.functions[1].uid, again.functions[1].uid);
+  // A range of one uid has room for one function: the other cannot be served.
+  RunnerConfig full = load("instanceUids: 61184-61184\nfunctions:\n"
+                           "  a: { runtime: python3, codeUri: ./fn }\n"
+                           "  b: { runtime: python3, codeUri: ./fn }\n");
+  EXPECT_EQ(full.problems().size(), 1u);
+  EXPECT_NE(std::string(full.problems()[0]->what()).find("no free uid left in instanceUids"), std::string::npos);
+}
+
+TEST_F(ConfigTest, IsolationKeysAtTheirLimits) {
+  RunnerConfig config = load(with_function_keys("    maxProcesses: 8\n    maxOpenFiles: 16\n    tmpSize: 1\n"
+                                                "    user: root\n    readWritePaths: [./fn, /var/tmp]\n"));
+  const FunctionConfig& fn = config.functions.at(0);
+  EXPECT_EQ(fn.max_processes, 8);
+  EXPECT_EQ(fn.max_open_files, 16);
+  EXPECT_EQ(fn.tmp_size_mb, 1);
+  EXPECT_EQ(fn.uid, 0);
+  EXPECT_EQ(fn.gid, 0);
+  ASSERT_EQ(fn.read_write_paths.size(), 2u);
+  EXPECT_EQ(fn.read_write_paths[0], (dir_ / "fn").string());
+  expect_error(with_function_keys("    maxProcesses: 7"), 5, "functions.hello.maxProcesses", "between 8 and");
+  expect_error(with_function_keys("    maxOpenFiles: 15"), 5, "functions.hello.maxOpenFiles", "between 16 and");
+  expect_error(with_function_keys("    tmpSize: 0"), 5, "functions.hello.tmpSize", "between 1 and");
+  expect_error(with_function_keys("    readWritePaths: [/]"), 5, "functions.hello.readWritePaths", "must not be /");
+  expect_error("instanceUids: 999-2000\n" + with_function_keys(""), 1, "instanceUids", "1000 <= FIRST <= LAST");
+  expect_error("instanceUids: 70000-60000\n" + with_function_keys(""), 1, "instanceUids", "FIRST-LAST");
+  expect_error("listenGroup: no-such-group-fc9\n" + with_function_keys(""), 1, "listenGroup", "no such group");
+  expect_problem(with_function_keys("    user: no-such-user-fc9"), 5, "functions.hello.user", "no such user");
+}
+
+TEST_F(ConfigTest, ListenGroupAndNamedGroup) {
+  RunnerConfig config = load("listenGroup: \"0\"\n" + with_function_keys("    user: nobody\n    group: \"0\"\n"));
+  EXPECT_EQ(config.listen_gid, 0);
+  EXPECT_EQ(config.functions.at(0).gid, 0);
+  EXPECT_NE(config.functions.at(0).uid, 0);
+}
+
+}  // namespace
+}  // namespace fc

@@ -1,0 +1,267 @@
+#include "isolation.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/fmt/fmt.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fc {
+
+namespace {
+
+bool g_root = false;
+bool g_namespaces = false;
+std::string g_namespace_problem;
+std::string g_pids_base;  // the runner's directory for instance pids cgroups
+bool g_pids_v2 = false;
+// From the config at start: readWritePaths for every function, and the file
+// the instances must not see.
+std::vector<std::string> g_read_write_paths;
+std::string g_config_path;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool write_text(const std::string& path, const std::string& value) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  ::close(fd);
+  return ok;
+}
+
+// Whether the guard will be able to make its namespaces: tried once in a
+// child, the way the guard does (a user namespace first when unprivileged).
+bool probe_namespaces(std::string& problem) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return false;
+  pid_t child = fork();
+  if (child == 0) {
+    ::close(fds[0]);
+    const char* step = "";
+    int err = 0;
+    if (geteuid() != 0 && unshare(CLONE_NEWUSER) != 0) {
+      step = "unshare(CLONE_NEWUSER) (unprivileged user namespaces are off)";
+      err = errno;
+    } else if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
+      step = "unshare(CLONE_NEWNS|CLONE_NEWPID|CLONE_NEWIPC|CLONE_NEWUTS)";
+      err = errno;
+    }
+    if (err != 0) {
+      std::string text = fmt::format("{}: {}", step, std::strerror(err));
+      ssize_t ignored = ::write(fds[1], text.data(), text.size());
+      (void)ignored;
+    }
+    _exit(err == 0 ? 0 : 1);
+  }
+  ::close(fds[1]);
+  if (child < 0) {
+    ::close(fds[0]);
+    problem = std::string("fork: ") + std::strerror(errno);
+    return false;
+  }
+  char buf[256];
+  ssize_t n = ::read(fds[0], buf, sizeof(buf));
+  ::close(fds[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  if (n > 0) problem.assign(buf, static_cast<size_t>(n));
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+void remove_tree(const std::string& dir) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
+  }
+  ::rmdir(dir.c_str());
+}
+
+// Leftovers of runners that died without cleaning up (SIGKILL).
+void sweep_dead_runners(const std::string& parent) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("fc-runner-", 0) != 0) continue;
+    long pid = std::strtol(name.c_str() + 10, nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove_tree(entry.path().string());
+  }
+}
+
+// The pids controller: v1 (/sys/fs/cgroup/pids) or v2 with pids delegated.
+void init_pids_cgroup() {
+  std::istringstream lines(read_text("/proc/self/cgroup"));
+  std::string line, v1_path, v2_path;
+  bool have_v2 = false;
+  while (std::getline(lines, line)) {
+    size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
+    if (controllers.empty() && line.compare(0, a, "0") == 0) {
+      have_v2 = true;
+      v2_path = path;
+    }
+    std::istringstream cs(controllers);
+    std::string c;
+    while (std::getline(cs, c, ',')) {
+      if (c == "pids") v1_path = path;
+    }
+  }
+  auto try_base = [](const std::string& parent, bool v2) {
+    if (::access(parent.c_str(), W_OK) != 0) return false;
+    sweep_dead_runners(parent);
+    std::string base = fmt::format("{}/fc-runner-{}", parent, getpid());
+    if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) return false;
+    if (v2) {
+      write_text(base + "/cgroup.subtree_control", "+pids");
+      std::string probe = base + "/probe";
+      bool ok = ::mkdir(probe.c_str(), 0755) == 0 && ::access((probe + "/pids.max").c_str(), W_OK) == 0;
+      ::rmdir(probe.c_str());
+      if (!ok) {
+        ::rmdir(base.c_str());
+        return false;
+      }
+    }
+    g_pids_base = base;
+    g_pids_v2 = v2;
+    return true;
+  };
+  if (!v1_path.empty() && try_base("/sys/fs/cgroup/pids" + (v1_path == "/" ? "" : v1_path), false)) return;
+  if (have_v2 && read_text("/sys/fs/cgroup/cgroup.controllers").find("pids") != std::string::npos) {
+    try_base("/sys/fs/cgroup" + (v2_path == "/" ? "" : v2_path), true);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> Isolation::init(const RunnerConfig& config) {
+  g_root = geteuid() == 0;
+  g_read_write_paths = config.read_write_paths;
+  g_config_path = config.path;
+  g_namespaces = probe_namespaces(g_namespace_problem);
+  init_pids_cgroup();
+  std::vector<std::string> lines;
+  std::string uids;
+  if (g_root) {
+    uids = fmt::format("instances run as a uid of their own per function (instanceUids {}-{}) unless user: names one",
+                       config.instance_uid_first, config.instance_uid_last);
+  } else {
+    uids = fmt::format("the runner is not root: instances run as its uid {}", geteuid());
+  }
+  lines.push_back(fmt::format("isolation: {}; no_new_privs; RLIMIT_NOFILE (maxOpenFiles)", uids));
+  if (g_namespaces) {
+    lines.push_back(fmt::format(
+        "isolation: private view{}: own pid, mount, IPC and UTS namespaces; codeUri read-only at its path and "
+        "/code; private /tmp (tmpSize); system directories read-only, /etc secrets masked; no other code, no "
+        "runner config",
+        g_root ? "" : " (in an unprivileged user namespace)"));
+  } else {
+    lines.push_back(fmt::format(
+        "isolation: NO private view (the instances see the runner's file system and processes): {}",
+        g_namespace_problem.empty() ? "namespaces unavailable" : g_namespace_problem));
+  }
+  if (!g_pids_base.empty()) {
+    lines.push_back(fmt::format("isolation: maxProcesses enforced by a pids cgroup ({}) under {} and RLIMIT_NPROC",
+                                g_pids_v2 ? "v2" : "v1", g_pids_base));
+  } else {
+    lines.push_back(std::string("isolation: maxProcesses enforced by RLIMIT_NPROC only (no writable pids cgroup)") +
+                    (g_root ? ", which counts all instances of a function's uid together"
+                            : ", per user namespace"));
+  }
+  for (const FunctionConfig& fn : config.functions) {
+    if (g_root && fn.uid == 0) {
+      lines.push_back(fmt::format("WARNING: function {} runs as root (user: {}): its code can do anything "
+                                  "the runner can",
+                                  fn.name, fn.user.empty() ? "root" : fn.user));
+    }
+  }
+  return lines;
+}
+
+void Isolation::cleanup() {
+  if (!g_pids_base.empty()) remove_tree(g_pids_base);
+}
+
+bool Isolation::namespaces_available() { return g_namespaces; }
+bool Isolation::pids_cgroup_available() { return !g_pids_base.empty(); }
+
+int Isolation::instance_uid(const FunctionConfig& fn) { return g_root ? fn.uid : -1; }
+
+std::vector<std::string> Isolation::guard_args(const FunctionConfig& fn, const std::string& pids_cgroup) {
+  std::vector<std::string> args;
+  auto add = [&args](const char* option, const std::string& value) {
+    args.emplace_back(option);
+    args.push_back(value);
+  };
+  if (g_root && fn.uid >= 0) {
+    add("--uid", std::to_string(fn.uid));
+    add("--gid", std::to_string(fn.gid >= 0 ? fn.gid : fn.uid));
+  }
+  // RLIMIT_NPROC counts every task of the uid, so with a pids cgroup per
+  // instance it only bounds the function as a whole (and stays out of the
+  // cgroup's way, whose refusals are the ones the runner can count).
+  long long nproc = pids_cgroup.empty()
+                        ? fn.max_processes
+                        : static_cast<long long>(fn.max_processes + 1) * std::max(1, fn.max_instances);
+  add("--nproc", std::to_string(std::min<long long>(nproc, 1 << 22)));
+  add("--nofile", std::to_string(fn.max_open_files));
+  if (!pids_cgroup.empty()) add("--pids-cgroup", pids_cgroup);
+  if (!g_namespaces) return args;
+  args.emplace_back("--sandbox");
+  add("--code", fn.code_uri);
+  add("--tmp-size", std::to_string(fn.tmp_size_mb));
+  // The built-in runtimes' bootstraps and native parts.
+  if (fn.runtime != Runtime::kCustom) {
+    add("--ro", FC_RUNTIMES_DIR);
+    if (fn.runtime == Runtime::kPython3) add("--ro", FC_PYTHON3_EXTENSION_DIR);
+  }
+  for (const std::string& path : g_read_write_paths) add("--rw", path);
+  for (const std::string& path : fn.read_write_paths) add("--rw", path);
+  if (!g_config_path.empty()) add("--hide", g_config_path);
+  return args;
+}
+
+ProcessLimit::ProcessLimit(const std::string& instance_id, int max_processes) : max_(max_processes) {
+  if (g_pids_base.empty() || max_processes <= 0) return;
+  std::string path = g_pids_base + "/" + instance_id;
+  if (::mkdir(path.c_str(), 0755) != 0) return;
+  if (!write_text(path + "/pids.max", std::to_string(max_processes))) {
+    ::rmdir(path.c_str());
+    return;
+  }
+  path_ = path;
+}
+
+ProcessLimit::~ProcessLimit() {
+  if (!path_.empty()) ::rmdir(path_.c_str());
+}
+
+long ProcessLimit::refused_forks() const {
+  if (path_.empty()) return 0;
+  // "max N": forks refused because pids.max was reached.
+  std::istringstream in(read_text(path_ + "/pids.events"));
+  std::string key;
+  long value = 0;
+  while (in >> key >> value) {
+    if (key == "max") return value;
+  }
+  return 0;
+}
+
+}  // namespace fc
