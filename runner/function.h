@@ -1,9 +1,10 @@
-// A function: its versions (the serving one and, during a rollout, the
-// one starting), its FIFO queue of exchanges (one per function, never per
-// version or instance) and its pool of instances of either version.  It applies the Scheduler's
-// decisions, and on_instance_changed() -- the one callback of the instance
-// state machine (instance.h) -- alone decides replacement, restart backoff
-// and what happens to waiting requests when instances come and go.
+// A function: its versions (the serving one and, during a rollout, the one
+// starting), its FIFO queue of exchanges (one per function, never per
+// version or instance) and its pool of instances of any version.  It
+// applies the Scheduler's decisions, and on_instance_changed() -- the one
+// callback of the instance state machine (instance.h) -- alone decides
+// replacement, restart backoff, when a new version takes over (or is
+// abandoned), and what happens to waiting requests when instances come and go.
 #pragma once
 
 #include <cstdint>
