@@ -5,6 +5,8 @@
 #include <curl/curl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <filesystem>
@@ -489,6 +491,32 @@ TEST_F(ReloadTest, AddedFunctionsAppearRemovedOnesDrainAndGoUnchangedOnesAreNotT
   EXPECT_EQ(m.count("fc_function_version{function=gone}"), 0u);
   // The runner still listens where it did.
   EXPECT_TRUE(std::filesystem::exists(gw_.runner_socket()));
+}
+
+// A request pipelined behind POST /reload waits for the reload's answer and
+// is answered after it, on the same connection.
+TEST_F(ReloadTest, RequestPipelinedBehindAReloadIsAnsweredAfterIt) {
+  std::string code = make_code_dir("code", "c1");
+  add_reload_function("api", code, "CONFIG_TAG: v1");
+  gw_.start();
+  int fd = connect_unix(admin_socket());
+  ASSERT_GE(fd, 0);
+  std::string both =
+      "POST /reload HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\n\r\n"
+      "GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(::send(fd, both.data(), both.size(), MSG_NOSIGNAL), static_cast<ssize_t>(both.size()));
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string in;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) in.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  size_t reload = in.find("HTTP/1.1 200");
+  size_t health = in.find("HTTP/1.1 200", reload + 1);
+  ASSERT_NE(reload, std::string::npos) << in;
+  ASSERT_NE(health, std::string::npos) << in;
+  EXPECT_NE(in.substr(reload, health - reload).find("\"unchanged\""), std::string::npos) << in;
+  EXPECT_NE(in.substr(health).find("ok\n"), std::string::npos) << in;
 }
 
 }  // namespace
