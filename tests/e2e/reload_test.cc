@@ -493,6 +493,30 @@ TEST_F(ReloadTest, AddedFunctionsAppearRemovedOnesDrainAndGoUnchangedOnesAreNotT
   EXPECT_TRUE(std::filesystem::exists(gw_.runner_socket()));
 }
 
+// An app on a fixed caPort capped at one instance (no network namespace per
+// instance with maxInstances 1) cannot overlap versions: the old instance
+// stops before the new one starts, and requests meanwhile wait, not fail.
+TEST_F(ReloadTest, FixedPortAppWithOneInstanceIsUpdatedStopThenStart) {
+  std::string code = make_code_dir("code", "c1");
+  int port = free_port();
+  add_reload_function("fixed", code, "CONFIG_TAG: v1",
+                      "    caPort: " + std::to_string(port) + "\n    maxInstances: 1\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/fixed/whoami"));
+  ASSERT_EQ(first.status, 200) << first.body;
+  int old_pid = body_of(first.body)["pid"];
+  edit_config("CONFIG_TAG: v1", "CONFIG_TAG: v2");
+  sighup();
+  ASSERT_TRUE(wait_until([&] { return function_status("fixed")["version"] == 2; }, 10s));
+  HttpResponse second = http_get(gw_.url("/fixed/whoami"));
+  EXPECT_EQ(second.status, 200) << second.body;
+  EXPECT_EQ(body_of(second.body)["config"], "v2") << second.body;
+  EXPECT_NE(body_of(second.body)["pid"], old_pid);
+  EXPECT_FALSE(pid_alive(old_pid));
+  EXPECT_NE(gw_.runner_log().find("version 1 stops before it starts"), std::string::npos);
+  EXPECT_EQ(metrics()["fc_instance_failures_total{function=fixed}"], 0);
+}
+
 // A request pipelined behind POST /reload waits for the reload's answer and
 // is answered after it, on the same connection.
 TEST_F(ReloadTest, RequestPipelinedBehindAReloadIsAnsweredAfterIt) {
