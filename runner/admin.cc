@@ -468,8 +468,18 @@ std::string AdminServer::status_json() const {
         {"instances", std::move(instances)},
     });
   }
+  // Functions a reload removed, while their instances finish.
+  json removed = json::array();
+  for (const auto& fn : runner_.removed_functions()) {
+    json instances = json::array();
+    for (const auto& inst : fn->instances()) {
+      instances.push_back({{"id", inst->id()}, {"version", inst->version()->number},
+                           {"state", to_string(inst->state())}, {"in_flight", inst->in_flight()}});
+    }
+    removed.push_back({{"name", fn->name()}, {"instances", std::move(instances)}});
+  }
   // Invalid UTF-8 (a name cannot have it; a path might) is replaced, not thrown.
-  return json{{"runner", std::move(runner)}, {"functions", std::move(functions)}}.dump(
+  return json{{"runner", std::move(runner)}, {"functions", std::move(functions)}, {"removed_functions", std::move(removed)}}.dump(
              2, ' ', false, json::error_handler_t::replace) +
          "\n";
 }

@@ -62,6 +62,8 @@ class Runner {
   // For the admin API (admin.h).
   const RunnerConfig& config() const { return config_; }
   const std::map<std::string, std::unique_ptr<Function>, std::less<>>& functions() const { return functions_; }
+  // Removed by a reload and still finishing their work.
+  const std::vector<std::unique_ptr<Function>>& removed_functions() const { return removed_functions_; }
   RunnerMetrics& metrics() { return metrics_; }
   const RunnerMetrics& metrics() const { return metrics_; }
   size_t connection_count() const;

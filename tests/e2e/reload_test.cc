@@ -459,6 +459,11 @@ TEST_F(ReloadTest, AddedFunctionsAppearRemovedOnesDrainAndGoUnchangedOnesAreNotT
   auto [code_status, reply_text] = admin("POST", "/reload");
   ASSERT_EQ(code_status, 200) << reply_text;
   json reply = body_of(reply_text);
+  // While its request runs, the removed function is listed as such.
+  json draining = status()["removed_functions"];
+  ASSERT_EQ(draining.size(), 1u) << draining.dump(2);
+  EXPECT_EQ(draining[0]["name"], "gone");
+  EXPECT_EQ(draining[0]["instances"][0]["state"], "draining");
   EXPECT_EQ(reply["functions"]["added"], json::parse(R"([{"name":"fresh","version":1}])")) << reply.dump(2);
   EXPECT_EQ(reply["functions"]["removed"], json::parse(R"(["gone"])"));
   EXPECT_EQ(reply["functions"]["unchanged"], json::parse(R"(["keep"])"));
@@ -474,6 +479,7 @@ TEST_F(ReloadTest, AddedFunctionsAppearRemovedOnesDrainAndGoUnchangedOnesAreNotT
   EXPECT_EQ(gone.status, 404);
   EXPECT_NE(gone.body.find("FunctionNotFound"), std::string::npos) << gone.body;
   EXPECT_TRUE(wait_until([&] { return !pid_alive(gone_pid); }, 10s));
+  EXPECT_TRUE(wait_until([&] { return status()["removed_functions"].empty(); }, 5s));
 
   HttpResponse fresh = http_get(gw_.url("/fresh/whoami"));
   EXPECT_EQ(fresh.status, 200) << fresh.body;
