@@ -42,6 +42,7 @@ const char* reason_phrase(int status) {
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Content Too Large";
+    case 422: return "Unprocessable Content";
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     default: return "Unknown";
@@ -92,7 +93,14 @@ constexpr Instance::State kAllStates[] = {
     Instance::State::kExited,
 };
 
-constexpr const char* kExitReasons[] = {"retired", "start_failed", "crashed", "oom", "timeout", "unhealthy"};
+constexpr const char* kExitReasons[] = {"retired", "update", "start_failed", "crashed", "oom", "timeout", "unhealthy"};
+constexpr const char* kRolloutResults[] = {"done", "failed", "superseded"};
+
+json version_json(const FunctionVersion& v) {
+  return {{"version", v.number},
+          {"config_hash", v.config_hash},
+          {"code_hash", v.code_hash.empty() ? json(nullptr) : json(v.code_hash)}};
+}
 
 }  // namespace
 
@@ -132,9 +140,34 @@ AdminConnection::AdminConnection(AdminServer& server, Runner& runner, HandlePtr<
 void AdminConnection::start() {
   idle_timer_ = Timer::create(stream_->stream()->loop);
   arm_idle_timer();
+  start_reading();
+}
+
+void AdminConnection::start_reading() {
   int rc = stream_->read_start([this](const ChunkRef&, const char* data, size_t len) { on_read(data, len); },
                                [this](int status) { on_end(status); });
   if (rc != 0) close(fmt::format("cannot read: {}", uv_strerror(rc)));
+}
+
+void AdminConnection::begin_reload(bool keep_alive) {
+  waiting_reload_ = true;
+  // Reading a config and hashing code trees may take longer than the idle
+  // timeout: the connection is not idle while it waits.
+  idle_timer_->stop();
+  std::weak_ptr<int> alive = alive_;
+  runner_.reload("POST /reload", [this, alive, keep_alive](int status, const std::string& body) {
+    if (alive.expired() || closing_) return;
+    waiting_reload_ = false;
+    respond(status, "application/json", body, keep_alive);
+    // Answered at once (shutting down): the parser goes on by itself.
+    if (closing_ || finishing_ || !read_stopped_) return;
+    read_stopped_ = false;
+    http_parser_pause(&parser_, 0);
+    std::string held = std::move(held_input_);
+    held_input_.clear();
+    start_reading();
+    if (!held.empty()) on_read(held.data(), held.size());
+  });
 }
 
 void AdminConnection::arm_idle_timer() {
@@ -166,8 +199,19 @@ void AdminConnection::on_end(int status) {
 
 void AdminConnection::on_read(const char* data, size_t len) {
   if (closing_ || finishing_) return;
-  http_parser_execute(&parser_, &settings(), data, len);
+  if (waiting_reload_) {
+    held_input_.append(data, len);
+    return;
+  }
+  size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   if (closing_ || finishing_) return;
+  if (waiting_reload_) {
+    // Paused after the POST /reload: the rest waits for its answer.
+    held_input_.append(data + parsed, len - parsed);
+    stream_->read_stop();
+    read_stopped_ = true;
+    return;
+  }
   http_errno err = HTTP_PARSER_ERRNO(&parser_);
   if (err == HPE_OK) return;
   if (request_bytes_ > kMaxRequestBytes) {
@@ -252,11 +296,8 @@ int AdminConnection::on_message_complete(http_parser* p) {
     bool serving = !self->runner_.shutting_down();
     self->respond(serving ? 200 : 503, "text/plain; charset=utf-8", serving ? "ok\n" : "shutting down\n", keep_alive);
   } else {
-    // Another branch implements reload; until then SIGHUP is logged and ignored too.
-    self->respond(501, "application/json",
-                  error_json("NotImplemented",
-                             "config reload is not implemented yet; restart fc-runner to apply a new config"),
-                  keep_alive);
+    self->begin_reload(keep_alive);
+    if (self->waiting_reload_) http_parser_pause(p, 1);
   }
   // After an answer that closes, the rest of the input is not parsed.
   if (self->finishing_ || self->closing_) http_parser_pause(p, 1);
@@ -365,6 +406,8 @@ std::string AdminServer::status_json() const {
       {"connections", runner_.connection_count()},
       {"shutting_down", runner_.shutting_down()},
   };
+  runner["last_reload"] =
+      runner_.last_reload_json().empty() ? json(nullptr) : json::parse(runner_.last_reload_json(), nullptr, false);
   json functions = json::array();
   for (const auto& [name, fn] : runner_.functions()) {
     const FunctionConfig& fc = fn->config();
@@ -375,6 +418,7 @@ std::string AdminServer::status_json() const {
           {"id", inst->id()},
           {"pid", app > 0 ? app : inst->pid()},
           {"group_pid", inst->pid()},
+          {"version", inst->version()->number},
           {"state", to_string(inst->state())},
           {"in_flight", inst->in_flight()},
           {"requests_served", inst->requests_served()},
@@ -395,11 +439,34 @@ std::string AdminServer::status_json() const {
       item["memory_source"] = memory >= 0 ? json(source) : json(nullptr);
       instances.push_back(std::move(item));
     }
+    const FailedVersion* failed = fn->failed_version();
+    json failed_json = nullptr;
+    if (failed) {
+      failed_json = {{"version", failed->number},
+                     {"config_hash", failed->config_hash},
+                     {"code_hash", failed->code_hash.empty() ? json(nullptr) : json(failed->code_hash)},
+                     {"error", failed->error},
+                     {"failed_at", static_cast<double>(failed->failed_unix_ms) / 1000.0}};
+    }
+    json candidate = nullptr;
+    if (const FunctionVersion* c = fn->candidate()) {
+      candidate = version_json(*c);
+      int ready = 0;
+      for (const auto& inst : fn->instances()) {
+        if (inst->version().get() == c && (inst->ready() || inst->state() == Instance::State::kBusy)) ready++;
+      }
+      candidate["ready_instances"] = ready;
+      candidate["ready_instances_wanted"] = c->ready_capacity_wanted();
+    }
     functions.push_back({
         {"name", name},
         {"runtime", to_string(fc.runtime)},
         {"type", to_string(fc.type)},
-        {"config_hash", fc.digest()},
+        {"version", fn->version().number},
+        {"config_hash", fn->version().config_hash},
+        {"code_hash", fn->version().code_hash.empty() ? json(nullptr) : json(fn->version().code_hash)},
+        {"candidate", std::move(candidate)},
+        {"failed_version", std::move(failed_json)},
         {"queue_depth", fn->queue_depth()},
         {"limits",
          {{"min_instances", fc.min_instances},
@@ -412,8 +479,18 @@ std::string AdminServer::status_json() const {
         {"instances", std::move(instances)},
     });
   }
+  // Functions a reload removed, while their instances finish.
+  json removed = json::array();
+  for (const auto& fn : runner_.removed_functions()) {
+    json instances = json::array();
+    for (const auto& inst : fn->instances()) {
+      instances.push_back({{"id", inst->id()}, {"version", inst->version()->number},
+                           {"state", to_string(inst->state())}, {"in_flight", inst->in_flight()}});
+    }
+    removed.push_back({{"name", fn->name()}, {"instances", std::move(instances)}});
+  }
   // Invalid UTF-8 (a name cannot have it; a path might) is replaced, not thrown.
-  return json{{"runner", std::move(runner)}, {"functions", std::move(functions)}}.dump(
+  return json{{"runner", std::move(runner)}, {"functions", std::move(functions)}, {"removed_functions", std::move(removed)}}.dump(
              2, ' ', false, json::error_handler_t::replace) +
          "\n";
 }
@@ -492,7 +569,8 @@ std::string AdminServer::metrics_text() const {
                  out.sample("fc_instance_kills_total", {{"function", fname}}, fn.metrics().instance_kills);
                });
   per_function("fc_instance_exits_total", "counter",
-               "Instances gone, by reason: retired (idle, shutdown), start_failed, crashed, oom, timeout, unhealthy.",
+               "Instances gone, by reason: retired (idle, shutdown), update (a newer version took over, or the "
+               "function was removed), start_failed, crashed, oom, timeout, unhealthy.",
                [&](std::string_view fname, const Function& fn) {
                  for (const char* reason : kExitReasons) {
                    auto it = fn.metrics().instance_exits.find(reason);
@@ -510,7 +588,41 @@ std::string AdminServer::metrics_text() const {
                  }
                });
 
+  per_function("fc_function_version", "gauge", "The version that serves (1 at start; each reload that changes "
+               "the function's config or code makes the next).",
+               [&](std::string_view fname, const Function& fn) {
+                 out.sample("fc_function_version", {{"function", fname}},
+                            static_cast<uint64_t>(fn.version().number));
+               });
+  per_function("fc_function_candidate_version", "gauge",
+               "The new version starting in the background before it takes traffic (0: none).",
+               [&](std::string_view fname, const Function& fn) {
+                 out.sample("fc_function_candidate_version", {{"function", fname}},
+                            static_cast<uint64_t>(fn.candidate() ? fn.candidate()->number : 0));
+               });
+  per_function("fc_function_failed_version", "gauge",
+               "The last new version that failed to start while an older one kept serving (0: none since the "
+               "serving version).",
+               [&](std::string_view fname, const Function& fn) {
+                 out.sample("fc_function_failed_version", {{"function", fname}},
+                            static_cast<uint64_t>(fn.failed_version() ? fn.failed_version()->number : 0));
+               });
+  per_function("fc_version_rollouts_total", "counter",
+               "New versions by how their rollout ended: done (it serves), failed (it did not start; the old "
+               "version kept serving), superseded (a later reload replaced it first).",
+               [&](std::string_view fname, const Function& fn) {
+                 for (const char* result : kRolloutResults) {
+                   auto it = fn.metrics().rollouts.find(result);
+                   uint64_t n = it == fn.metrics().rollouts.end() ? 0 : it->second;
+                   out.sample("fc_version_rollouts_total", {{"function", fname}, {"result", result}}, n);
+                 }
+               });
+
   const RunnerMetrics& rm = runner_.metrics();
+  out.family("fc_runner_reloads_total", "counter",
+             "Config reloads (SIGHUP, POST /reload): applied, or refused for an invalid config.");
+  out.sample("fc_runner_reloads_total", {{"result", "applied"}}, rm.reloads_applied);
+  out.sample("fc_runner_reloads_total", {{"result", "refused"}}, rm.reloads_refused);
   out.family("fc_runner_connections", "gauge", "Open connections from nginx.");
   out.sample("fc_runner_connections", {}, static_cast<uint64_t>(runner_.connection_count()));
   out.family("fc_runner_frame_errors_total", "counter",

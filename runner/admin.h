@@ -4,7 +4,8 @@
 //   GET  /status   JSON: the runner, its functions and their instances
 //   GET  /metrics  Prometheus text exposition format 0.0.4 (metrics.h)
 //   GET  /healthz  200 "ok" while serving, 503 while shutting down
-//   POST /reload   501: reload is not implemented yet
+//   POST /reload   reloads the config (Runner::reload); the answer waits for
+//                  the new config to be read, validated and applied
 //
 // Requests are parsed with http_parser, bounded by kMaxRequestBytes; a bad
 // or oversize request gets a 400/413 and closes only its own connection.
@@ -50,7 +51,11 @@ class AdminConnection {
   static int on_body(http_parser* p, const char* at, size_t len);
   static int on_message_complete(http_parser* p);
 
+  void start_reading();
   void on_read(const char* data, size_t len);
+  // POST /reload: the answer comes when the runner has it; input after the
+  // request waits (pipelining keeps its order).
+  void begin_reload(bool keep_alive);
   void on_end(int status);
   // Counts request bytes; false (and the connection answers 413) past the limit.
   bool count(size_t len);
@@ -70,6 +75,12 @@ class AdminConnection {
   size_t request_bytes_ = 0;
   bool closing_ = false;
   bool finishing_ = false;  // the last answer is on its way; then close
+  bool waiting_reload_ = false;
+  bool read_stopped_ = false;  // while a reload is answered
+  std::string held_input_;   // bytes after a POST /reload, parsed once it is answered
+  // The reload's answer comes back through a weak reference: the
+  // connection may be gone by then.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
 };
 
 class AdminServer {

@@ -39,12 +39,17 @@ Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& h
       request_id_(head_.request_id.empty() ? new_request_id() : head_.request_id),
       request_ended_(request_ended),
       request_end_ms_(request_ended ? uv_now(function.loop()) : 0),
-      created_ns_(uv_hrtime()) {}
+      created_ns_(uv_hrtime()) {
+  function_.exchange_opened();
+}
 
 Exchange::~Exchange() {
   detach_instance();
   function_.withdraw(*this);
+  function_.exchange_closed();  // a removed function goes with its last exchange
 }
+
+const FunctionConfig& Exchange::config() const { return version_ ? version_->config : function_.config(); }
 
 // ---- client side ------------------------------------------------------------------
 
@@ -89,7 +94,7 @@ void Exchange::on_client_gone() {
     // the function's timeout.
     InstanceConnection* conn = conn_;
     conn_ = nullptr;
-    conn->discard_rest(discard_limit_ms(function_.config()));
+    conn->discard_rest(discard_limit_ms(config()));
   }
   function_.withdraw(*this);
 }
@@ -97,7 +102,8 @@ void Exchange::on_client_gone() {
 // ---- scheduler side -----------------------------------------------------------------
 
 void Exchange::start(Instance& instance, InstanceConnection& conn) {
-  const FunctionConfig& fn = function_.config();
+  version_ = instance.version();
+  const FunctionConfig& fn = config();
   instance_id_ = instance.id();
   conn_ = &conn;
   cold_start_ = instance.ready_serial() > ready_serials_seen;
@@ -122,7 +128,7 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
 
   // The function's timeout starts once the whole request is the instance's
   // (InstanceConnection::end_body), not while the client still sends.
-  conn.begin(*this, build_request_head(call, function_.header_lines()), call.framing, call.method == "HEAD",
+  conn.begin(*this, build_request_head(call, version_->header_lines), call.framing, call.method == "HEAD",
              instance_timeout_ms(), !upgrade.empty());
   for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
   pending_.clear();
@@ -133,7 +139,7 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
 }
 
 uint64_t Exchange::instance_timeout_ms() const {
-  uint64_t limit = timeout_ms(function_.config());
+  uint64_t limit = timeout_ms(config());
   if (head_.deadline_ms == 0) return limit;
   // An explicit fc_read_timeout: answer 504 before nginx's own timer does.
   uint64_t lead = std::min(kDeadlineLeadMs, head_.deadline_ms / 10);
@@ -181,7 +187,7 @@ void Exchange::finish() {
 
 void Exchange::on_response_head(int status, HeaderList&& headers) {
   if (finished_) return;
-  if (function_.config().type == FunctionType::kEvent) {
+  if (config().type == FunctionType::kEvent) {
     bool error = status == 404;
     for (const auto& [name, value] : headers) {
       if (iequals(name, "x-fc-status") && value == "404") error = true;

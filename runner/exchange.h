@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,8 @@ namespace fc {
 
 class ClientConnection;
 class Function;
+struct FunctionConfig;
+struct FunctionVersion;
 class Instance;
 class InstanceConnection;
 
@@ -71,6 +74,9 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   void record(const std::string& code);
   // The function's timeout, bounded by the REQUEST's deadline_ms.
   uint64_t instance_timeout_ms() const;
+  // The config of the version that serves this request: the instance's,
+  // once one took it; the function's serving one before.
+  const FunctionConfig& config() const;
 
   ClientConnection& client_;
   Function& function_;
@@ -80,6 +86,7 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   uint64_t request_end_ms_;  // when nginx finished sending (its read timer starts)
 
   std::string instance_id_;
+  std::shared_ptr<const FunctionVersion> version_;  // set by start()
   InstanceConnection* conn_ = nullptr;
   std::vector<Slice> pending_;  // body bytes that arrived before an instance took the exchange
   size_t pending_bytes_ = 0;

@@ -42,6 +42,7 @@ std::string exit_reason(const Instance& instance) {
   switch (instance.ending()) {
     case Instance::Ending::kNone:
     case Instance::Ending::kRetired: return "retired";
+    case Instance::Ending::kReplaced: return "update";
     case Instance::Ending::kStartFailed: return "start_failed";
     case Instance::Ending::kCrashed: return instance.out_of_memory() ? "oom" : "crashed";
     case Instance::Ending::kWedged: return "timeout";
@@ -52,13 +53,24 @@ std::string exit_reason(const Instance& instance) {
 
 }  // namespace
 
-Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
+FunctionVersion::FunctionVersion(int number_, FunctionConfig config_, std::string code_hash_)
+    : number(number_),
+      config(std::move(config_)),
+      code_hash(std::move(code_hash_)),
+      config_hash(config.digest()),
+      header_lines(function_header_lines(config)),
+      own_netns(config.ca_port_set && config.max_instances > 1 && network_namespaces_available()),
+      scheduler(config.instance_concurrency, effective_max_instances(config, own_netns, cap_reason)) {}
+
+int FunctionVersion::ready_capacity_wanted() const {
+  return std::max(1, std::min(config.min_instances, scheduler.max_instances()));
+}
+
+Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config, std::string code_hash)
     : runner_(runner),
       loop_(loop),
-      config_(std::move(config)),
-      header_lines_(function_header_lines(config_)),
-      own_netns_(config_.ca_port_set && config_.max_instances > 1 && network_namespaces_available()),
-      scheduler_(config_.instance_concurrency, effective_max_instances(config_, own_netns_, cap_reason_)),
+      name_(config.name),
+      serving_(std::make_shared<FunctionVersion>(1, std::move(config), std::move(code_hash))),
       queue_timer_(Timer::create(loop)),
       idle_timer_(Timer::create(loop)),
       restart_timer_(Timer::create(loop)) {}
@@ -67,57 +79,208 @@ Function::~Function() = default;
 
 DeferredDeleter& Function::deleter() { return runner_.deleter(); }
 
-void Function::start() {
-  spdlog::info("function {}: runtime {}, type {}, codeUri {}, timeout {} s, memorySize {} MB, "
+void Function::log_version_start(const FunctionVersion& version) const {
+  const FunctionConfig& config = version.config;
+  spdlog::info("function {}{}: runtime {}, type {}, codeUri {}, timeout {} s, memorySize {} MB, "
                "instanceConcurrency {}, instances {}..{}, maxQueueSize {}, maxQueueTime {} s, idleTimeout {} s{}",
-               config_.name, to_string(config_.runtime), to_string(config_.type), config_.code_uri,
-               format_seconds(config_.timeout_s), config_.memory_size_mb, config_.instance_concurrency,
-               config_.min_instances, scheduler_.max_instances(), config_.max_queue_size,
-               format_seconds(config_.max_queue_time_s), format_seconds(config_.idle_timeout_s),
-               config_.initializer.empty() ? "" : fmt::format(", initializer {}", config_.initializer));
-  std::string ignored = config_.ignored_keys_warning(runner_.config_path());
+               config.name, version.number == 1 ? std::string() : fmt::format(" version {}", version.number),
+               to_string(config.runtime), to_string(config.type), config.code_uri,
+               format_seconds(config.timeout_s), config.memory_size_mb, config.instance_concurrency,
+               config.min_instances, version.scheduler.max_instances(), config.max_queue_size,
+               format_seconds(config.max_queue_time_s), format_seconds(config.idle_timeout_s),
+               config.initializer.empty() ? "" : fmt::format(", initializer {}", config.initializer));
+  std::string ignored = config.ignored_keys_warning(runner_.config_path());
   if (!ignored.empty()) spdlog::warn("{}", ignored);
-  if (!config_.problems.empty()) {
-    for (const ConfigError& problem : config_.problems) {
-      spdlog::error("function {} cannot be served: {}", config_.name, problem.what());
-    }
-    return;  // no instance; requests get the reason (submit)
+  for (const ConfigError& problem : config.problems) {
+    spdlog::error("function {} cannot be served: {}", config.name, problem.what());
   }
-  if (!cap_reason_.empty()) spdlog::warn("function {}: {}", config_.name, cap_reason_);
-  if (own_netns_) {
+  if (!version.cap_reason.empty()) spdlog::warn("function {}: {}", config.name, version.cap_reason);
+  if (version.own_netns) {
     spdlog::info("function {}: the app listens on the fixed caPort {}: each instance gets its own network namespace",
-                 config_.name, config_.ca_port);
+                 config.name, config.ca_port);
   }
+}
+
+void Function::start() {
+  log_version_start(*serving_);
+  if (!serving_->config.problems.empty()) return;  // no instance; requests get the reason (submit)
   scale_up();
   arm_idle_timer();
+}
+
+// ---- versions -------------------------------------------------------------------------
+
+void Function::set_code_hash(int number, const std::string& code_hash) {
+  if (serving_->number == number && serving_->code_hash.empty()) serving_->code_hash = code_hash;
+}
+
+Function::Change Function::change_for(const FunctionConfig& config, const std::string& code_hash) const {
+  std::string digest = config.digest();
+  // An unknown code hash (not computed yet, or the tree is past
+  // CodeTreeLimits) compares equal: only the config decides then.
+  auto same = [&](const FunctionVersion& v) {
+    return v.config_hash == digest && (code_hash.empty() || v.code_hash.empty() || v.code_hash == code_hash);
+  };
+  if (candidate_) {
+    if (same(*candidate_)) return Change::kNone;
+    return same(*serving_) ? Change::kCancelCandidate : Change::kNewVersion;
+  }
+  return same(*serving_) ? Change::kNone : Change::kNewVersion;
+}
+
+int Function::update(FunctionConfig config, std::string code_hash) {
+  Change change = change_for(config, code_hash);
+  if (change == Change::kNone) return candidate_ ? candidate_->number : serving_->number;
+  if (change == Change::kCancelCandidate) {
+    drop_candidate(fmt::format("the config is back to version {}", serving_->number));
+    return 0;
+  }
+  auto version = std::make_shared<FunctionVersion>(++last_version_number_, std::move(config), std::move(code_hash));
+  if (candidate_) drop_candidate(fmt::format("superseded by version {}", version->number));
+  candidate_ = version;
+  log_version_start(*version);
+  start_candidate();
+  return version->number;
+}
+
+void Function::start_candidate() {
+  std::shared_ptr<FunctionVersion> version = candidate_;
+  if (version->exclusive_port()) {
+    // Both versions' apps would listen on the same port: the old one stops
+    // first and the new one starts when the port is free.  The update's cold
+    // start is visible here; network namespaces (root) avoid it.
+    spdlog::warn("function {}: version {} listens on the fixed caPort {} and instances cannot get network "
+                 "namespaces: version {} stops before it starts (requests wait for its cold start)",
+                 name_, version->number, version->config.ca_port, serving_->number);
+    maybe_promote();
+    return;
+  }
+  int wanted = version->ready_capacity_wanted();
+  spdlog::info("function {}: version {} starts {} instance{} in the background; version {} serves until {} ready",
+               name_, version->number, wanted, wanted == 1 ? "" : "s", serving_->number,
+               wanted == 1 ? "it is" : "they are");
+  for (int i = 0; i < wanted && candidate_ == version; i++) start_instance(version);
+}
+
+void Function::maybe_promote() {
+  if (!candidate_) return;
+  if (!candidate_->exclusive_port()) {
+    int ready = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [&](auto& i) {
+      return i->version() == candidate_ && (i->state() == Instance::State::kReady || i->state() == Instance::State::kBusy);
+    }));
+    if (ready < candidate_->ready_capacity_wanted()) return;
+  }
+  int old = serving_->number;
+  serving_ = std::move(candidate_);
+  candidate_.reset();
+  metrics_.rollouts["done"]++;
+  spdlog::info("function {}: version {} serves now (config {}, code {}); version {} drains and stops", name_,
+               serving_->number, serving_->config_hash, serving_->code_hash.empty() ? "unknown" : serving_->code_hash,
+               old);
+  replace_instances_of_other_versions();
+  arm_idle_timer();
+  dispatch();
+}
+
+void Function::replace_instances_of_other_versions() {
+  std::vector<Instance*> old;
+  for (auto& inst : instances_) {
+    if (inst->version() != serving_ && inst->version() != candidate_) old.push_back(inst.get());
+  }
+  std::string why = retiring_ ? std::string("the function was removed by a reload")
+                              : fmt::format("version {} took over", serving_->number);
+  for (auto* inst : old) inst->begin_replace(why);
+}
+
+void Function::fail_candidate(const std::string& why) {
+  std::shared_ptr<FunctionVersion> version = std::move(candidate_);
+  candidate_.reset();
+  uv_timeval64_t now{};
+  uv_gettimeofday(&now);
+  failed_ = FailedVersion{version->number, version->config_hash, version->code_hash, why,
+                          now.tv_sec * 1000 + now.tv_usec / 1000};
+  metrics_.rollouts["failed"]++;
+  spdlog::error("function {}: version {} failed to start and takes no traffic; version {} keeps serving: {}", name_,
+                version->number, serving_->number, why);
+  std::vector<Instance*> others;
+  for (auto& inst : instances_) {
+    if (inst->version() == version) others.push_back(inst.get());
+  }
+  for (auto* inst : others) inst->begin_drain(fmt::format("version {} failed", version->number));
+  dispatch();
+}
+
+void Function::drop_candidate(const std::string& why) {
+  if (!candidate_) return;
+  std::shared_ptr<FunctionVersion> version = std::move(candidate_);
+  candidate_.reset();
+  metrics_.rollouts["superseded"]++;
+  spdlog::info("function {}: version {} is dropped before it served: {}", name_, version->number, why);
+  std::vector<Instance*> its;
+  for (auto& inst : instances_) {
+    if (inst->version() == version) its.push_back(inst.get());
+  }
+  for (auto* inst : its) inst->begin_replace(why);
+}
+
+bool Function::other_version_holds_port() const {
+  return std::any_of(instances_.begin(), instances_.end(), [&](auto& i) { return i->version() != serving_; });
+}
+
+void Function::retire(std::function<void()> on_gone) {
+  retiring_ = true;
+  on_gone_ = std::move(on_gone);
+  idle_timer_->stop();
+  restart_timer_->stop();
+  spdlog::info("function {}: removed from the config: its instances finish their requests and stop", name_);
+  fail_queue(GatewayError{404, FC_ERR_FUNCTION_NOT_FOUND,
+                          fmt::format("function '{}' was removed from the config by a reload", name_)});
+  drop_candidate("the function was removed by a reload");
+  std::vector<Instance*> all;
+  for (auto& inst : instances_) all.push_back(inst.get());
+  for (auto* inst : all) inst->begin_replace("the function was removed by a reload");
+  maybe_gone();
+}
+
+void Function::exchange_closed() {
+  if (exchanges_ > 0) exchanges_--;
+  maybe_gone();
+}
+
+void Function::maybe_gone() {
+  if (!retiring_ || !instances_.empty() || exchanges_ > 0 || !on_gone_) return;
+  auto done = std::move(on_gone_);
+  on_gone_ = nullptr;
+  done();
 }
 
 // ---- requests --------------------------------------------------------------------
 
 void Function::submit(Exchange& exchange) {
-  if (!config_.problems.empty()) {
+  const FunctionConfig& config = serving_->config;
+  if (!config.problems.empty()) {
     // The config says why no instance can start: every request hears it
     // (InitializationFailed, as when an instance fails to start).
     std::string reasons;
-    for (const ConfigError& problem : config_.problems) reasons += (reasons.empty() ? "" : "; ") + std::string(problem.what());
+    for (const ConfigError& problem : config.problems) reasons += (reasons.empty() ? "" : "; ") + std::string(problem.what());
     exchange.fail(GatewayError{503, FC_ERR_INITIALIZATION_FAILED,
-                               fmt::format("function '{}' cannot be served: {}", config_.name, reasons)});
+                               fmt::format("function '{}' cannot be served: {}", name_, reasons)});
     return;
   }
   exchange.enqueued_ms = uv_now(loop_);
   exchange.ready_serials_seen = ready_serials_;
   bool free_slot = false;
   for (auto& inst : instances_) {
-    if (inst->ready() && inst->in_flight() < scheduler_.concurrency()) free_slot = true;
+    if (inst->ready() && inst->in_flight() < inst->config().instance_concurrency) free_slot = true;
   }
-  if (!free_slot && queue_.size() >= static_cast<size_t>(std::max(0, config_.max_queue_size))) {
+  if (!free_slot && queue_.size() >= static_cast<size_t>(std::max(0, config.max_queue_size))) {
     // No waiting, but the demand still scales the pool: with maxQueueSize 0
     // a cold function gets its instance for the requests that follow.
     scale_up(1);
     metrics_.queue_full++;
     exchange.fail(GatewayError{503, FC_ERR_QUEUE_FULL,
                                fmt::format("function '{}' has {} requests waiting (maxQueueSize {})",
-                                           config_.name, queue_.size(), config_.max_queue_size)});
+                                           name_, queue_.size(), config.max_queue_size)});
     return;
   }
   queue_.push_back(&exchange);
@@ -147,11 +310,17 @@ void Function::dispatch() {
 }
 
 void Function::dispatch_once() {
+  // Every ready instance takes waiting requests, whatever its version: a
+  // new version's instance is ready only once initialized, and an old
+  // one's stops being ready when it drains.  Older instances come first in
+  // instances_, so during a rollout the new version takes what they cannot.
   std::vector<InstanceView> views;
   while (!queue_.empty()) {
     views.clear();
-    for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
-    int pick = scheduler_.pick(views);
+    for (auto& inst : instances_) {
+      views.push_back({inst->ready(), inst->starting(), inst->in_flight(), inst->config().instance_concurrency});
+    }
+    int pick = serving_->scheduler.pick(views);
     if (pick < 0) break;
     Exchange* exchange = queue_.front();
     queue_.pop_front();
@@ -159,10 +328,11 @@ void Function::dispatch_once() {
   }
   scale_up();
   if (!queue_.empty()) {
-    if (!last_failure_.empty() && !any_live_instance(nullptr) && backoff_.delay(uv_now(loop_)) > 0) {
+    const std::string& failure = serving_->last_failure;
+    if (!failure.empty() && !any_live_instance(nullptr) && serving_->backoff.delay(uv_now(loop_)) > 0) {
       // No instance can come up before the backoff ends: answer now with the
       // reason the last one failed (FC: the next request tries a fresh one).
-      fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, last_failure_});
+      fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, failure});
       return;
     }
   }
@@ -170,54 +340,69 @@ void Function::dispatch_once() {
 }
 
 void Function::scale_up(size_t refused) {
-  if (stopping_ || !config_.problems.empty()) return;
+  FunctionVersion& version = *serving_;
+  if (stopping_ || retiring_ || !version.config.problems.empty()) return;
+  // The serving version scales on demand and keeps its minInstances; a
+  // candidate has its own fixed start (start_candidate), and old versions'
+  // instances are draining.  When nothing waits (every request was placed)
+  // only minInstances may start, and no views are built: this runs on every
+  // request.
   size_t wanted = queue_.size() + refused;
-  int n = 0;
-  // Nothing waits (every request was placed): only minInstances may start,
-  // and the views are not needed (this runs on every request).
-  if (wanted > 0) {
-    std::vector<InstanceView> views;
-    views.reserve(instances_.size());
-    for (auto& inst : instances_) views.push_back({inst->ready(), inst->starting(), inst->in_flight()});
-    n = scheduler_.to_start(wanted, views);
+  std::vector<InstanceView> views;
+  int count = 0;
+  int live = 0;
+  for (auto& inst : instances_) {
+    if (inst->version() != serving_) continue;
+    if (wanted > 0) {
+      views.push_back({inst->ready(), inst->starting(), inst->in_flight(), inst->config().instance_concurrency});
+    }
+    count++;
+    live += inst->live() ? 1 : 0;
   }
+  int n = wanted > 0 ? version.scheduler.to_start(wanted, views) : 0;
   // minInstances are kept warm, queue or not.
-  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) { return i->live(); }));
-  n = std::max(n, std::min(config_.min_instances, scheduler_.max_instances()) - live);
-  int room = scheduler_.max_instances() - static_cast<int>(instances_.size());
+  n = std::max(n, std::min(version.config.min_instances, version.scheduler.max_instances()) - live);
+  int room = version.scheduler.max_instances() - count;
   n = std::min(n, room);
   if (n <= 0) return;
-  uint64_t wait = backoff_.delay(uv_now(loop_));
+  // The fixed port is still another version's: it starts once that one is gone.
+  if (version.exclusive_port() && other_version_holds_port()) return;
+  uint64_t wait = version.backoff.delay(uv_now(loop_));
   if (wait > 0) {
     if (!restart_timer_->active()) {
       restart_timer_->start(wait, [this] { dispatch(); });
     }
     return;
   }
-  for (int i = 0; i < n; i++) start_instance();
+  std::shared_ptr<FunctionVersion> serving = serving_;
+  for (int i = 0; i < n; i++) start_instance(serving);
 }
 
-void Function::start_instance() {
-  int port = config_.ca_port_set ? config_.ca_port : free_port();
+void Function::start_instance(const std::shared_ptr<FunctionVersion>& version) {
+  const FunctionConfig& config = version->config;
+  int port = config.ca_port_set ? config.ca_port : free_port();
   if (port <= 0) {
-    last_failure_ = "no free loopback port for a new instance";
-    spdlog::error("function {}: {}", config_.name, last_failure_);
-    backoff_.on_failure(uv_now(loop_));
+    version->last_failure = "no free loopback port for a new instance";
+    spdlog::error("function {}: {}", name_, version->last_failure);
+    version->backoff.on_failure(uv_now(loop_));
+    if (version == candidate_) fail_candidate(version->last_failure);
     return;
   }
-  auto instance = std::make_unique<Instance>(*this, loop_, new_instance_id(), port, own_netns_);
+  auto instance = std::make_unique<Instance>(*this, version, loop_, new_instance_id(), port, version->own_netns);
   Instance* raw = instance.get();
   instances_.push_back(std::move(instance));
   std::string error;
   metrics_.instance_starts++;
+  if (version->number > 1) spdlog::info("[{}] version {}", raw->tag(), version->number);
   if (!raw->start(error)) {
     metrics_.instance_failures++;
     metrics_.instance_exits["start_failed"]++;
     spdlog::error("[{}] {}", raw->tag(), error);
-    last_failure_ = error;
-    backoff_.on_failure(uv_now(loop_));
+    version->last_failure = error;
+    version->backoff.on_failure(uv_now(loop_));
     deleter().defer(std::move(instances_.back()));
     instances_.pop_back();
+    if (version == candidate_) fail_candidate(error);
   }
 }
 
@@ -256,18 +441,20 @@ void Function::fail_queue(const GatewayError& error) {
 // ---- queue time ----------------------------------------------------------------------
 
 void Function::arm_queue_timer() {
-  if (queue_.empty() || config_.max_queue_time_s <= 0) {
+  double limit_s = serving_->config.max_queue_time_s;
+  if (queue_.empty() || limit_s <= 0) {
     queue_timer_->stop();
     return;
   }
-  uint64_t deadline = queue_.front()->enqueued_ms + ms(config_.max_queue_time_s);
+  uint64_t deadline = queue_.front()->enqueued_ms + ms(limit_s);
   uint64_t now = uv_now(loop_);
   queue_timer_->start(deadline > now ? deadline - now : 0, [this] { on_queue_timer(); });
 }
 
 void Function::on_queue_timer() {
   uint64_t now = uv_now(loop_);
-  uint64_t limit = ms(config_.max_queue_time_s);
+  double limit_s = serving_->config.max_queue_time_s;
+  uint64_t limit = ms(limit_s);
   while (!queue_.empty() && queue_.front()->enqueued_ms + limit <= now) {
     Exchange* exchange = queue_.front();
     queue_.pop_front();
@@ -275,7 +462,7 @@ void Function::on_queue_timer() {
     exchange->fail(GatewayError{503, FC_ERR_QUEUE_TIMEOUT,
                                 fmt::format("the request waited {} s for an instance of function '{}' "
                                             "(maxQueueTime)",
-                                            format_seconds(config_.max_queue_time_s), config_.name)});
+                                            format_seconds(limit_s), name_)});
   }
   arm_queue_timer();
 }
@@ -283,21 +470,30 @@ void Function::on_queue_timer() {
 // ---- idle reaping ---------------------------------------------------------------------
 
 void Function::arm_idle_timer() {
-  if (config_.idle_timeout_s <= 0 || stopping_) return;
+  double idle_s = serving_->config.idle_timeout_s;
+  if (idle_s <= 0 || stopping_ || retiring_) {
+    idle_timer_->stop();
+    return;
+  }
   // Check at a tenth of the idle timeout (at least every 100 ms, at most every 5 s).
-  uint64_t period = std::clamp<uint64_t>(ms(config_.idle_timeout_s) / 10, 100, 5000);
+  uint64_t period = std::clamp<uint64_t>(ms(idle_s) / 10, 100, 5000);
   idle_timer_->start(period, [this] { on_idle_timer(); });
 }
 
 void Function::on_idle_timer() {
+  // Only the serving version's instances retire when idle: a candidate's are
+  // warming up, older ones drain already.
+  const FunctionConfig& config = serving_->config;
   uint64_t now = uv_now(loop_);
-  uint64_t limit = ms(config_.idle_timeout_s);
-  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) { return i->live(); }));
+  uint64_t limit = ms(config.idle_timeout_s);
+  int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(),
+                                            [&](auto& i) { return i->version() == serving_ && i->live(); }));
   for (auto& inst : instances_) {
-    if (live <= config_.min_instances) break;
+    if (live <= config.min_instances) break;
+    if (inst->version() != serving_) continue;
     if (inst->ready() && inst->in_flight() == 0 && now - inst->idle_since_ms() >= limit) {
       live--;
-      inst->begin_drain(fmt::format("idle for {} s", format_seconds(config_.idle_timeout_s)));
+      inst->begin_drain(fmt::format("idle for {} s", format_seconds(config.idle_timeout_s)));
     }
   }
   arm_idle_timer();
@@ -307,27 +503,37 @@ void Function::on_idle_timer() {
 
 void Function::on_instance_changed(Instance& instance, Instance::State previous) {
   using State = Instance::State;
+  bool candidate = candidate_ && instance.version() == candidate_;
+  // The version whose backoff and failures this instance counts for (a
+  // retired version's do not matter any more).
+  FunctionVersion* own = candidate ? candidate_.get() : instance.version() == serving_ ? serving_.get() : nullptr;
   if (instance.state() == State::kExited) {
     metrics_.instance_exits[exit_reason(instance)]++;
     if (instance.refused_forks() > 0) metrics_.limit_hits["processes"]++;
     if (instance.out_of_memory()) metrics_.limit_hits["memory"]++;
     if (instance.failed()) metrics_.instance_failures++;
-    if (instance.failed()) on_instance_failed(instance);
+    if (instance.failed() && candidate) {
+      // A new version that cannot start never takes over.
+      fail_candidate(instance.failure());
+    } else if (instance.failed() && own) {
+      on_instance_failed(instance);
+    }
     remove(instance);
     return;
   }
   // Served well for a while: past failures are forgiven.
-  if (instance.ready_since_ms() != 0 && instance.last_success_ms() >= instance.ready_since_ms() + kHealthyServiceMs &&
-      backoff_.failures() > 0) {
-    spdlog::debug("function {}: restart backoff reset ({} served well)", config_.name, instance.tag());
-    backoff_.on_success();
+  if (own && instance.ready_since_ms() != 0 &&
+      instance.last_success_ms() >= instance.ready_since_ms() + kHealthyServiceMs && own->backoff.failures() > 0) {
+    spdlog::debug("function {}: restart backoff reset ({} served well)", name_, instance.tag());
+    own->backoff.on_success();
   }
   bool became_ready = (previous == State::kStarting || previous == State::kInitializing) &&
                       (instance.state() == State::kReady || instance.state() == State::kBusy);
   if (became_ready) {
-    last_failure_.clear();
+    if (own) own->last_failure.clear();
     metrics_.cold_starts++;
     metrics_.cold_start_duration.observe(static_cast<double>(instance.ready_since_ms() - instance.started_ms()) / 1000.0);
+    if (candidate) maybe_promote();
   }
   // A free slot, a new instance, or one that left service (a replacement
   // may start when there is room).
@@ -335,14 +541,15 @@ void Function::on_instance_changed(Instance& instance, Instance::State previous)
 }
 
 void Function::on_instance_failed(Instance& instance) {
+  FunctionVersion& version = *serving_;
   uint64_t now = uv_now(loop_);
-  backoff_.on_failure(now);
+  version.backoff.on_failure(now);
   spdlog::warn("function {}: instance {} failed ({} in a row): a replacement starts in {} ms at the earliest",
-               config_.name, instance.id(), backoff_.failures(), backoff_.delay(now));
+               name_, instance.id(), version.backoff.failures(), version.backoff.delay(now));
   if (instance.ending() != Instance::Ending::kStartFailed) return;
   // Requests that wait while no instance can start are answered with this
   // (a crash or a wedge after ready lets them wait for the replacement).
-  last_failure_ = instance.failure();
+  version.last_failure = instance.failure();
   if (!any_live_instance(&instance)) {
     // Nobody else can take the waiting requests: they get the reason now.
     fail_queue(GatewayError{503, FC_ERR_INITIALIZATION_FAILED, instance.failure()});
@@ -363,6 +570,11 @@ void Function::remove(Instance& instance) {
     }
     return;
   }
+  if (retiring_) {
+    maybe_gone();
+    return;
+  }
+  // Also starts a fixed-port version once the old one let go of the port.
   dispatch();  // replaces it when work waits or minInstances asks for it
 }
 

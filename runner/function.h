@@ -1,13 +1,16 @@
-// A function: its config, its FIFO queue of exchanges (one per function,
-// never per instance) and its pool of instances.  It applies the Scheduler's
-// decisions, and on_instance_changed() -- the one callback of the instance
-// state machine (instance.h) -- alone decides replacement, restart backoff
-// and what happens to waiting requests when instances come and go.
+// A function: its versions (the serving one and, during a rollout, the one
+// starting), its FIFO queue of exchanges (one per function, never per
+// version or instance) and its pool of instances of any version.  It
+// applies the Scheduler's decisions, and on_instance_changed() -- the one
+// callback of the instance state machine (instance.h) -- alone decides
+// replacement, restart backoff, when a new version takes over (or is
+// abandoned), and what happens to waiting requests when instances come and go.
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,21 +27,66 @@ namespace fc {
 class Exchange;
 class Runner;
 
-class Function {
+// One version of a function (DESIGN §4.4): the config and code its
+// instances run.  The runner starts with version 1 of every function; a
+// reload that changes a function's config or the contents of its codeUri
+// makes the next one.  Instances hold their version (a version lives while
+// one of its instances or exchanges does), so every instance runs with the
+// config it was started with, whatever the function serves meanwhile.
+struct FunctionVersion {
+  FunctionVersion(int number, FunctionConfig config, std::string code_hash);
+
+  const int number;
+  const FunctionConfig config;
+  std::string code_hash;    // hash_code_tree() of codeUri; empty while unknown
+  const std::string config_hash;   // config.digest()
+  const std::string header_lines;  // function_header_lines(config)
+  const bool own_netns;            // an own network namespace per instance (caPort)
+  std::string cap_reason;          // before scheduler: its initializer fills it
+  Scheduler scheduler;
+  RestartBackoff backoff;
+  std::string last_failure;  // why its last instance failed to start (503 text)
+
+  // Ready instances a new version needs before traffic moves to it:
+  // max(1, minInstances), within its pool bound.
+  int ready_capacity_wanted() const;
+  // A fixed caPort without network namespaces: one instance of the function
+  // at a time holds the port, so versions cannot overlap.
+  bool exclusive_port() const { return config.ca_port_set && !own_netns; }
+};
+
+// The last new version of a function that failed to start (status, metrics).
+struct FailedVersion {
+  int number = 0;
+  std::string config_hash;
+  std::string code_hash;
+  std::string error;
+  int64_t failed_unix_ms = 0;
+};
+
+class Function final : public DeferredDeletable {
  public:
-  Function(Runner& runner, uv_loop_t* loop, FunctionConfig config);
-  ~Function();
+  Function(Runner& runner, uv_loop_t* loop, FunctionConfig config, std::string code_hash = {});
+  ~Function() override;
   Function(const Function&) = delete;
   Function& operator=(const Function&) = delete;
 
-  const FunctionConfig& config() const { return config_; }
-  const std::string& name() const { return config_.name; }
+  // The version that serves (new requests, new instances).
+  const FunctionConfig& config() const { return serving_->config; }
+  const FunctionVersion& version() const { return *serving_; }
+  // The version starting in the background, or null.
+  const FunctionVersion* candidate() const { return candidate_.get(); }
+  // The last new version that failed, if it is newer than the serving one.
+  const FailedVersion* failed_version() const {
+    return failed_ && failed_->number > serving_->number ? &*failed_ : nullptr;
+  }
+  const std::string& name() const { return name_; }
   uv_loop_t* loop() const { return loop_; }
-  // The FC headers every call of this function carries (function_header_lines).
-  const std::string& header_lines() const { return header_lines_; }
-  int max_instances() const { return scheduler_.max_instances(); }
+  // The FC headers every call of the serving version carries (function_header_lines).
+  const std::string& header_lines() const { return serving_->header_lines; }
+  int max_instances() const { return serving_->scheduler.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.
-  const std::string& cap_reason() const { return cap_reason_; }
+  const std::string& cap_reason() const { return serving_->cap_reason; }
 
   // For the admin API.
   FunctionMetrics& metrics() { return metrics_; }
@@ -48,6 +96,27 @@ class Function {
 
   // Starts minInstances.
   void start();
+
+  // Reload.  The code hash of the serving version, once the start-up hash
+  // is known (only while it is still version `number`).
+  void set_code_hash(int number, const std::string& code_hash);
+  // What update() would do with this config and code hash.
+  enum class Change { kNone, kNewVersion, kCancelCandidate };
+  Change change_for(const FunctionConfig& config, const std::string& code_hash) const;
+  // A new version (config or code changed): its instances start and
+  // initialize while the serving version keeps serving; traffic moves once
+  // it has ready_capacity_wanted() ready instances.  Returns its number.
+  // Equal to the serving version (a candidate is being replaced by what
+  // serves): the candidate is dropped and 0 is returned.
+  int update(FunctionConfig config, std::string code_hash);
+  // Removed from the config: waiting requests get 404, instances finish
+  // their in-flight work and stop; `on_gone` runs once neither an instance
+  // nor an exchange of this function is left.
+  void retire(std::function<void()> on_gone);
+
+  // Exchange lifetime (an exchange refers to its function until it is freed).
+  void exchange_opened() { exchanges_++; }
+  void exchange_closed();
 
   // A new exchange: served at once, queued, or failed (QueueFull).
   void submit(Exchange& exchange);
@@ -77,7 +146,15 @@ class Function {
   void scale_up(size_t refused = 0);
   void on_instance_failed(Instance& instance);
   void remove(Instance& instance);
-  void start_instance();
+  void start_instance(const std::shared_ptr<FunctionVersion>& version);
+  void log_version_start(const FunctionVersion& version) const;
+  // Rollout: the candidate's start, its promotion, its failure.
+  void start_candidate();
+  void maybe_promote();
+  void fail_candidate(const std::string& why);
+  void drop_candidate(const std::string& why);
+  void replace_instances_of_other_versions();
+  bool other_version_holds_port() const;
   void arm_queue_timer();
   void on_queue_timer();
   void arm_idle_timer();
@@ -85,16 +162,15 @@ class Function {
   void fail_queue(const GatewayError& error);
   int free_port();
   bool any_live_instance(const Instance* except) const;
+  void maybe_gone();
 
   Runner& runner_;
   uv_loop_t* loop_;
-  FunctionConfig config_;
-  std::string header_lines_;
-  bool own_netns_;          // an own network namespace per instance (caPort)
-  std::string cap_reason_;  // before scheduler_: its initializer fills it
-  Scheduler scheduler_;
-  RestartBackoff backoff_;
-  std::string last_failure_;
+  std::string name_;
+  int last_version_number_ = 1;
+  std::shared_ptr<FunctionVersion> serving_;
+  std::shared_ptr<FunctionVersion> candidate_;
+  std::optional<FailedVersion> failed_;
 
   std::deque<Exchange*> queue_;
   std::vector<std::unique_ptr<Instance>> instances_;
@@ -102,10 +178,13 @@ class Function {
   HandlePtr<Timer> idle_timer_;
   HandlePtr<Timer> restart_timer_;
   bool stopping_ = false;
+  bool retiring_ = false;
   bool dispatching_ = false;
   bool dispatch_again_ = false;
   uint64_t ready_serials_ = 0;
+  size_t exchanges_ = 0;
   std::function<void()> on_stopped_;
+  std::function<void()> on_gone_;
   FunctionMetrics metrics_;
 };
 

@@ -95,8 +95,10 @@ class Instance::ControlCall final : public ResponseSink, public DeferredDeletabl
 
 // ---- Instance ---------------------------------------------------------------------
 
-Instance::Instance(Function& function, uv_loop_t* loop, std::string id, int port, bool own_netns)
+Instance::Instance(Function& function, std::shared_ptr<const FunctionVersion> version, uv_loop_t* loop,
+                   std::string id, int port, bool own_netns)
     : function_(function),
+      version_(std::move(version)),
       loop_(loop),
       id_(std::move(id)),
       tag_(fmt::format("{}/{}", function.name(), id_)),
@@ -108,7 +110,7 @@ Instance::~Instance() {
   connections_.clear();
 }
 
-const FunctionConfig& Instance::config() const { return function_.config(); }
+const FunctionConfig& Instance::config() const { return version_->config; }
 
 int Instance::pid() const { return process_ ? process_->pid() : 0; }
 
@@ -320,16 +322,19 @@ void Instance::transition(Event event) {
       break;
 
     case Kind::kDrain:
+    case Kind::kReplace: {
+      Ending ending = event.kind == Kind::kReplace ? Ending::kReplaced : Ending::kRetired;
       if (starting()) {
         // Nobody waits for it any more; stop it right away.
-        leave_service(Ending::kRetired, event.why, SIGTERM);
+        leave_service(ending, event.why, SIGTERM);
       } else if (state_ == State::kReady || state_ == State::kBusy) {
         spdlog::info("[{}] draining: {}", tag_, event.why);
-        ending_ = Ending::kRetired;
+        ending_ = ending;
         set_state(State::kDraining);
         maybe_finish_drain();
       }
       break;
+    }
 
     case Kind::kStopGraceOver:
       if (state_ != State::kStopping || exit_reason_) return;
@@ -396,7 +401,7 @@ void Instance::transition(Event event) {
 }
 
 void Instance::leave_service(Ending ending, const std::string& why, int signal) {
-  if (ending_ == Ending::kNone || (ending_ == Ending::kRetired && ending != Ending::kRetired)) {
+  if (ending_ == Ending::kNone || (on_purpose(ending_) && !on_purpose(ending))) {
     ending_ = ending;
     failure_ = why;
   }
@@ -501,7 +506,7 @@ void Instance::run_initializer() {
   });
   InstanceConnection& conn = idle_connection();
   in_flight_++;  // released with the connection, like any request
-  conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kContentLength, false, 0);
+  conn.begin(*control_, build_request_head(call, version_->header_lines), BodyFraming::kContentLength, false, 0);
   conn.end_body();
 }
 
@@ -530,7 +535,7 @@ void Instance::run_pre_stop() {
     spdlog::info("[{}] FC PreStop End RequestId: {}, Error: no answer within {} ms", tag_, request_id, limit);
     conn.abandon();
   });
-  conn.begin(*control_, build_request_head(call, function_.header_lines()), BodyFraming::kNone, false, 0);
+  conn.begin(*control_, build_request_head(call, version_->header_lines), BodyFraming::kNone, false, 0);
   conn.end_body();
 }
 
@@ -631,6 +636,8 @@ void Instance::begin_drain(const std::string& why) { transition({Event::Kind::kD
 bool Instance::out_of_memory() const { return memory_ && memory_->oom_killed(); }
 
 long Instance::refused_forks() const { return processes_ ? processes_->refused_forks() : 0; }
+
+void Instance::begin_replace(const std::string& why) { transition({Event::Kind::kReplace, why}); }
 
 std::string Instance::failure_detail() const {
   if (memory_ && memory_->oom_killed()) {

@@ -31,6 +31,7 @@
 namespace fc {
 
 class Function;
+struct FunctionVersion;
 class InstanceConnection;
 class Exchange;
 
@@ -51,6 +52,7 @@ class Instance final : public DeferredDeletable {
   enum class Ending {
     kNone,
     kRetired,      // drained on purpose (idle, shutdown)
+    kReplaced,     // drained on purpose: a newer version of the function took over
     kStartFailed,  // did not listen or initialize, or exited before
     kCrashed,      // exited while serving
     kWedged,       // a request got no response within `timeout`: killed
@@ -76,8 +78,10 @@ class Instance final : public DeferredDeletable {
   // closes them: such a child never pins the instance.
   static constexpr uint64_t kOutputLingerMs = 300;
 
-  // `own_netns`: the instance gets its own network namespace (caPort apps).
-  Instance(Function& function, uv_loop_t* loop, std::string id, int port, bool own_netns);
+  // `version`: the config it runs.  `own_netns`: the instance gets its own
+  // network namespace (caPort apps).
+  Instance(Function& function, std::shared_ptr<const FunctionVersion> version, uv_loop_t* loop, std::string id,
+           int port, bool own_netns);
   ~Instance() override;
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
@@ -88,6 +92,7 @@ class Instance final : public DeferredDeletable {
 
   const std::string& id() const { return id_; }
   const FunctionConfig& config() const;
+  const std::shared_ptr<const FunctionVersion>& version() const { return version_; }
   const std::string& tag() const { return tag_; }  // "function/instance" for logs
   State state() const { return state_; }
   bool ready() const { return state_ == State::kReady; }
@@ -110,7 +115,8 @@ class Instance final : public DeferredDeletable {
   // for $fc_cold_start: see Exchange::start.
   uint64_t ready_serial() const { return ready_serial_; }
   Ending ending() const { return ending_; }
-  bool failed() const { return ending_ != Ending::kNone && ending_ != Ending::kRetired; }
+  bool failed() const { return ending_ != Ending::kNone && !on_purpose(ending_); }
+  static bool on_purpose(Ending ending) { return ending == Ending::kRetired || ending == Ending::kReplaced; }
   // Why it failed, with the last lines of its output (for the 503 body).
   const std::string& failure() const { return failure_; }
 
@@ -119,6 +125,8 @@ class Instance final : public DeferredDeletable {
 
   // No new work; stop once in-flight work is done (idle reaping, shutdown).
   void begin_drain(const std::string& why);
+  // The same, because a newer version took over (Ending::kReplaced).
+  void begin_replace(const std::string& why);
 
   // From InstanceConnection: the request on `conn` left it.
   void on_connection_released(InstanceConnection& conn, Outcome outcome, bool reusable,
@@ -143,6 +151,7 @@ class Instance final : public DeferredDeletable {
       kUnhealthy,     // connection failures, a refused connect
       kWedged,        // a request timed out
       kDrain,         // retire (idle, shutdown)
+      kReplace,       // retire: a newer version serves
       kStopGraceOver, // SIGTERM was not enough
       kExited,        // the process exited
       kOutputClosed,  // stdout and stderr are closed (or were made to)
@@ -170,6 +179,7 @@ class Instance final : public DeferredDeletable {
   int instance_socket();  // InstanceConnection's fd argument
 
   Function& function_;
+  std::shared_ptr<const FunctionVersion> version_;
   uv_loop_t* loop_;
   std::string id_;
   std::string tag_;

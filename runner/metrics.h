@@ -57,12 +57,18 @@ struct FunctionMetrics {
   std::map<std::string, uint64_t> instance_exits;  // by reason
   // Instances that reached a limit (isolation: "processes", "memory").
   std::map<std::string, uint64_t> limit_hits;
+  // New versions by how their rollout ended: done (it serves), failed (an
+  // instance did not start; the old version kept serving), superseded (a
+  // later reload replaced it before it served).
+  std::map<std::string, uint64_t> rollouts;
 };
 
 // The runner's own counters.
 struct RunnerMetrics {
   uint64_t frame_errors = 0;       // runner connections closed for a protocol error or frameTimeout
   uint64_t shed_connections = 0;   // idle runner connections closed to make room
+  uint64_t reloads_applied = 0;    // reloads whose config was taken
+  uint64_t reloads_refused = 0;    // reloads refused (invalid config); the old one kept serving
 };
 
 using Labels = std::vector<std::pair<std::string_view, std::string_view>>;

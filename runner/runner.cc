@@ -6,6 +6,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include <algorithm>
+
+#include <nlohmann/json.hpp>
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -13,6 +16,7 @@
 #include "function.h"
 #include "listener.h"
 #include "log.h"
+#include "reload.h"
 
 namespace fc {
 
@@ -20,11 +24,13 @@ Runner::Runner(uv_loop_t* loop, RunnerConfig config)
     : loop_(loop), config_(std::move(config)), deleter_(loop) {}
 
 Runner::~Runner() {
+  alive_.reset();  // background work still running drops its result
   // Connections (and their exchanges) observe functions: they go first.
   admin_.reset();
   listener_.reset();
   deleter_.flush();
   functions_.clear();
+  removed_functions_.clear();
   deleter_.flush();
 }
 
@@ -39,9 +45,7 @@ bool Runner::start() {
   sigterm_->start(SIGTERM, [this](int) { shutdown("SIGTERM"); });
   sigint_->start(SIGINT, [this](int) { shutdown("SIGINT"); });
   sighup_ = Signal::create(loop_);
-  sighup_->start(SIGHUP, [](int) {
-    spdlog::warn("SIGHUP: config reload is not supported yet; ignored (the running config keeps serving)");
-  });
+  sighup_->start(SIGHUP, [this](int) { reload("SIGHUP", nullptr); });
   sigusr2_ = Signal::create(loop_);
   sigusr2_->start(SIGUSR2, [](int) { spdlog::warn("SIGUSR2: no meaning for fc-runner; ignored"); });
   sigusr1_ = Signal::create(loop_);
@@ -85,7 +89,208 @@ bool Runner::start() {
     spdlog::info("admin API on {}", config_.admin->to_string());
   }
   for (const auto& fn : config_.functions) functions_.at(fn.name)->start();
+
+  // The code hashes of version 1, for the first reload to compare with:
+  // they read every file under each codeUri, so off the loop.  A reload
+  // asked for meanwhile runs after them.
+  loading_ = true;
+  auto started = std::make_shared<RunnerConfig>(config_);
+  auto hashes = std::make_shared<std::map<std::string, CodeHash>>();
+  run_in_background(
+      loop_, [started, hashes] { *hashes = hash_code_trees(*started); },
+      [this, hashes] {
+        loading_ = false;
+        for (const auto& [name, hash] : *hashes) {
+          if (!hash.error.empty()) spdlog::warn("function {}: {}", name, hash.error);
+          if (Function* fn = find(name)) fn->set_code_hash(1, hash.digest);
+        }
+        maybe_start_load();
+      },
+      alive_);
   return true;
+}
+
+// ---- reload --------------------------------------------------------------------------
+
+namespace {
+
+using json = nlohmann::json;
+
+std::string reply_text(const json& body) { return body.dump(2, ' ', false, json::error_handler_t::replace) + "\n"; }
+
+}  // namespace
+
+void Runner::reload(const std::string& trigger, ReloadDone done) {
+  if (shutting_down_) {
+    spdlog::warn("{}: no reload while shutting down", trigger);
+    if (done) done(503, reply_text({{"ok", false}, {"error", "ShuttingDown"}, {"message", "the runner is shutting down"}}));
+    return;
+  }
+  spdlog::info("{}: reloading {}", trigger, config_.path);
+  if (done) reload_waiters_.push_back(std::move(done));
+  reload_wanted_ = true;
+  maybe_start_load();
+}
+
+void Runner::maybe_start_load() {
+  if (loading_ || !reload_wanted_ || shutting_down_) return;
+  loading_ = true;
+  reload_wanted_ = false;
+  auto waiters = std::make_shared<std::vector<ReloadDone>>(std::move(reload_waiters_));
+  reload_waiters_.clear();
+  auto loaded = std::make_shared<LoadedConfig>();
+  std::string path = config_.path;
+  // Reading the file, stat()ing codeUri and commands, and hashing the code
+  // are disk I/O: the thread pool does them, the loop keeps serving.
+  run_in_background(
+      loop_, [loaded, path] { *loaded = load_for_reload(path); },
+      [this, loaded, waiters] {
+        loading_ = false;
+        apply_reload(*loaded, std::move(*waiters));
+        maybe_start_load();
+      },
+      alive_);
+}
+
+void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters) {
+  auto answer = [&](int status, const json& body) {
+    std::string text = reply_text(body);
+    last_reload_json_ = body.dump(-1, ' ', false, json::error_handler_t::replace);
+    for (auto& done : waiters) done(status, text);
+  };
+  if (shutting_down_) {
+    answer(503, {{"ok", false}, {"error", "ShuttingDown"}, {"message", "the runner is shutting down"}});
+    return;
+  }
+  if (!loaded.config) {
+    metrics_.reloads_refused++;
+    json errors = json::array();
+    for (const ConfigError& e : loaded.errors) {
+      spdlog::error("reload refused, the running config keeps serving: {}", e.what());
+      errors.push_back({{"file", e.file()}, {"line", e.line()}, {"key", e.key()}, {"message", e.what()}});
+    }
+    answer(422, {{"ok", false},
+                 {"error", "InvalidConfig"},
+                 {"message", loaded.errors.empty() ? std::string("invalid config") : std::string(loaded.errors.front().what())},
+                 {"config", config_.path},
+                 {"errors", std::move(errors)}});
+    return;
+  }
+  RunnerConfig next = std::move(*loaded.config);
+
+  // Runner-wide keys: some apply now, the rest keep their running value.
+  json live = json::array();
+  json restart = json::array();
+  auto needs_restart = [&](const char* key, const std::string& running, const std::string& configured) {
+    if (running == configured) return;
+    spdlog::warn("reload: {} changed from {} to {}: that needs a restart of fc-runner; {} stays until then", key,
+                 running, configured, running);
+    restart.push_back({{"key", key}, {"running", running}, {"configured", configured}});
+  };
+  needs_restart("listen", config_.listen.to_string(), next.listen.to_string());
+  needs_restart("listenMode", fmt::format("{:04o}", config_.listen_mode), fmt::format("{:04o}", next.listen_mode));
+  needs_restart("listenBacklog", std::to_string(config_.listen_backlog), std::to_string(next.listen_backlog));
+  needs_restart("admin", config_.admin ? config_.admin->to_string() : "(none)",
+                next.admin ? next.admin->to_string() : "(none)");
+  needs_restart("logFile", config_.log_file.empty() ? "(stderr)" : config_.log_file,
+                next.log_file.empty() ? "(stderr)" : next.log_file);
+  next.listen = config_.listen;
+  next.listen_mode = config_.listen_mode;
+  next.listen_backlog = config_.listen_backlog;
+  next.admin = config_.admin;
+  next.log_file = config_.log_file;
+  if (next.log_level != config_.log_level) {
+    spdlog::set_level(spdlog::level::from_str(next.log_level));
+    spdlog::info("reload: logLevel is {} now", next.log_level);
+    live.push_back("logLevel");
+  }
+  if (next.frame_timeout_s != config_.frame_timeout_s) {
+    listener_->set_frame_timeout_ms(static_cast<uint64_t>(next.frame_timeout_s * 1000.0));
+    live.push_back("frameTimeout");
+  }
+  if (next.shutdown_timeout_s != config_.shutdown_timeout_s) live.push_back("shutdownTimeout");
+
+  // Functions: added ones start, changed ones get a new version, removed
+  // ones drain and go, unchanged ones are not touched.
+  json added = json::array(), updated = json::array(), removed = json::array(), unchanged = json::array();
+  json warnings = json::array();
+  std::vector<std::string> summary;
+  for (const FunctionConfig& fn : next.functions) {
+    auto hash_it = loaded.code_hashes.find(fn.name);
+    std::string code_hash = hash_it == loaded.code_hashes.end() ? std::string() : hash_it->second.digest;
+    if (hash_it != loaded.code_hashes.end() && !hash_it->second.error.empty()) {
+      spdlog::warn("function {}: {}", fn.name, hash_it->second.error);
+      warnings.push_back(fmt::format("function {}: {}", fn.name, hash_it->second.error));
+    }
+    Function* existing = find(fn.name);
+    if (!existing) {
+      auto function = std::make_unique<Function>(*this, loop_, fn, code_hash);
+      Function* raw = function.get();
+      functions_.emplace(fn.name, std::move(function));
+      raw->start();
+      added.push_back({{"name", fn.name}, {"version", 1}});
+      summary.push_back("added " + fn.name);
+      continue;
+    }
+    Function::Change change = existing->change_for(fn, code_hash);
+    if (change == Function::Change::kNone) {
+      unchanged.push_back(fn.name);
+      continue;
+    }
+    const FunctionVersion& serving = existing->version();
+    bool config_changed = fn.digest() != serving.config_hash;
+    bool code_changed = !code_hash.empty() && !serving.code_hash.empty() && code_hash != serving.code_hash;
+    int from = serving.number;
+    int number = existing->update(fn, code_hash);
+    updated.push_back({{"name", fn.name},
+                       {"serving_version", from},
+                       {"version", number == 0 ? json(nullptr) : json(number)},
+                       {"config_changed", config_changed},
+                       {"code_changed", code_changed}});
+    summary.push_back(number == 0 ? fmt::format("{}: back to version {}", fn.name, from)
+                                  : fmt::format("{}: version {} starts ({}{}{})", fn.name, number,
+                                                config_changed ? "config" : "", config_changed && code_changed ? " and " : "",
+                                                code_changed ? "code" : ""));
+  }
+  std::vector<std::string> gone;
+  for (const auto& [name, fn] : functions_) {
+    if (!next.find(name)) gone.push_back(name);
+  }
+  for (const std::string& name : gone) {
+    auto it = functions_.find(name);
+    std::unique_ptr<Function> function = std::move(it->second);
+    functions_.erase(it);
+    Function* raw = function.get();
+    removed_functions_.push_back(std::move(function));
+    raw->retire([this, raw] { on_function_gone(raw); });
+    removed.push_back(name);
+    summary.push_back("removed " + name);
+  }
+  config_ = std::move(next);
+  metrics_.reloads_applied++;
+  std::string said;
+  for (const std::string& item : summary) said += (said.empty() ? "" : "; ") + item;
+  spdlog::info("reload applied: {}{}", said.empty() ? "no function changed" : said,
+               unchanged.empty() ? "" : fmt::format(" ({} unchanged)", unchanged.size()));
+  answer(200, {{"ok", true},
+               {"config", config_.path},
+               {"functions", {{"added", std::move(added)},
+                              {"updated", std::move(updated)},
+                              {"removed", std::move(removed)},
+                              {"unchanged", std::move(unchanged)}}},
+               {"applied_live", std::move(live)},
+               {"restart_required", std::move(restart)},
+               {"warnings", std::move(warnings)}});
+}
+
+void Runner::on_function_gone(Function* function) {
+  auto it = std::find_if(removed_functions_.begin(), removed_functions_.end(),
+                         [function](auto& f) { return f.get() == function; });
+  if (it == removed_functions_.end()) return;
+  spdlog::info("function {}: removed; its last instance has stopped", function->name());
+  // Its last exchange's destructor may be on the stack.
+  deleter_.defer(std::move(*it));
+  removed_functions_.erase(it);
 }
 
 size_t Runner::connection_count() const { return listener_ ? listener_->connection_count() : 0; }
@@ -125,13 +330,14 @@ void Runner::maybe_stop_functions() {
   if (stopping_functions_ || listener_->connection_count() > 0) return;
   stopping_functions_ = true;
   shutdown_timer_->stop();
-  functions_running_ = functions_.size();
+  functions_running_ = functions_.size() + removed_functions_.size();
   if (functions_running_ == 0) {
     finish();
     return;
   }
   std::vector<Function*> all;
   for (auto& [name, fn] : functions_) all.push_back(fn.get());
+  for (auto& fn : removed_functions_) all.push_back(fn.get());
   for (auto* fn : all) fn->stop([this] { on_function_stopped(); });
 }
 
@@ -158,6 +364,7 @@ void Runner::finish() {
     deleter_.flush();
     // Functions own timers: closing them lets the loop run dry.
     functions_.clear();
+    removed_functions_.clear();
     deleter_.flush();
   });
 }

@@ -6,7 +6,8 @@ namespace fc {
 
 int Scheduler::pick(std::span<const InstanceView> instances) const {
   for (size_t i = 0; i < instances.size(); i++) {
-    if (instances[i].ready && instances[i].in_flight < concurrency_) return static_cast<int>(i);
+    int slots = instances[i].concurrency > 0 ? instances[i].concurrency : concurrency_;
+    if (instances[i].ready && instances[i].in_flight < slots) return static_cast<int>(i);
   }
   return -1;
 }

@@ -19,6 +19,8 @@ struct InstanceView {
   bool ready = false;     // accepts requests now
   bool starting = false;  // spawned, not ready yet (probing or initializing)
   int in_flight = 0;
+  // Its own slots (instanceConcurrency of its version); 0: the scheduler's.
+  int concurrency = 0;
 };
 
 class Scheduler {

@@ -16,6 +16,17 @@ TEST(Scheduler, PicksTheFirstReadyInstanceWithAFreeSlot) {
   EXPECT_EQ(s.pick(pool), 2);
 }
 
+TEST(Scheduler, AnInstanceOfAnotherVersionHasItsOwnSlots) {
+  // During a rollout the versions may differ in instanceConcurrency.
+  Scheduler s(1, 10);
+  InstanceView old_version{true, false, 1, 1};
+  InstanceView new_version{true, false, 1, 4};
+  std::vector<InstanceView> pool = {old_version, new_version};
+  EXPECT_EQ(s.pick(pool), 1);
+  new_version.in_flight = 4;
+  EXPECT_EQ(s.pick(std::vector<InstanceView>{old_version, new_version}), -1);
+}
+
 TEST(Scheduler, PicksNothingWhenEverySlotIsTaken) {
   Scheduler s(1, 10);
   std::vector<InstanceView> pool = {ready(1), starting()};
