@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 #include <spdlog/fmt/fmt.h>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "admin.h"
@@ -194,7 +195,14 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
                 next.admin ? next.admin->to_string() : "(none)");
   needs_restart("logFile", config_.log_file.empty() ? "(stderr)" : config_.log_file,
                 next.log_file.empty() ? "(stderr)" : next.log_file);
+  needs_restart("listenGroup", config_.listen_group.empty() ? "(none)" : config_.listen_group,
+                next.listen_group.empty() ? "(none)" : next.listen_group);
+  needs_restart("readWritePaths", fmt::format("[{}]", fmt::join(config_.read_write_paths, ", ")),
+                fmt::format("[{}]", fmt::join(next.read_write_paths, ", ")));
   next.listen = config_.listen;
+  next.listen_group = config_.listen_group;
+  next.listen_gid = config_.listen_gid;
+  next.read_write_paths = config_.read_write_paths;
   next.listen_mode = config_.listen_mode;
   next.listen_backlog = config_.listen_backlog;
   next.admin = config_.admin;
