@@ -134,7 +134,8 @@ int main(int argc, char** argv) {
   }
 
   std::string log_error;
-  if (!fc::init_log(config.log_file, config.log_level, log_error)) {
+  if (!fc::init_log(config.log_file, config.log_level, log_error,
+                    config.log_format == "json" ? fc::LogFormat::kJson : fc::LogFormat::kText)) {
     std::fprintf(stderr, "%s: logFile: %s\n", config_path.c_str(), log_error.c_str());
     return 1;
   }
@@ -146,6 +147,7 @@ int main(int argc, char** argv) {
   fc::warn_about_runtime_versions(config);
   spdlog::info("{}", fc::MemoryLimit::init());
   uv_loop_t* loop = uv_default_loop();
+  fc::attach_log(loop);  // from here on lines are batched and never block the loop
   int status = 0;
   {
     fc::Runner runner(loop, std::move(config));
@@ -157,7 +159,8 @@ int main(int argc, char** argv) {
       uv_run(loop, UV_RUN_DEFAULT);
     }
   }
-  uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of what the runner let go
+  fc::detach_log();
+  uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of what the runner (and the log) let go
   uv_loop_close(loop);
   fc::MemoryLimit::cleanup();
   return status;
