@@ -17,6 +17,7 @@
 
 #include "function.h"
 #include "instance.h"
+#include "log.h"
 #include "metrics.h"
 #include "bind.h"
 #include "runner.h"
@@ -631,6 +632,9 @@ std::string AdminServer::metrics_text() const {
   out.family("fc_runner_shed_connections_total", "counter",
              "Idle runner connections closed to make room at the open-file limit.");
   out.sample("fc_runner_shed_connections_total", {}, rm.shed_connections);
+  out.family("fc_log_lines_dropped_total", "counter",
+             "Log lines dropped because the log (stderr or logFile) did not take them in time.");
+  out.sample("fc_log_lines_dropped_total", {}, log_lines_dropped());
   out.family("fc_runner_uptime_seconds", "gauge", "Seconds since the runner started.");
   out.sample("fc_runner_uptime_seconds", {}, static_cast<double>(uv_now(loop_) - runner_.started_ms()) / 1000.0);
   out.family("process_start_time_seconds", "gauge", "Start time of the runner since the unix epoch in seconds.");

@@ -41,7 +41,8 @@ namespace fs = std::filesystem;
 // Keys.  The lists are the whole vocabulary: anything else is an error.
 
 constexpr std::string_view kTopLevelKeys[] = {
-    "listen", "listenMode", "listenBacklog", "frameTimeout", "admin", "logLevel", "logFile", "shutdownTimeout",
+    "listen", "listenMode", "listenBacklog", "frameTimeout", "admin", "logLevel", "logFormat", "logFile",
+    "shutdownTimeout",
     "functions",
     // Isolation (docs/isolation.md).
     "listenGroup", "instanceUids", "readWritePaths",
@@ -814,6 +815,10 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
       std::string level = as_string(field);
       if (!contains(kLogLevels, level)) fail(field, "must be one of " + join(kLogLevels) + ", got " + in_quotes(level));
       config.log_level = level;
+    } else if (key == "logFormat") {
+      std::string format = as_string(field);
+      if (format != "text" && format != "json") fail(field, "must be text or json, got " + in_quotes(format));
+      config.log_format = format;
     } else if (key == "logFile") {
       config.log_file = as_string(field);
       if (config.log_file.empty()) fail(field, "must be a file path");

@@ -131,6 +131,7 @@ struct RunnerConfig {
   std::optional<Address> admin;
   std::string log_level = "info";  // extension `logLevel`
   std::string log_file;            // extension `logFile`: absolute; empty = stderr
+  std::string log_format = "text";  // extension `logFormat`: text | json (one JSON object per line)
   // extension `listenBacklog`; 0 = the kernel's maximum (net.core.somaxconn).
   int listen_backlog = 0;
   // extension `frameTimeout`: a frame begun on a runner connection must be

@@ -17,6 +17,7 @@
 #include "ids.h"
 #include "instance_connection.h"
 #include "isolation.h"
+#include "log.h"
 #include "memory_limit.h"
 #include "netns.h"
 #include "runtimes.h"
@@ -239,11 +240,7 @@ void Instance::start_stream(HandlePtr<Pipe>& pipe, LineSplitter& lines, int fd) 
 }
 
 void Instance::on_output(int fd, std::string_view line) {
-  if (fd == 2) {
-    spdlog::warn("[{}] {}", tag_, line);
-  } else {
-    spdlog::info("[{}] {}", tag_, line);
-  }
+  log_instance_output(tag_, fd, line);
   tail_.emplace_back(line.substr(0, 512));
   if (tail_.size() > kTailLines) tail_.pop_front();
 }

@@ -3,6 +3,7 @@
 //   fc-runner status|reload|invoke|check ...   (the operator's CLI, cli.h)
 //   fc-runner import S.YAML [--runner-config OUT] [--nginx-locations OUT]   (import.h)
 //   fc-runner --exec-instance PID -- CMD ARGS...   (internal: the instance guard)
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -149,7 +150,8 @@ int main(int argc, char** argv) {
   }
 
   std::string log_error;
-  if (!fc::init_log(config.log_file, config.log_level, log_error)) {
+  if (!fc::init_log(config.log_file, config.log_level, log_error,
+                    config.log_format == "json" ? fc::LogFormat::kJson : fc::LogFormat::kText)) {
     std::fprintf(stderr, "%s: logFile: %s\n", config_path.c_str(), log_error.c_str());
     return 1;
   }
@@ -168,10 +170,15 @@ int main(int argc, char** argv) {
     }
   }
   uv_loop_t* loop = uv_default_loop();
+  fc::attach_log(loop);  // from here on lines are batched and never block the loop
   int status = 0;
   {
     fc::Runner runner(loop, std::move(config));
     if (runner.start()) {
+      // The parsed YAML (about 8 KB a function) is freed by now, but the heap
+      // would keep its pages: hand them back, so a config of many functions
+      // idles at what the functions themselves cost.
+      malloc_trim(0);
       uv_run(loop, UV_RUN_DEFAULT);
     } else {
       status = 1;
@@ -179,7 +186,8 @@ int main(int argc, char** argv) {
       uv_run(loop, UV_RUN_DEFAULT);
     }
   }
-  uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of what the runner let go
+  fc::detach_log();
+  uv_run(loop, UV_RUN_DEFAULT);  // close callbacks of what the runner (and the log) let go
   uv_loop_close(loop);
   fc::MemoryLimit::cleanup();
   fc::Isolation::cleanup();

@@ -195,6 +195,7 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
                 next.admin ? next.admin->to_string() : "(none)");
   needs_restart("logFile", config_.log_file.empty() ? "(stderr)" : config_.log_file,
                 next.log_file.empty() ? "(stderr)" : next.log_file);
+  needs_restart("logFormat", config_.log_format, next.log_format);
   needs_restart("listenGroup", config_.listen_group.empty() ? "(none)" : config_.listen_group,
                 next.listen_group.empty() ? "(none)" : next.listen_group);
   needs_restart("readWritePaths", fmt::format("[{}]", fmt::join(config_.read_write_paths, ", ")),
@@ -207,6 +208,7 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
   next.listen_backlog = config_.listen_backlog;
   next.admin = config_.admin;
   next.log_file = config_.log_file;
+  next.log_format = config_.log_format;
   if (next.log_level != config_.log_level) {
     spdlog::set_level(spdlog::level::from_str(next.log_level));
     spdlog::info("reload: logLevel is {} now", next.log_level);

@@ -192,12 +192,41 @@ void Stream::read_stop() {
   reading_ = false;
 }
 
+namespace {
+
+// Chunks no stream reads into and nobody holds, for the next read of any
+// stream (the loop is single-threaded).  An idle stream holds no read
+// memory, as in nginx: a thousand quiet streams cost no chunk each.
+std::vector<ChunkRef>& free_chunks() {
+  static std::vector<ChunkRef> chunks;
+  return chunks;
+}
+
+ChunkRef take_chunk() {
+  auto& pool = free_chunks();
+  if (pool.empty()) return std::make_shared<Chunk>(Stream::kChunkSize);
+  ChunkRef c = std::move(pool.back());
+  pool.pop_back();
+  c->used = 0;
+  return c;
+}
+
+void give_back(ChunkRef&& c) {
+  auto& pool = free_chunks();
+  if (pool.size() < Stream::kPooledChunks) pool.push_back(std::move(c));
+  c.reset();
+}
+
+}  // namespace
+
+size_t Stream::pooled_chunks() { return free_chunks().size(); }
+
 void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   auto* self = static_cast<Stream*>(h->data);
   constexpr size_t kMinRead = 4096;
   ChunkRef& c = self->chunk_;
   if (c && c.use_count() == 1) c->used = 0;  // nobody else holds any of it
-  if (!c || c->capacity - c->used < kMinRead) c = std::make_shared<Chunk>(kChunkSize);
+  if (!c || c->capacity - c->used < kMinRead) c = take_chunk();
   buf->base = c->data.get() + c->used;
   buf->len = c->capacity - c->used;
 }
@@ -205,11 +234,16 @@ void Stream::on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
 void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   auto* self = static_cast<Stream*>(s->data);
   (void)buf;
-  if (nread == 0) return;  // EAGAIN
   if (self->closing()) return;
+  if (nread == 0) {  // EAGAIN: nothing came after all
+    if (self->chunk_ && self->chunk_.use_count() == 1) give_back(std::move(self->chunk_));
+    self->chunk_.reset();
+    return;
+  }
   if (nread < 0) {
     uv_read_stop(s);
     self->reading_ = false;
+    if (self->chunk_.use_count() == 1) give_back(std::move(self->chunk_));
     self->chunk_.reset();
     auto cb = std::move(self->end_cb_);
     self->end_cb_ = nullptr;
@@ -221,6 +255,12 @@ void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
   const char* data = chunk->data.get() + chunk->used;
   chunk->used += static_cast<size_t>(nread);
   if (self->read_cb_) self->read_cb_(chunk, data, static_cast<size_t>(nread));
+  // Everything read was handed on and nobody holds it: the stream waits for
+  // its next bytes without memory of its own.
+  if (self->chunk_ == chunk && chunk.use_count() == 2) {
+    self->chunk_.reset();
+    give_back(std::move(chunk));
+  }
 }
 
 int Stream::write(std::unique_ptr<WriteReq> req) {

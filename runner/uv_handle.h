@@ -183,6 +183,10 @@ class Stream : public HandleBase {
   const uv_stream_t* stream() const { return const_cast<Stream*>(this)->stream(); }
 
   static constexpr size_t kChunkSize = 64 * 1024;
+  // Free chunks kept for the next reads (of any stream); more are freed.
+  static constexpr size_t kPooledChunks = 16;
+  // How many there are now (tests).
+  static size_t pooled_chunks();
 
  protected:
   void drop_callbacks() override;

@@ -122,3 +122,4 @@ if [ "${BENCH_CORE_ONLY:-0}" != 1 ]; then
   "$here/python.sh"
   "$here/node.sh"
 fi
+"$here/memory.sh"

@@ -133,9 +133,11 @@ TEST_F(NodejsRuntimeTest, ThrowCallbackErrorAndRejectionAreFunctionErrors) {
     EXPECT_EQ(body.dump().find("bootstrap.js"), std::string::npos) << body;
     std::string rid = resp.header("x-fc-request-id");
     ASSERT_FALSE(rid.empty());
-    std::string log = gw_.runner_log();
-    EXPECT_NE(log.find("FC Invoke End RequestId: " + rid + ", Error: Unhandled function error"), std::string::npos)
-        << log;
+    // The runner writes its log at the end of the loop iteration that sent
+    // the response: the line may land a moment after the client has it.
+    std::string end_line = "FC Invoke End RequestId: " + rid + ", Error: Unhandled function error";
+    std::string log;
+    EXPECT_TRUE(wait_until([&] { return (log = gw_.runner_log()).find(end_line) != std::string::npos; }, 5s)) << log;
     // The instance's own line, in FC's format, with the same request id.
     EXPECT_NE(log.find(" " + rid + " [ERROR] {\"errorMessage\":\"" + c.message), std::string::npos) << log;
   }

@@ -7,8 +7,13 @@
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+#include <uv.h>
+
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 namespace fc {
@@ -89,6 +94,117 @@ TEST_F(LogFileTest, AFileThatCannotBeOpenedIsAnError) {
   std::string error;
   EXPECT_FALSE(init_log((dir_ / "no-such-dir" / "r.log").string(), "info", error));
   EXPECT_NE(error.find("no-such-dir"), std::string::npos) << error;
+}
+
+TEST_F(LogFileTest, JsonLinesNameTheFunctionInstanceAndRequest) {
+  std::string error;
+  ASSERT_TRUE(init_log((dir_ / "r.log").string(), "info", error, LogFormat::kJson)) << error;
+  spdlog::info("[{}] FC Invoke Start RequestId: {}", "hello/c-0123", "rid-1");
+  spdlog::warn("function {}: {}", "hello", "a \"quoted\" reason\nand a forged line \xff");
+  log_instance_output("hello/c-0123", 2, "FC Invoke Start RequestId: forged");
+  std::istringstream lines(slurp(dir_ / "r.log"));
+  std::vector<nlohmann::json> entries;
+  for (std::string line; std::getline(lines, line);) entries.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(entries.size(), 3u) << slurp(dir_ / "r.log");
+  EXPECT_EQ(entries[0]["level"], "info");
+  EXPECT_EQ(entries[0]["function"], "hello");
+  EXPECT_EQ(entries[0]["instance"], "c-0123");
+  EXPECT_EQ(entries[0]["request_id"], "rid-1");
+  EXPECT_EQ(entries[0]["msg"], "FC Invoke Start RequestId: rid-1");
+  EXPECT_EQ(std::string(entries[0]["time"]).size(), std::string("2026-12-01T00:00:00.000Z").size());
+  EXPECT_EQ(entries[1]["level"], "warning");
+  EXPECT_EQ(entries[1]["function"], "hello");
+  EXPECT_EQ(entries[1]["msg"], "function hello: a \"quoted\" reason\nand a forged line \xef\xbf\xbd");
+  // What an instance wrote is its output, never the source of a field.
+  EXPECT_EQ(entries[2]["stream"], "stderr");
+  EXPECT_EQ(entries[2]["instance"], "c-0123");
+  EXPECT_FALSE(entries[2].contains("request_id"));
+}
+
+// stderr is a pipe nobody reads: logging goes on without blocking, lines are
+// written in one batch per loop iteration, dropped ones are counted and
+// reported once the pipe takes lines again.
+class LogPipeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(pipe2(pipe_, O_CLOEXEC), 0);
+    fcntl(pipe_[0], F_SETFL, O_NONBLOCK);
+    saved_stderr_ = dup(STDERR_FILENO);
+    dup2(pipe_[1], STDERR_FILENO);
+    std::string error;
+    ASSERT_TRUE(init_log("", "info", error)) << error;
+    uv_loop_init(&loop_);
+    attach_log(&loop_);
+    // The log's own handles do not keep a loop running (as in the runner,
+    // whose listener does); this timer does, and wakes it every 10 ms.
+    uv_timer_init(&loop_, &keep_alive_);
+    uv_timer_start(&keep_alive_, [](uv_timer_t*) {}, 10, 10);
+  }
+  void TearDown() override {
+    uv_close(reinterpret_cast<uv_handle_t*>(&keep_alive_), nullptr);
+    detach_log();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_loop_close(&loop_);
+    dup2(saved_stderr_, STDERR_FILENO);
+    close(saved_stderr_);
+    close(pipe_[0]);
+    close(pipe_[1]);
+    std::string error;
+    init_log("", "info", error);
+  }
+  std::string read_pipe() {
+    std::string out;
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(pipe_[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+  }
+  // One loop iteration that does not wait.
+  void turn() { uv_run(&loop_, UV_RUN_NOWAIT); }
+  int pipe_[2] = {-1, -1};
+  int saved_stderr_ = -1;
+  uv_loop_t loop_{};
+  uv_timer_t keep_alive_{};
+};
+
+TEST_F(LogPipeTest, LinesWaitForTheLoopAndGoOutInOneBatch) {
+  spdlog::info("first");
+  spdlog::info("second");
+  EXPECT_EQ(read_pipe(), "") << "written before the loop's prepare phase";
+  turn();
+  std::string out = read_pipe();
+  EXPECT_NE(out.find(" info first\n"), std::string::npos) << out;
+  EXPECT_NE(out.find(" info second\n"), std::string::npos) << out;
+}
+
+TEST_F(LogPipeTest, AFullPipeDropsAndCountsLinesAndSaysSoOnceItDrains) {
+  uint64_t before = log_lines_dropped();
+  std::string line(100, 'x');
+  // Far more than the pipe (64 KiB) and the buffer hold together.
+  for (int i = 0; i < 20000; i++) {
+    spdlog::info("{} {}", i, line);
+    if (i % 100 == 0) turn();
+  }
+  turn();
+  uint64_t dropped = log_lines_dropped() - before;
+  EXPECT_GT(dropped, 10000u);
+  EXPECT_LT(dropped, 20000u);
+  // The reader comes back: what was buffered arrives, then the notice.
+  std::string out;
+  for (int i = 0; i < 100 && out.find("log lines dropped") == std::string::npos; i++) {
+    out += read_pipe();
+    uv_run(&loop_, UV_RUN_ONCE);
+  }
+  out += read_pipe();
+  EXPECT_NE(out.find(" warning " + std::to_string(dropped) + " log lines dropped"), std::string::npos)
+      << out.substr(out.size() > 500 ? out.size() - 500 : 0);
+  spdlog::info("after the drain");
+  std::string after;
+  for (int i = 0; i < 50 && after.find(" info after the drain\n") == std::string::npos; i++) {
+    uv_run(&loop_, UV_RUN_ONCE);
+    after += read_pipe();
+  }
+  EXPECT_NE(after.find(" info after the drain\n"), std::string::npos) << after;
 }
 
 }  // namespace

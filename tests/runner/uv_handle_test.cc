@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 namespace fc {
 namespace {
@@ -93,6 +94,52 @@ TEST_F(UvHandleTest, LargeWriteCompletesWhileTheReaderDrainsAndHoldsItsBytes) {
   EXPECT_EQ(got[5 + 4096], 'b');
   writer.reset();
   reader.reset();
+}
+
+// An idle stream holds no read memory: a chunk whose bytes were handed on
+// goes back to the pool; one a reader still holds stays with it.  The pool
+// keeps at most kPooledChunks; the rest are freed.
+TEST_F(UvHandleTest, ReadChunksGoBackToThePoolUnlessHeld) {
+  std::vector<int> writers;
+  std::vector<HandlePtr<Pipe>> readers;
+  std::vector<ChunkRef> held;
+  const size_t streams = Stream::kPooledChunks + 4;
+  size_t reads = 0;
+  bool hold_all = true;
+  for (size_t i = 0; i < streams; i++) {
+    int fds[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+    auto reader = Pipe::create(&loop_);
+    ASSERT_EQ(uv_pipe_open(reader->pipe(), fds[1]), 0);
+    reader->read_start(
+        [&, i](const ChunkRef& chunk, const char*, size_t) {
+          reads++;
+          if (hold_all || i == 0) held.push_back(chunk);
+        },
+        [](int) {});
+    readers.push_back(std::move(reader));
+    writers.push_back(fds[0]);
+  }
+  auto read_once_each = [&] {
+    reads = 0;
+    for (int fd : writers) ASSERT_EQ(write(fd, "hi", 2), 2);
+    while (reads < streams && uv_run(&loop_, UV_RUN_ONCE)) {
+    }
+    ASSERT_EQ(reads, streams);
+  };
+  // Every stream's bytes are held: each has a chunk of its own.
+  read_once_each();
+  EXPECT_EQ(Stream::pooled_chunks(), 0u);
+  // Let go; on the next read each stream hands its chunk back after use.
+  held.clear();
+  hold_all = false;
+  read_once_each();
+  EXPECT_EQ(Stream::pooled_chunks(), Stream::kPooledChunks) << "the pool is bounded";
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_EQ(held[0].use_count(), 2) << "the stream whose bytes are held keeps its chunk";
+  held.clear();
+  readers.clear();
+  for (int fd : writers) close(fd);
 }
 
 }  // namespace
