@@ -17,6 +17,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "runtimes.h"
+
 namespace fc {
 
 namespace {
@@ -228,8 +230,8 @@ std::vector<std::string> Isolation::guard_args(const FunctionConfig& fn, const s
   add("--tmp-size", std::to_string(fn.tmp_size_mb));
   // The built-in runtimes' bootstraps and native parts.
   if (fn.runtime != Runtime::kCustom) {
-    add("--ro", FC_RUNTIMES_DIR);
-    if (fn.runtime == Runtime::kPython3) add("--ro", FC_PYTHON3_EXTENSION_DIR);
+    add("--ro", runtimes_dir());
+    if (fn.runtime == Runtime::kPython3) add("--ro", python3_extension_dir());
   }
   for (const std::string& path : g_read_write_paths) add("--rw", path);
   for (const std::string& path : fn.read_write_paths) add("--rw", path);
