@@ -1,10 +1,5 @@
 #include "function.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -14,6 +9,7 @@
 #include "fc_errors.h"
 #include "ids.h"
 #include "instance.h"
+#include "instance_ports.h"
 #include "netns.h"
 #include "runner.h"
 
@@ -22,20 +18,6 @@ namespace fc {
 namespace {
 
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
-
-int effective_max_instances(const FunctionConfig& config, bool own_netns, std::string& reason) {
-  int max = std::max(1, config.max_instances);
-  if (config.ca_port_set && max > 1 && !own_netns) {
-    // Every instance would listen on the same caPort; without a network
-    // namespace per instance only one of them can.
-    reason = fmt::format(
-        "the app listens on the fixed caPort {} and the runner cannot create network namespaces "
-        "(it needs root): capped at 1 instance instead of maxInstances {}",
-        config.ca_port, config.max_instances);
-    max = 1;
-  }
-  return max;
-}
 
 // fc_instance_exits_total's reason label.
 std::string exit_reason(const Instance& instance) {
@@ -57,11 +39,74 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
       loop_(loop),
       config_(std::move(config)),
       header_lines_(function_header_lines(config_)),
-      own_netns_(config_.ca_port_set && config_.max_instances > 1 && network_namespaces_available()),
-      scheduler_(config_.instance_concurrency, effective_max_instances(config_, own_netns_, cap_reason_)),
+      scheduler_(config_.instance_concurrency, std::max(1, config_.max_instances)),
       queue_timer_(Timer::create(loop)),
       idle_timer_(Timer::create(loop)),
-      restart_timer_(Timer::create(loop)) {}
+      restart_timer_(Timer::create(loop)) {
+  using Network = FunctionConfig::Network;
+  if (config_.network == Network::kPrivate) {
+    // Its own namespace with only a loopback: the app may listen on
+    // $FC_SERVER_PORT or on the fixed port, they are one.
+    port_mode_ = PortMode::kFixed;
+    fixed_port_ = config_.ca_port;
+    if (!network_namespaces_available()) {
+      config_.problems.emplace_back(runner.config_path(), config_.network_line, "functions." + config_.name + ".network",
+                                    "private needs network namespaces, which the runner cannot create (it needs root)");
+    }
+  } else if (config_.runtime == Runtime::kCustom) {
+    port_mode_ = config_.ca_port_set ? PortMode::kFixed : PortMode::kUnknown;
+    fixed_port_ = config_.ca_port;
+  }
+  decide_network();
+}
+
+void Function::decide_network() {
+  using Network = FunctionConfig::Network;
+  int max = std::max(1, config_.max_instances);
+  cap_reason_.clear();
+  if (config_.network == Network::kPrivate) {
+    own_netns_ = true;
+  } else if (port_mode_ == PortMode::kFixed) {
+    own_netns_ = config_.network == Network::kDefault && max > 1 && network_namespaces_available();
+    if (max > 1 && !own_netns_) {
+      // Every instance would listen on the same port; in one network
+      // namespace only one of them can.
+      cap_reason_ = fmt::format(
+          "the app listens on the fixed {} {} and {}: capped at 1 instance instead of maxInstances {}",
+          config_.ca_port_set ? "caPort" : "port (FC's default caPort)", fixed_port_,
+          config_.network == Network::kHost ? "network: host keeps every instance in the host's network"
+                                            : "the runner cannot create network namespaces (it needs root)",
+          config_.max_instances);
+      max = 1;
+    }
+  } else {
+    own_netns_ = false;
+  }
+  scheduler_.set_max_instances(max);
+}
+
+void Function::on_default_port_found(Instance& instance, int port) {
+  if (port_mode_ != PortMode::kUnknown) return;
+  port_mode_ = PortMode::kFixed;
+  fixed_port_ = port;
+  decide_network();
+  std::string why = fmt::format(
+      "its instance {} listens on FC's default port {} instead of $FC_SERVER_PORT ({}), as FC allows without caPort",
+      instance.id(), port, instance.port());
+  if (own_netns_) {
+    spdlog::warn("function {}: {}: from now on each instance gets its own network namespace with the app on {}, "
+                 "as with caPort: {} (an instance there does not reach the host's 127.0.0.1; set caPort to skip "
+                 "this first start, or listen on $FC_SERVER_PORT); {} is restarted in its own namespace",
+                 config_.name, why, port, port, instance.id());
+    // Not a failure: no backoff, and the requests keep waiting for the
+    // replacement that dispatch() starts once this one is gone.
+    instance.discard(fmt::format("restarted in its own network namespace ({})", why));
+    return;
+  }
+  spdlog::warn("function {}: {}: it serves there; {}", config_.name, why,
+               cap_reason_.empty() ? std::string("maxInstances is 1") : cap_reason_);
+  instance.adopt_port(port);
+}
 
 Function::~Function() = default;
 
@@ -84,9 +129,19 @@ void Function::start() {
     return;  // no instance; requests get the reason (submit)
   }
   if (!cap_reason_.empty()) spdlog::warn("function {}: {}", config_.name, cap_reason_);
-  if (own_netns_) {
+  if (config_.network == FunctionConfig::Network::kPrivate) {
+    spdlog::info("function {}: network: private: each instance gets its own network namespace with only its "
+                 "loopback (no outside access), the app on port {}",
+                 config_.name, fixed_port_);
+  } else if (own_netns_) {
     spdlog::info("function {}: the app listens on the fixed caPort {}: each instance gets its own network namespace",
                  config_.name, config_.ca_port);
+  } else if (port_mode_ == PortMode::kUnknown && config_.max_instances > 1 &&
+             config_.network == FunctionConfig::Network::kDefault && !network_namespaces_available()) {
+    spdlog::info("function {}: no caPort: an app on $FC_SERVER_PORT scales to maxInstances {}; one that listens on "
+                 "FC's default port {} instead runs as 1 instance, because the runner cannot create network "
+                 "namespaces (it needs root)",
+                 config_.name, config_.max_instances, kFcDefaultCaPort);
   }
   scale_up();
   arm_idle_timer();
@@ -179,6 +234,9 @@ void Function::scale_up(size_t refused) {
   int live = static_cast<int>(std::count_if(instances_.begin(), instances_.end(), [](auto& i) { return i->live(); }));
   n = std::max(n, std::min(config_.min_instances, scheduler_.max_instances()) - live);
   int room = scheduler_.max_instances() - static_cast<int>(instances_.size());
+  // Until the first instance shows where the app listens, one at a time:
+  // siblings of an app on FC's default port would collide on the host.
+  if (port_mode_ == PortMode::kUnknown) room = std::min(room, 1 - live);
   n = std::min(n, room);
   if (n <= 0) return;
   uint64_t wait = backoff_.delay(uv_now(loop_));
@@ -192,14 +250,25 @@ void Function::scale_up(size_t refused) {
 }
 
 void Function::start_instance() {
-  int port = config_.ca_port_set ? config_.ca_port : free_port();
-  if (port <= 0) {
-    last_failure_ = "no free loopback port for a new instance";
-    spdlog::error("function {}: {}", config_.name, last_failure_);
-    backoff_.on_failure(uv_now(loop_));
-    return;
+  InstanceNetwork network;
+  if (port_mode_ == PortMode::kFixed) {
+    network.port = fixed_port_;
+    network.own_netns = own_netns_;
+  } else {
+    InstancePorts& ports = runner_.instance_ports();
+    network.lease = ports.acquire();
+    if (!network.lease) {
+      last_failure_ = fmt::format("no free port in instancePorts {} ({} ports, each in use): widen instancePorts",
+                                  ports.range(), ports.last() - ports.first() + 1);
+      spdlog::error("function {}: {}", config_.name, last_failure_);
+      backoff_.on_failure(uv_now(loop_));
+      return;
+    }
+    network.port = network.lease->port();
+    network.watch_default_port = port_mode_ == PortMode::kUnknown;
   }
-  auto instance = std::make_unique<Instance>(*this, loop_, new_instance_id(), port, own_netns_);
+  network.marked = !network.own_netns && runner_.instance_ports().guarded();
+  auto instance = std::make_unique<Instance>(*this, loop_, new_instance_id(), std::move(network));
   Instance* raw = instance.get();
   instances_.push_back(std::move(instance));
   std::string error;
@@ -213,25 +282,6 @@ void Function::start_instance() {
     deleter().defer(std::move(instances_.back()));
     instances_.pop_back();
   }
-}
-
-int Function::free_port() {
-  // bind(0) on loopback, read the port back, close: a socket call, not I/O
-  // that could block the loop.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  int port = -1;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 bool Function::any_live_instance(const Instance* except) const {
@@ -317,6 +367,8 @@ void Function::on_instance_changed(Instance& instance, Instance::State previous)
   bool became_ready = (previous == State::kStarting || previous == State::kInitializing) &&
                       (instance.state() == State::kReady || instance.state() == State::kBusy);
   if (became_ready) {
+    // It listens on $FC_SERVER_PORT: its siblings may start together.
+    if (port_mode_ == PortMode::kUnknown) port_mode_ = PortMode::kAssigned;
     last_failure_.clear();
     metrics_.cold_starts++;
     metrics_.cold_start_duration.observe(static_cast<double>(instance.ready_since_ms() - instance.started_ms()) / 1000.0);

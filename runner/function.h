@@ -40,6 +40,21 @@ class Function {
   // Why max_instances is below the config's maxInstances, or empty.
   const std::string& cap_reason() const { return cap_reason_; }
 
+  // Where the app listens (DESIGN §6: FC's default port).
+  enum class PortMode {
+    kAssigned,  // on $FC_SERVER_PORT, a port of instancePorts (built-in runtimes, and apps found doing so)
+    kUnknown,   // custom runtime without caPort whose first instance has not listened yet
+    kFixed,     // on fixed_port() itself: caPort, or FC's default 9000 found by the socket scan
+  };
+  PortMode port_mode() const { return port_mode_; }
+  int fixed_port() const { return fixed_port_; }
+  // From a kUnknown instance whose own sockets show it listening on FC's
+  // default port instead of its $FC_SERVER_PORT: from now on the function
+  // is a fixed-port one.  With network namespaces the instance is replaced
+  // by one in its own namespace (so siblings can all use the port);
+  // without, it is kept and the function runs one instance.
+  void on_default_port_found(Instance& instance, int port);
+
   // For the admin API.
   FunctionMetrics& metrics() { return metrics_; }
   const FunctionMetrics& metrics() const { return metrics_; }
@@ -83,16 +98,20 @@ class Function {
   void arm_idle_timer();
   void on_idle_timer();
   void fail_queue(const GatewayError& error);
-  int free_port();
+  // Sets port_mode_, own_netns_ and the cap from the config and what is
+  // known about the app (the constructor, on_default_port_found).
+  void decide_network();
   bool any_live_instance(const Instance* except) const;
 
   Runner& runner_;
   uv_loop_t* loop_;
   FunctionConfig config_;
   std::string header_lines_;
-  bool own_netns_;          // an own network namespace per instance (caPort)
-  std::string cap_reason_;  // before scheduler_: its initializer fills it
   Scheduler scheduler_;
+  PortMode port_mode_ = PortMode::kAssigned;
+  int fixed_port_ = kFcDefaultCaPort;
+  bool own_netns_ = false;  // an own network namespace per instance
+  std::string cap_reason_;
   RestartBackoff backoff_;
   std::string last_failure_;
 

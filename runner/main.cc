@@ -18,6 +18,7 @@
 #include "guard.h"
 #include "import.h"
 #include "instance.h"
+#include "instance_ports.h"
 #include "log.h"
 #include "memory_limit.h"
 #include "runner.h"
@@ -121,6 +122,11 @@ int main(int argc, char** argv) {
     for (const auto& fn : config.functions) {
       std::string warning = fn.ignored_keys_warning(config_path);
       if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    }
+    std::string ports = fc::InstancePorts::protection_problem();
+    if (!ports.empty()) {
+      std::fprintf(stderr, "warning: instance ports %d-%d would not be protected: %s\n", config.instance_port_first,
+                   config.instance_port_last, ports.c_str());
     }
     auto problems = config.problems();
     for (const fc::ConfigError* problem : problems) std::fprintf(stderr, "%s\n", problem->what());

@@ -15,5 +15,8 @@ bool network_namespaces_available();
 // -1 (errno set) when it cannot be had, or -2 when `pid` still shares the
 // runner's namespace (the guard has not unshared yet: try again shortly).
 int socket_in_namespace_of(int pid);
+// The same for any socket(domain, type, protocol), e.g. a NETLINK_SOCK_DIAG
+// one to list the namespace's listening sockets.
+int socket_in_namespace_of(int pid, int domain, int type, int protocol);
 
 }  // namespace fc

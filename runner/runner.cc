@@ -7,13 +7,17 @@
 
 #include "admin.h"
 #include "function.h"
+#include "instance_ports.h"
 #include "listener.h"
 #include "log.h"
 
 namespace fc {
 
 Runner::Runner(uv_loop_t* loop, RunnerConfig config)
-    : loop_(loop), config_(std::move(config)), deleter_(loop) {}
+    : loop_(loop),
+      config_(std::move(config)),
+      instance_ports_(std::make_unique<InstancePorts>(config_.instance_port_first, config_.instance_port_last)),
+      deleter_(loop) {}
 
 Runner::~Runner() {
   // Connections (and their exchanges) observe functions: they go first.
@@ -50,6 +54,12 @@ bool Runner::start() {
     }
   });
 
+  std::string ports = instance_ports_->install_guard();
+  if (instance_ports_->guarded()) {
+    spdlog::info("{}", ports);
+  } else {
+    spdlog::warn("{}", ports);
+  }
   for (const auto& fn : config_.functions) {
     functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
   }
