@@ -51,7 +51,7 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config)
     fixed_port_ = config_.ca_port;
     if (!network_namespaces_available()) {
       config_.problems.emplace_back(runner.config_path(), config_.network_line, "functions." + config_.name + ".network",
-                                    "private needs network namespaces, which the runner cannot create (it needs root)");
+                                    kPrivateNetworkNeedsRoot);
     }
   } else if (config_.runtime == Runtime::kCustom) {
     port_mode_ = config_.ca_port_set ? PortMode::kFixed : PortMode::kUnknown;
@@ -366,9 +366,12 @@ void Function::on_instance_changed(Instance& instance, Instance::State previous)
   }
   bool became_ready = (previous == State::kStarting || previous == State::kInitializing) &&
                       (instance.state() == State::kReady || instance.state() == State::kBusy);
-  if (became_ready) {
+  if (port_mode_ == PortMode::kUnknown && previous == State::kStarting &&
+      (instance.state() == State::kInitializing || became_ready)) {
     // It listens on $FC_SERVER_PORT: its siblings may start together.
-    if (port_mode_ == PortMode::kUnknown) port_mode_ = PortMode::kAssigned;
+    port_mode_ = PortMode::kAssigned;
+  }
+  if (became_ready) {
     last_failure_.clear();
     metrics_.cold_starts++;
     metrics_.cold_start_duration.observe(static_cast<double>(instance.ready_since_ms() - instance.started_ms()) / 1000.0);

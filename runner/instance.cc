@@ -210,9 +210,12 @@ bool Instance::start(std::string& error) {
   control_deadline_ = Timer::create(loop_);
   uint64_t limit = ms(fn.initialization_timeout_s);
   start_deadline_->start(limit, [this, limit] {
+    std::string expected =
+        watch_default_port_ ? fmt::format(" ($FC_SERVER_PORT) nor on FC's default port {}", kFcDefaultCaPort)
+        : own_netns_        ? std::string(" in its network namespace")
+                            : std::string();
     transition({Event::Kind::kStartFailed, fmt::format("the instance did not listen on port {}{} within {} ms{}", port_,
-                                                       own_netns_ ? " in its network namespace" : "", limit,
-                                                       where_it_listens())});
+                                                       expected, limit, where_it_listens())});
   });
   probe();
   return true;
@@ -607,15 +610,13 @@ void Instance::discard(const std::string& why) {
 
 std::string Instance::where_it_listens() {
   std::vector<ListeningPort> ports = listening_ports(pid(), own_netns_);
-  std::string nor = watch_default_port_ ? fmt::format(" ($FC_SERVER_PORT) nor on FC's default port {}", kFcDefaultCaPort)
-                                        : std::string();
-  if (ports.empty()) return fmt::format("{}; it listens on no TCP port", nor);
+  if (ports.empty()) return "; it listens on no TCP port";
   std::string fix = config().runtime != Runtime::kCustom ? std::string()
                     : config().ca_port_set
                         ? fmt::format(": listen on {} or set caPort: {}", port_, ports.front().port)
                         : fmt::format(": listen on $FC_SERVER_PORT or set caPort: {}", ports.front().port);
   bool one_port = std::all_of(ports.begin(), ports.end(), [&](const auto& p) { return p.port == ports.front().port; });
-  return fmt::format("{}; it listens on port{} {} instead{}", nor, one_port ? "" : "s", describe(ports), fix);
+  return fmt::format("; it listens on port{} {} instead{}", one_port ? "" : "s", describe(ports), fix);
 }
 
 void Instance::assign(Exchange& exchange) {

@@ -189,8 +189,8 @@ class Instance final : public DeferredDeletable {
   std::string output_tail() const;
   InstanceConnection& idle_connection();
   int instance_socket();  // InstanceConnection's fd argument
-  // " (nor on FC's default port 9000); it listens on port 5000 (...)": the
-  // start failure's clue, from the instance's own sockets.
+  // "; it listens on port 5000 (0.0.0.0:5000) instead: ...": the start
+  // failure's clue, from the instance's own sockets.
   std::string where_it_listens();
 
   Function& function_;

@@ -79,9 +79,7 @@ std::string trimmed(std::string text) {
 
 // Tables of runners that died without removing theirs (SIGKILL): their pid
 // is gone.  A table of a live runner is never touched.
-void remove_stale_tables() {
-  std::string listing;
-  if (run_nft({"list", "tables"}, "", listing) != 0) return;
+void remove_stale_tables(const std::string& listing) {
   std::istringstream lines(listing);
   for (std::string line; std::getline(lines, line);) {
     std::string prefix = std::string("table inet ") + kTablePrefix;
@@ -133,17 +131,22 @@ InstancePorts::~InstancePorts() {
 std::string InstancePorts::range() const { return fmt::format("{}-{}", first_, last_); }
 
 std::string InstancePorts::protection_problem() {
+  std::string tables;
+  return protection_problem(tables);
+}
+
+std::string InstancePorts::protection_problem(std::string& tables) {
   if (geteuid() != 0) return "the runner is not root (it needs CAP_NET_ADMIN for an nftables table)";
   if (access(kNft, X_OK) != 0) return fmt::format("{} is not there (install nftables)", kNft);
-  std::string output;
-  if (run_nft({"list", "tables"}, "", output) != 0) return fmt::format("nft does not work here: {}", trimmed(output));
+  if (run_nft({"list", "tables"}, "", tables) != 0) return fmt::format("nft does not work here: {}", trimmed(tables));
   return {};
 }
 
 std::string InstancePorts::install_guard() {
-  std::string problem = protection_problem();
+  std::string tables;
+  std::string problem = protection_problem(tables);
   if (problem.empty()) {
-    remove_stale_tables();
+    remove_stale_tables(tables);
     std::string name = kTablePrefix + std::to_string(getpid());
     // Loopback packets keep the sending socket's mark, so the input hook
     // sees the runner's mark on its own connections and nothing else has it.

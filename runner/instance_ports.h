@@ -64,6 +64,12 @@ class InstancePorts {
   static std::string protection_problem();
 
  private:
+  // The same, with `nft list tables`'s output.
+  static std::string protection_problem(std::string& tables);
+
+ public:
+
+ private:
   friend class PortLease;
   void release(int port);
 

@@ -10,6 +10,9 @@ namespace fc {
 // True when this process may create network namespaces (probed once at
 // start-up with a throwaway unshare in a child).
 bool network_namespaces_available();
+// Why a `network: private` function cannot be served without them.
+inline constexpr const char* kPrivateNetworkNeedsRoot =
+    "private needs network namespaces, which the runner cannot create (it needs root)";
 
 // A non-blocking TCP socket created in the network namespace of `pid`, or
 // -1 (errno set) when it cannot be had, or -2 when `pid` still shares the

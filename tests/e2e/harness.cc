@@ -337,7 +337,15 @@ std::string app_path(const std::string& name) { return std::string(FC_E2E_APPS_D
 std::string module_path() { return std::string(FC_BUILD_DIR) + "/ngx_http_fc_module.so"; }
 std::string runner_path() { return std::string(FC_BUILD_DIR) + "/fc-runner"; }
 
-Gateway::Gateway() : port_(free_port()) {
+// Tests run in parallel: each gateway takes one of 100 slices of the
+// runner's default range, so runners rarely share a port (and when they do,
+// the port check at allocation and the shared mark keep it harmless).
+static int instance_port_slice() {
+  static int next = 0;
+  return 20000 + ((static_cast<int>(getpid()) * 37 + next++) % 100) * Gateway::kInstancePortCount;
+}
+
+Gateway::Gateway() : port_(free_port()), instance_port_first_(instance_port_slice()) {
   for (const char* d : {"logs", "tmp"}) std::filesystem::create_directories(path(d));
 }
 
@@ -351,7 +359,12 @@ std::string Gateway::url(const std::string& path_and_query) const {
 }
 
 void Gateway::write_runner_config() {
-  write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\n" + runner_extra_ +
+  std::string ports;
+  if (runner_extra_.find("instancePorts:") == std::string::npos) {
+    ports = "instancePorts: " + std::to_string(instance_port_first_) + "-" +
+            std::to_string(instance_port_first_ + kInstancePortCount - 1) + "\n";
+  }
+  write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\n" + ports + runner_extra_ +
                                        (functions_yaml_.empty() ? "functions: {}\n"
                                                                 : "functions:\n" + functions_yaml_));
 }

@@ -138,6 +138,11 @@ class Gateway {
   // returns (exit ok, output).
   std::pair<bool, std::string> nginx_test_config(const std::string& server_conf);
 
+  // This gateway's own `instancePorts` (kInstancePortCount ports), unless
+  // the test's runner yaml names one.
+  static constexpr int kInstancePortCount = 100;
+  int instance_port_first() const { return instance_port_first_; }
+
   std::string runner_config_path() const { return path("fc-runner.yaml"); }
   void write_runner_config();
 
@@ -146,6 +151,7 @@ class Gateway {
 
   TempDir tmp_;
   int port_;
+  int instance_port_first_;
   bool http2_ = false;
   std::string fc_runner_;
   std::string runner_user_;
