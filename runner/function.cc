@@ -100,7 +100,7 @@ void Function::on_default_port_found(Instance& instance, int port) {
                  config_.name, why, port, port, instance.id());
     // Not a failure: no backoff, and the requests keep waiting for the
     // replacement that dispatch() starts once this one is gone.
-    instance.discard(fmt::format("restarted in its own network namespace ({})", why));
+    instance.discard(fmt::format("restarted in its own network namespace (it listens on port {})", port));
     return;
   }
   spdlog::warn("function {}: {}: it serves there; {}", config_.name, why,

@@ -364,9 +364,11 @@ void Gateway::write_runner_config() {
     ports = "instancePorts: " + std::to_string(instance_port_first_) + "-" +
             std::to_string(instance_port_first_ + kInstancePortCount - 1) + "\n";
   }
-  write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\n" + ports + runner_extra_ +
+  // Last, so the lines of what the test wrote do not move.
+  write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\n" + runner_extra_ +
                                        (functions_yaml_.empty() ? "functions: {}\n"
-                                                                : "functions:\n" + functions_yaml_));
+                                                                : "functions:\n" + functions_yaml_) +
+                                       ports);
 }
 
 std::string Gateway::nginx_conf(const std::string& server_body) const {
