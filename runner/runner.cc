@@ -60,6 +60,8 @@ bool Runner::start() {
   } else {
     spdlog::warn("{}", ports);
   }
+  // nft took a while: instances' start times and timers count from now.
+  uv_update_time(loop_);
   for (const auto& fn : config_.functions) {
     functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
   }
