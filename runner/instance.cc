@@ -468,6 +468,16 @@ void Instance::probe() {
 void Instance::on_probe_result(int status) {
   probe_.reset();
   if (state_ != State::kStarting) return;
+  if (status == 0 && !own_netns_ && !holds_listener(pid(), false, port_)) {
+    // The port accepts, but not for this instance: another process (another
+    // runner's instance on a shared instancePorts range) holds it.  Never
+    // serve through it; this app fails to bind and is replaced elsewhere.
+    if (!foreign_listener_logged_) {
+      foreign_listener_logged_ = true;
+      spdlog::warn("[{}] port {} accepts, but the listener is not this instance's: waiting for its own", tag_, port_);
+    }
+    status = UV_ECONNREFUSED;
+  }
   if (status == 0) {
     // The port accepts.  The probe connection is not kept: a server with
     // one-connection-at-a-time workers must not sit on an idle socket.

@@ -203,6 +203,7 @@ class Instance final : public DeferredDeletable {
   bool marked_;
   std::unique_ptr<PortLease> port_lease_;
   uint64_t last_port_scan_ms_ = 0;
+  bool foreign_listener_logged_ = false;
   State state_ = State::kStarting;
   State reported_state_ = State::kStarting;  // what the Function last heard
   Ending ending_ = Ending::kNone;

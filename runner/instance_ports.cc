@@ -118,7 +118,11 @@ bool port_is_free(int port) {
 PortLease::~PortLease() { owner_.release(port_); }
 
 InstancePorts::InstancePorts(int first, int last)
-    : first_(first), last_(last), next_(first), leased_(static_cast<size_t>(last - first + 1), false) {}
+    : first_(first),
+      last_(last),
+      // Runners sharing a range (the default) start apart.
+      next_(first + static_cast<int>(static_cast<unsigned>(getpid()) * 2654435761u % static_cast<unsigned>(last - first + 1))),
+      leased_(static_cast<size_t>(last - first + 1), false) {}
 
 InstancePorts::~InstancePorts() {
   if (table_.empty()) return;

@@ -135,6 +135,20 @@ std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns) {
   return ports;
 }
 
+bool holds_listener(int root_pid, bool own_netns, int port) {
+  std::string fd_dir = "/proc/" + std::to_string(root_pid) + "/fd";
+  DIR* readable = opendir(fd_dir.c_str());
+  if (readable == nullptr) return true;
+  closedir(readable);
+  int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) return true;
+  ::close(nl);
+  for (const ListeningPort& found : listening_ports(root_pid, own_netns)) {
+    if (found.port == port) return true;
+  }
+  return false;
+}
+
 std::string describe(const std::vector<ListeningPort>& ports) {
   std::string text;
   for (size_t i = 0; i < ports.size();) {

@@ -24,6 +24,11 @@ struct ListeningPort {
 // the tree is gone.
 std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns);
 
+// Whether the tree under `root_pid` itself holds a listener on `port`
+// (so the port's accepting is its own, not another process's); true when
+// that cannot be told (its /proc/PID/fd or netlink is not readable).
+bool holds_listener(int root_pid, bool own_netns, int port);
+
 // "5000 (0.0.0.0:5000), 8080 (127.0.0.1:8080)"; "" for none.
 std::string describe(const std::vector<ListeningPort>& ports);
 

@@ -32,6 +32,11 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 )";
 
+// Three instances of an app on FC's default port; its first start is done
+// twice (the second in its own namespace), which on a loaded machine takes
+// Django several seconds each: the requests may wait that long.
+constexpr const char* kSlowStart = "    maxInstances: 3\n    initializationTimeout: 30\n    maxQueueTime: 60\n";
+
 class FcCompatTest : public GatewayFixture {
  protected:
   std::string make_code_dir(const std::string& name) {
@@ -107,7 +112,7 @@ func main() {
                        "/go-cache HOME=" + gw_.dir() + " go build -o main main.go");
   ASSERT_EQ(rc, 0) << out;
   gw_.add_functions_yaml("  go:\n    runtime: custom.debian10\n    codeUri: " + code +
-                         "\n    customRuntimeConfig: { command: [./main] }\n    maxInstances: 3\n");
+                         "\n    customRuntimeConfig: { command: [./main] }\n" + kSlowStart);
   add_location("go");
   gw_.start();
   HttpResponse r = http_get(gw_.url("/go/hi"));
@@ -129,7 +134,7 @@ TEST_F(FcCompatTest, GunicornBootstrapOnFcDefaultPortScalesInOwnNamespaces) {
              "    return [body]\n");
   write_file(code + "/bootstrap", "#!/bin/bash\nexec /usr/bin/python3 -m gunicorn -b 0.0.0.0:9000 -w 1 app:app\n");
   chmod((code + "/bootstrap").c_str(), 0755);
-  gw_.add_functions_yaml("  gunicorn:\n    runtime: custom\n    codeUri: " + code + "\n    maxInstances: 3\n");
+  gw_.add_functions_yaml("  gunicorn:\n    runtime: custom\n    codeUri: " + code + "\n" + kSlowStart);
   add_location("gunicorn");
   gw_.start();
   expect_three_instances_in_own_namespaces("gunicorn");
@@ -161,7 +166,7 @@ TEST_F(FcCompatTest, DjangoRunserverOnFcDefaultPortScalesInOwnNamespaces) {
   write_file(code + "/bootstrap", "#!/bin/bash\nexec /usr/bin/python3 manage.py runserver 0.0.0.0:9000\n");
   chmod((code + "/bootstrap").c_str(), 0755);
   gw_.add_functions_yaml("  django:\n    runtime: custom.debian11\n    codeUri: " + code +
-                         "\n    maxInstances: 3\n    initializationTimeout: 30\n");
+                         "\n" + kSlowStart);
   add_location("django");
   gw_.start();
   // Cold: the slow requests start the three instances together (a warm
@@ -185,8 +190,8 @@ app.get('/', answer);
 app.listen(9000, () => console.log('listening on 9000'));
 )");
   gw_.add_functions_yaml("  express:\n    runtime: custom.debian12\n    codeUri: " + code +
-                         "\n    customRuntimeConfig: { command: [/usr/bin/node], args: [app.js] }\n"
-                         "    maxInstances: 3\n");
+                         "\n    customRuntimeConfig: { command: [/usr/bin/node], args: [app.js] }\n" +
+                         std::string(kSlowStart));
   add_location("express");
   gw_.start();
   expect_three_instances_in_own_namespaces("express");

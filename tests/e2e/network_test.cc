@@ -150,7 +150,7 @@ TEST_F(NetworkTest, OnlyTheRunnerConnectsToAnInstancePortWhileTheHostStaysReacha
   EXPECT_NE(to_b.body.find("failed: [Errno 111] Connection refused"), std::string::npos) << to_b.body;
   HttpResponse to_db = http_get(gw_.url("/a/connect?port=" + std::to_string(database.port())));
   EXPECT_EQ(to_db.body, "connected");
-  EXPECT_EQ(database.accepted(), 1);
+  EXPECT_TRUE(wait_until([&] { return database.accepted() == 1; }, 2s)) << database.accepted();
   // Nor can any other local process (this one).
   EXPECT_FALSE(test_process_connects(b_port));
   // An instance cannot reach even its own port: it is the runner's.
