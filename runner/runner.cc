@@ -54,14 +54,6 @@ bool Runner::start() {
     }
   });
 
-  std::string ports = instance_ports_->install_guard();
-  if (instance_ports_->guarded()) {
-    spdlog::info("{}", ports);
-  } else {
-    spdlog::warn("{}", ports);
-  }
-  // nft took a while: instances' start times and timers count from now.
-  uv_update_time(loop_);
   for (const auto& fn : config_.functions) {
     functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
   }
@@ -82,6 +74,16 @@ bool Runner::start() {
     }
     spdlog::info("admin API on {}", config_.admin->to_string());
   }
+  // After the listener is bound (nginx's connects wait in its backlog, not
+  // refused, while nft runs) and before any instance starts.
+  std::string ports = instance_ports_->install_guard();
+  if (instance_ports_->guarded()) {
+    spdlog::info("{}", ports);
+  } else {
+    spdlog::warn("{}", ports);
+  }
+  // nft took a while: instances' start times and timers count from now.
+  uv_update_time(loop_);
   for (const auto& fn : config_.functions) functions_.at(fn.name)->start();
   return true;
 }

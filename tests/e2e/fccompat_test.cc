@@ -15,6 +15,8 @@
 namespace fc::e2e {
 namespace {
 
+using namespace std::chrono_literals;
+
 // A stdlib HTTP server that answers "<greeting> <path> pid=<pid>" on the
 // port given as argv[1], or $FC_SERVER_PORT.
 constexpr const char* kStdlibApp = R"(import http.server, os, sys
@@ -219,6 +221,9 @@ TEST_F(FcCompatTest, FcDefaultPortWithoutPrivilegeRunsOneInstanceAndSaysWhy) {
   add_location("nopriv");
   gw_.set_runner_user("nobody");
   gw_.start();
+  // The host's 9000 is shared with whatever else runs here (another test's
+  // app on it): its first start may find the port taken and be retried.
+  EXPECT_TRUE(wait_until([&] { return http_get(gw_.url("/nopriv/")).status == 200; }, 20s));
   std::vector<std::future<HttpResponse>> calls;
   for (int i = 0; i < 3; i++) calls.push_back(get_async("/nopriv/slow"));
   std::set<std::string> pids;

@@ -137,8 +137,13 @@ TEST_F(NetworkTest, OnlyTheRunnerConnectsToAnInstancePortWhileTheHostStaysReacha
   add_function("a");
   add_function("b");
   gw_.start();
-  EXPECT_NE(gw_.runner_log().find("instance ports " + range() + ": only the runner connects to them"),
-            std::string::npos)
+  // Said once the listener is up, before the first instance starts.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return gw_.runner_log().find("instance ports " + range() + ": only the runner connects to them") !=
+               std::string::npos;
+      },
+      5s))
       << gw_.runner_log();
   int b_port = get_json("/b/port")["port"];
   EXPECT_GE(b_port, gw_.instance_port_first());
@@ -215,6 +220,7 @@ TEST_F(NetworkTest, GuardTableIsTheRunnersOwnAndGoesWithIt) {
   add_function("a");
   gw_.start();
   const std::string mine = "fc_runner_" + std::to_string(gw_.runner().pid());
+  EXPECT_TRUE(wait_until([&] { return run("nft list tables").second.find("table inet " + mine + "\n") != std::string::npos; }, 5s));
   auto [rc, tables] = run("nft list tables");
   EXPECT_NE(tables.find("table inet " + mine + "\n"), std::string::npos) << tables;
   EXPECT_EQ(tables.find("table inet " + stale + "\n"), std::string::npos) << tables;
