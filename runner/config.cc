@@ -43,6 +43,7 @@ namespace fs = std::filesystem;
 constexpr std::string_view kTopLevelKeys[] = {
     "listen", "listenMode", "listenBacklog", "frameTimeout", "admin", "logLevel", "logFormat", "logFile",
     "shutdownTimeout",
+    "instancePorts",
     "functions",
     // Isolation (docs/isolation.md).
     "listenGroup", "instanceUids", "readWritePaths",
@@ -56,7 +57,7 @@ constexpr std::string_view kFunctionKeys[] = {
     "instanceLifecycleConfig",
     // Runner extensions.
     "type", "interpreter", "minInstances", "maxInstances", "idleTimeout", "maxQueueSize",
-    "maxQueueTime",
+    "maxQueueTime", "network",
     // Isolation (docs/isolation.md).
     "user", "group", "readWritePaths", "maxProcesses", "maxOpenFiles", "tmpSize",
 };
@@ -254,6 +255,8 @@ class Parser {
   int as_mode(const Entry& entry) const;
   // readWritePaths: absolute paths (relative ones from the config's directory).
   std::vector<std::string> as_path_list(const Entry& entry) const;
+  // "FIRST-LAST" (or one port), 1024..65535, FIRST <= LAST.
+  void parse_port_range(const Entry& entry, int& first, int& last) const;
   FunctionConfig parse_function(const Entry& entry) const;
   PreStopConfig parse_hook(const Entry& entry) const;
   // The absolute code directory; `problem` says why it cannot be used
@@ -366,6 +369,24 @@ Address Parser::as_address(const Entry& entry) const {
   } catch (const std::invalid_argument& e) {
     fail(entry, e.what());
   }
+}
+
+void Parser::parse_port_range(const Entry& entry, int& first, int& last) const {
+  const std::string reason = "must be a port range FIRST-LAST between 1024 and 65535 (e.g. \"20000-29999\")";
+  if (!entry.value.IsScalar()) fail(entry, reason + ", got " + describe(entry.value));
+  std::string text = entry.value.Scalar();
+  size_t dash = text.find('-');
+  std::string_view a = std::string_view(text).substr(0, dash);
+  std::string_view b = dash == std::string::npos ? a : std::string_view(text).substr(dash + 1);
+  auto number = [&](std::string_view digits, int& out) {
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), out);
+    return !digits.empty() && ec == std::errc() && end == digits.data() + digits.size() && out >= 1024 &&
+           out <= 65535;
+  };
+  int lo = 0, hi = 0;
+  if (!number(a, lo) || !number(b, hi) || lo > hi) fail(entry, reason + ", got " + in_quotes(text));
+  first = lo;
+  last = hi;
 }
 
 // Octal string ("0660", "660" quoted, "0o660") or an int; see README.
@@ -735,6 +756,16 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
       fn.max_open_files = static_cast<int>(as_int(field, 16, 1 << 20));
     } else if (key == "tmpSize") {
       fn.tmp_size_mb = static_cast<int>(as_int(field, 1, 1 << 20));
+    } else if (key == "network") {
+      std::string network = as_string(field);
+      if (network == "host") {
+        fn.network = FunctionConfig::Network::kHost;
+      } else if (network == "private") {
+        fn.network = FunctionConfig::Network::kPrivate;
+      } else {
+        fail(field, "must be host or private, got " + in_quotes(network));
+      }
+      fn.network_line = field.line;
     }
   }
 
@@ -849,6 +880,8 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
       config.instance_uid_last = static_cast<int>(last);
     } else if (key == "readWritePaths") {
       config.read_write_paths = as_path_list(field);
+    } else if (key == "instancePorts") {
+      parse_port_range(field, config.instance_port_first, config.instance_port_last);
     } else if (key == "functions") {
       has_functions = true;
       if (!field.value.IsNull() && !field.value.IsMap()) {
@@ -1031,6 +1064,7 @@ std::string FunctionConfig::digest() const {
   for (const std::string& word : args) d.add("args[]", word);
   d.add("caPort", static_cast<long long>(ca_port));
   d.add("caPortSet", static_cast<long long>(ca_port_set));
+  d.add("network", static_cast<long long>(network));
   d.add("interpreter", interpreter);
   d.add("preStop", static_cast<long long>(pre_stop.has_value()));
   if (pre_stop) {

@@ -36,6 +36,13 @@ const char* to_string(FunctionType type);
 inline constexpr const char* kDefaultNodeInterpreter = "/usr/bin/node";
 // FC's nodejs runtime names: nodejs12 ... nodejs20 (and plain nodejs).
 inline constexpr int kNodejsMajors[] = {12, 14, 16, 18, 20};
+// FC's caPort when s.yaml names none: custom runtimes may listen here.
+inline constexpr int kFcDefaultCaPort = 9000;
+// Extension `instancePorts`: the runner's own range for instance ports,
+// below the kernel's ephemeral range (32768-60999) so no outgoing
+// connection takes one.
+inline constexpr int kDefaultInstancePortFirst = 20000;
+inline constexpr int kDefaultInstancePortLast = 29999;
 
 class ConfigError : public std::runtime_error {
  public:
@@ -77,8 +84,16 @@ struct FunctionConfig {
   // Custom runtime (FC `customRuntimeConfig`, `caPort`).
   std::vector<std::string> command;
   std::vector<std::string> args;
-  int ca_port = 9000;
+  int ca_port = kFcDefaultCaPort;
   bool ca_port_set = false;  // true: the app listens on caPort itself
+
+  // Extension `network`: kDefault is the host's network for apps on
+  // $FC_SERVER_PORT and an own namespace per instance for apps on a fixed
+  // port (when the runner may create one); kHost always the host's; kPrivate
+  // always an own namespace with only its loopback (no outside access).
+  enum class Network { kDefault, kHost, kPrivate };
+  Network network = Network::kDefault;
+  int network_line = 0;  // where `network` is, for the problem it may cause
 
   // Built-in runtimes: the interpreter (extension `interpreter`), e.g.
   // /usr/bin/python3 so Debian's Flask is importable.  nodejs defaults to
@@ -149,6 +164,10 @@ struct RunnerConfig {
   // extension `readWritePaths` at the top level: bound writable into every
   // function's instances (the function's own list adds to it).
   std::vector<std::string> read_write_paths;
+  // extension `instancePorts: FIRST-LAST`: ports for instances on the host's
+  // network, guarded so only the runner connects to them (instance_ports.h).
+  int instance_port_first = kDefaultInstancePortFirst;
+  int instance_port_last = kDefaultInstancePortLast;
   std::vector<FunctionConfig> functions;  // in file order
 
   const FunctionConfig* find(std::string_view name) const;

@@ -1,10 +1,5 @@
 #include "function.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -14,6 +9,7 @@
 #include "fc_errors.h"
 #include "ids.h"
 #include "instance.h"
+#include "instance_ports.h"
 #include "netns.h"
 #include "runner.h"
 
@@ -22,20 +18,6 @@ namespace fc {
 namespace {
 
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
-
-int effective_max_instances(const FunctionConfig& config, bool own_netns, std::string& reason) {
-  int max = std::max(1, config.max_instances);
-  if (config.ca_port_set && max > 1 && !own_netns) {
-    // Every instance would listen on the same caPort; without a network
-    // namespace per instance only one of them can.
-    reason = fmt::format(
-        "the app listens on the fixed caPort {} and the runner cannot create network namespaces "
-        "(it needs root): capped at 1 instance instead of maxInstances {}",
-        config.ca_port, config.max_instances);
-    max = 1;
-  }
-  return max;
-}
 
 // fc_instance_exits_total's reason label.
 std::string exit_reason(const Instance& instance) {
@@ -51,6 +33,16 @@ std::string exit_reason(const Instance& instance) {
   return "unknown";
 }
 
+// A `network: private` function needs network namespaces (root): without
+// them it cannot be served, and says why (as --check does).
+FunctionConfig with_network_problems(FunctionConfig config, const std::string& config_path) {
+  if (config.network == FunctionConfig::Network::kPrivate && !network_namespaces_available()) {
+    config.problems.emplace_back(config_path, config.network_line, "functions." + config.name + ".network",
+                                 kPrivateNetworkNeedsRoot);
+  }
+  return config;
+}
+
 }  // namespace
 
 FunctionVersion::FunctionVersion(int number_, FunctionConfig config_, std::string code_hash_)
@@ -59,8 +51,44 @@ FunctionVersion::FunctionVersion(int number_, FunctionConfig config_, std::strin
       code_hash(std::move(code_hash_)),
       config_hash(config.digest()),
       header_lines(function_header_lines(config)),
-      own_netns(config.ca_port_set && config.max_instances > 1 && network_namespaces_available()),
-      scheduler(config.instance_concurrency, effective_max_instances(config, own_netns, cap_reason)) {}
+      scheduler(config.instance_concurrency, std::max(1, config.max_instances)) {
+  using Network = FunctionConfig::Network;
+  if (config.network == Network::kPrivate) {
+    // Its own namespace with only a loopback: the app may listen on
+    // $FC_SERVER_PORT or on the fixed port, they are one.
+    port_mode = PortMode::kFixed;
+    fixed_port = config.ca_port;
+  } else if (config.runtime == Runtime::kCustom) {
+    port_mode = config.ca_port_set ? PortMode::kFixed : PortMode::kUnknown;
+    fixed_port = config.ca_port;
+  }
+  decide_network();
+}
+
+void FunctionVersion::decide_network() {
+  using Network = FunctionConfig::Network;
+  int max = std::max(1, config.max_instances);
+  cap_reason.clear();
+  if (config.network == Network::kPrivate) {
+    own_netns = true;
+  } else if (port_mode == PortMode::kFixed) {
+    own_netns = config.network == Network::kDefault && max > 1 && network_namespaces_available();
+    if (max > 1 && !own_netns) {
+      // Every instance would listen on the same port; in one network
+      // namespace only one of them can.
+      cap_reason = fmt::format(
+          "the app listens on the fixed {} {} and {}: capped at 1 instance instead of maxInstances {}",
+          config.ca_port_set ? "caPort" : "port (FC's default caPort)", fixed_port,
+          config.network == Network::kHost ? "network: host keeps every instance in the host's network"
+                                           : "the runner cannot create network namespaces (it needs root)",
+          config.max_instances);
+      max = 1;
+    }
+  } else {
+    own_netns = false;
+  }
+  scheduler.set_max_instances(max);
+}
 
 int FunctionVersion::ready_capacity_wanted() const {
   return std::max(1, std::min(config.min_instances, scheduler.max_instances()));
@@ -70,10 +98,41 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config, std::
     : runner_(runner),
       loop_(loop),
       name_(config.name),
-      serving_(std::make_shared<FunctionVersion>(1, std::move(config), std::move(code_hash))),
+      serving_(std::make_shared<FunctionVersion>(1, with_network_problems(std::move(config), runner.config_path()),
+                                                 std::move(code_hash))),
       queue_timer_(Timer::create(loop)),
       idle_timer_(Timer::create(loop)),
       restart_timer_(Timer::create(loop)) {}
+
+FunctionVersion* Function::own_version(const Instance& instance) {
+  if (instance.version() == serving_) return serving_.get();
+  if (candidate_ && instance.version() == candidate_) return candidate_.get();
+  return nullptr;
+}
+
+void Function::on_default_port_found(Instance& instance, int port) {
+  FunctionVersion* version = own_version(instance);
+  if (version == nullptr || version->port_mode != PortMode::kUnknown) return;
+  version->port_mode = PortMode::kFixed;
+  version->fixed_port = port;
+  version->decide_network();
+  std::string why = fmt::format(
+      "its instance {} listens on FC's default port {} instead of $FC_SERVER_PORT ({}), as FC allows without caPort",
+      instance.id(), port, instance.port());
+  if (version->own_netns) {
+    spdlog::warn("function {}: {}: from now on each instance gets its own network namespace with the app on {}, "
+                 "as with caPort: {} (an instance there does not reach the host's 127.0.0.1; set caPort to skip "
+                 "this first start, or listen on $FC_SERVER_PORT); {} is restarted in its own namespace",
+                 name_, why, port, port, instance.id());
+    // Not a failure: no backoff, and the requests keep waiting for the
+    // replacement that dispatch() starts once this one is gone.
+    instance.discard(fmt::format("restarted in its own network namespace (it listens on port {})", port));
+    return;
+  }
+  spdlog::warn("function {}: {}: it serves there; {}", name_, why,
+               version->cap_reason.empty() ? std::string("maxInstances is 1") : version->cap_reason);
+  instance.adopt_port(port);
+}
 
 Function::~Function() = default;
 
@@ -95,9 +154,19 @@ void Function::log_version_start(const FunctionVersion& version) const {
     spdlog::error("function {} cannot be served: {}", config.name, problem.what());
   }
   if (!version.cap_reason.empty()) spdlog::warn("function {}: {}", config.name, version.cap_reason);
-  if (version.own_netns) {
+  if (config.network == FunctionConfig::Network::kPrivate) {
+    spdlog::info("function {}: network: private: each instance gets its own network namespace with only its "
+                 "loopback (no outside access), the app on port {}",
+                 config.name, version.fixed_port);
+  } else if (version.own_netns) {
     spdlog::info("function {}: the app listens on the fixed caPort {}: each instance gets its own network namespace",
                  config.name, config.ca_port);
+  } else if (version.port_mode == PortMode::kUnknown && config.max_instances > 1 &&
+             config.network == FunctionConfig::Network::kDefault && !network_namespaces_available()) {
+    spdlog::info("function {}: no caPort: an app on $FC_SERVER_PORT scales to maxInstances {}; one that listens on "
+                 "FC's default port {} instead runs as 1 instance, because the runner cannot create network "
+                 "namespaces (it needs root)",
+                 config.name, config.max_instances, kFcDefaultCaPort);
   }
 }
 
@@ -135,7 +204,8 @@ int Function::update(FunctionConfig config, std::string code_hash) {
     drop_candidate(fmt::format("the config is back to version {}", serving_->number));
     return 0;
   }
-  auto version = std::make_shared<FunctionVersion>(++last_version_number_, std::move(config), std::move(code_hash));
+  auto version = std::make_shared<FunctionVersion>(
+      ++last_version_number_, with_network_problems(std::move(config), runner_.config_path()), std::move(code_hash));
   if (candidate_) drop_candidate(fmt::format("superseded by version {}", version->number));
   candidate_ = version;
   log_version_start(*version);
@@ -363,6 +433,9 @@ void Function::scale_up(size_t refused) {
   // minInstances are kept warm, queue or not.
   n = std::max(n, std::min(version.config.min_instances, version.scheduler.max_instances()) - live);
   int room = version.scheduler.max_instances() - count;
+  // Until the first instance shows where the app listens, one at a time:
+  // siblings of an app on FC's default port would collide on the host.
+  if (version.port_mode == PortMode::kUnknown) room = std::min(room, 1 - live);
   n = std::min(n, room);
   if (n <= 0) return;
   // The fixed port is still another version's: it starts once that one is gone.
@@ -379,16 +452,27 @@ void Function::scale_up(size_t refused) {
 }
 
 void Function::start_instance(const std::shared_ptr<FunctionVersion>& version) {
-  const FunctionConfig& config = version->config;
-  int port = config.ca_port_set ? config.ca_port : free_port();
-  if (port <= 0) {
-    version->last_failure = "no free loopback port for a new instance";
-    spdlog::error("function {}: {}", name_, version->last_failure);
-    version->backoff.on_failure(uv_now(loop_));
-    if (version == candidate_) fail_candidate(version->last_failure);
-    return;
+  InstanceNetwork network;
+  if (version->port_mode == PortMode::kFixed) {
+    network.port = version->fixed_port;
+    network.own_netns = version->own_netns;
+  } else {
+    InstancePorts& ports = runner_.instance_ports();
+    network.lease = ports.acquire();
+    if (!network.lease) {
+      version->last_failure = fmt::format(
+          "no free port in instancePorts {} ({} ports, each in use): widen instancePorts", ports.range(),
+          ports.last() - ports.first() + 1);
+      spdlog::error("function {}: {}", name_, version->last_failure);
+      version->backoff.on_failure(uv_now(loop_));
+      if (version == candidate_) fail_candidate(version->last_failure);
+      return;
+    }
+    network.port = network.lease->port();
+    network.watch_default_port = version->port_mode == PortMode::kUnknown;
   }
-  auto instance = std::make_unique<Instance>(*this, version, loop_, new_instance_id(), port, version->own_netns);
+  network.marked = !network.own_netns && runner_.instance_ports().guarded();
+  auto instance = std::make_unique<Instance>(*this, version, loop_, new_instance_id(), std::move(network));
   Instance* raw = instance.get();
   instances_.push_back(std::move(instance));
   std::string error;
@@ -404,25 +488,6 @@ void Function::start_instance(const std::shared_ptr<FunctionVersion>& version) {
     instances_.pop_back();
     if (version == candidate_) fail_candidate(error);
   }
-}
-
-int Function::free_port() {
-  // bind(0) on loopback, read the port back, close: a socket call, not I/O
-  // that could block the loop.
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  int port = -1;
-  socklen_t len = sizeof(addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  ::close(fd);
-  return port;
 }
 
 bool Function::any_live_instance(const Instance* except) const {
@@ -529,6 +594,11 @@ void Function::on_instance_changed(Instance& instance, Instance::State previous)
   }
   bool became_ready = (previous == State::kStarting || previous == State::kInitializing) &&
                       (instance.state() == State::kReady || instance.state() == State::kBusy);
+  if (own && own->port_mode == PortMode::kUnknown && previous == State::kStarting &&
+      (instance.state() == State::kInitializing || became_ready)) {
+    // It listens on $FC_SERVER_PORT: its siblings may start together.
+    own->port_mode = PortMode::kAssigned;
+  }
   if (became_ready) {
     if (own) own->last_failure.clear();
     metrics_.cold_starts++;

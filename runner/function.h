@@ -41,8 +41,18 @@ struct FunctionVersion {
   std::string code_hash;    // hash_code_tree() of codeUri; empty while unknown
   const std::string config_hash;   // config.digest()
   const std::string header_lines;  // function_header_lines(config)
-  const bool own_netns;            // an own network namespace per instance (caPort)
-  std::string cap_reason;          // before scheduler: its initializer fills it
+
+  // Where the app listens (DESIGN §6: FC's default port), learnt per version:
+  // new code may listen elsewhere.
+  enum class PortMode {
+    kAssigned,  // on $FC_SERVER_PORT, a port of instancePorts (built-in runtimes, and apps found doing so)
+    kUnknown,   // custom runtime without caPort whose first instance has not listened yet
+    kFixed,     // on fixed_port itself: caPort, or FC's default 9000 found by the socket scan
+  };
+  PortMode port_mode = PortMode::kAssigned;
+  int fixed_port = kFcDefaultCaPort;
+  bool own_netns = false;  // an own network namespace per instance
+  std::string cap_reason;  // why the pool is below maxInstances, or empty
   Scheduler scheduler;
   RestartBackoff backoff;
   std::string last_failure;  // why its last instance failed to start (503 text)
@@ -50,9 +60,12 @@ struct FunctionVersion {
   // Ready instances a new version needs before traffic moves to it:
   // max(1, minInstances), within its pool bound.
   int ready_capacity_wanted() const;
-  // A fixed caPort without network namespaces: one instance of the function
+  // A fixed port without network namespaces: one instance of the function
   // at a time holds the port, so versions cannot overlap.
-  bool exclusive_port() const { return config.ca_port_set && !own_netns; }
+  bool exclusive_port() const { return port_mode == PortMode::kFixed && !own_netns; }
+  // Sets own_netns, the cap and the pool bound from the config and what is
+  // known about the app (the constructor, Function::on_default_port_found).
+  void decide_network();
 };
 
 // The last new version of a function that failed to start (status, metrics).
@@ -87,6 +100,16 @@ class Function final : public DeferredDeletable {
   int max_instances() const { return serving_->scheduler.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.
   const std::string& cap_reason() const { return serving_->cap_reason; }
+
+  using PortMode = FunctionVersion::PortMode;
+  PortMode port_mode() const { return serving_->port_mode; }
+  int fixed_port() const { return serving_->fixed_port; }
+  // From a kUnknown instance whose own sockets show it listening on FC's
+  // default port instead of its $FC_SERVER_PORT: from now on the function
+  // is a fixed-port one.  With network namespaces the instance is replaced
+  // by one in its own namespace (so siblings can all use the port);
+  // without, it is kept and the function runs one instance.
+  void on_default_port_found(Instance& instance, int port);
 
   // For the admin API.
   FunctionMetrics& metrics() { return metrics_; }
@@ -160,7 +183,9 @@ class Function final : public DeferredDeletable {
   void arm_idle_timer();
   void on_idle_timer();
   void fail_queue(const GatewayError& error);
-  int free_port();
+  // The function's own version `instance` runs (serving or candidate), or
+  // null for an old one.
+  FunctionVersion* own_version(const Instance& instance);
   bool any_live_instance(const Instance* except) const;
   void maybe_gone();
 

@@ -16,7 +16,9 @@
 #include "http_head.h"
 #include "ids.h"
 #include "instance_connection.h"
+#include "instance_ports.h"
 #include "isolation.h"
+#include "listening_ports.h"
 #include "log.h"
 #include "memory_limit.h"
 #include "netns.h"
@@ -97,14 +99,17 @@ class Instance::ControlCall final : public ResponseSink, public DeferredDeletabl
 // ---- Instance ---------------------------------------------------------------------
 
 Instance::Instance(Function& function, std::shared_ptr<const FunctionVersion> version, uv_loop_t* loop,
-                   std::string id, int port, bool own_netns)
+                   std::string id, InstanceNetwork network)
     : function_(function),
       version_(std::move(version)),
       loop_(loop),
       id_(std::move(id)),
       tag_(fmt::format("{}/{}", function.name(), id_)),
-      port_(port),
-      own_netns_(own_netns) {}
+      port_(network.port),
+      own_netns_(network.own_netns),
+      watch_default_port_(network.watch_default_port),
+      marked_(network.marked),
+      port_lease_(std::move(network.lease)) {}
 
 Instance::~Instance() {
   // Connections report to this instance: they go first.
@@ -217,8 +222,12 @@ bool Instance::start(std::string& error) {
   control_deadline_ = Timer::create(loop_);
   uint64_t limit = ms(fn.initialization_timeout_s);
   start_deadline_->start(limit, [this, limit] {
-    transition({Event::Kind::kStartFailed,
-                fmt::format("the instance did not listen on port {} within {} ms", port_, limit)});
+    std::string expected =
+        watch_default_port_ ? fmt::format(" ($FC_SERVER_PORT) nor on FC's default port {}", kFcDefaultCaPort)
+        : own_netns_        ? std::string(" in its network namespace")
+                            : std::string();
+    transition({Event::Kind::kStartFailed, fmt::format("the instance did not listen on port {}{} within {} ms{}", port_,
+                                                       expected, limit, where_it_listens())});
   });
   probe();
   return true;
@@ -333,6 +342,13 @@ void Instance::transition(Event event) {
       break;
     }
 
+    case Kind::kDiscard:
+      if (!starting()) return;
+      spdlog::info("[{}] {}", tag_, event.why);
+      // SIGKILL: it served nothing, and the port it holds is wanted back now.
+      leave_service(Ending::kRetired, event.why, SIGKILL);
+      break;
+
     case Kind::kStopGraceOver:
       if (state_ != State::kStopping || exit_reason_) return;
       spdlog::warn("[{}] did not stop within {} ms of SIGTERM: SIGKILL", tag_, kStopGraceMs);
@@ -444,9 +460,9 @@ void Instance::maybe_exited() {
 void Instance::probe() {
   if (state_ != State::kStarting) return;
   probe_ = Tcp::create(loop_);
-  if (own_netns_) {
-    int fd = socket_in_namespace_of(pid());
-    int rc = fd >= 0 ? probe_->open(fd) : UV_ECONNREFUSED;  // -2: not unshared yet
+  if (own_netns_ || marked_) {
+    int fd = instance_socket();
+    int rc = fd >= 0 ? probe_->open(fd) : UV_ECONNREFUSED;  // not unshared yet
     if (rc != 0) {
       if (fd >= 0) ::close(fd);
       on_probe_result(rc);
@@ -463,15 +479,37 @@ void Instance::probe() {
 void Instance::on_probe_result(int status) {
   probe_.reset();
   if (state_ != State::kStarting) return;
+  if (status == 0 && !own_netns_ && !holds_listener(pid(), false, port_)) {
+    // The port accepts, but not for this instance: another process (another
+    // runner's instance on a shared instancePorts range) holds it.  Never
+    // serve through it; this app fails to bind and is replaced elsewhere.
+    if (!foreign_listener_logged_) {
+      foreign_listener_logged_ = true;
+      spdlog::warn("[{}] port {} accepts, but the listener is not this instance's: waiting for its own", tag_, port_);
+    }
+    status = UV_ECONNREFUSED;
+  }
   if (status == 0) {
     // The port accepts.  The probe connection is not kept: a server with
     // one-connection-at-a-time workers must not sit on an idle socket.
     transition({Event::Kind::kListening, {}});
     return;
   }
+  uint64_t now = uv_now(loop_);
+  if (watch_default_port_ && now - last_port_scan_ms_ >= kPortScanIntervalMs) {
+    // FC lets an app without caPort listen on 9000: is this one there?
+    last_port_scan_ms_ = now;
+    for (const ListeningPort& found : listening_ports(pid(), own_netns_)) {
+      if (found.port != kFcDefaultCaPort) continue;
+      function_.on_default_port_found(*this, found.port);
+      if (state_ != State::kStarting) return;  // replaced
+      probe();  // adopted: connect there now
+      return;
+    }
+  }
   // Not listening yet: poll again, backing off gently, so the runner notices
   // readiness within a few ms of it (cold start ≈ the program's own start).
-  uint64_t elapsed = uv_now(loop_) - started_ms_;
+  uint64_t elapsed = now - started_ms_;
   uint64_t interval = std::clamp<uint64_t>(elapsed / 50, kProbeFirstMs, kProbeMaxMs);
   probe_timer_->start(interval, [this] { probe(); });
 }
@@ -567,9 +605,39 @@ InstanceConnection& Instance::idle_connection() {
 }
 
 int Instance::instance_socket() {
-  if (!own_netns_) return InstanceConnection::kOwnSocket;
-  int fd = socket_in_namespace_of(pid());
+  int fd;
+  if (own_netns_) {
+    fd = socket_in_namespace_of(pid());
+  } else if (marked_) {
+    // The guard table rejects connections to instance ports without it.
+    fd = InstancePorts::marked_socket();
+  } else {
+    return InstanceConnection::kOwnSocket;
+  }
   return fd >= 0 ? fd : InstanceConnection::kNoSocket;
+}
+
+void Instance::adopt_port(int port) {
+  watch_default_port_ = false;
+  spdlog::info("[{}] serving on port {}", tag_, port);
+  port_ = port;
+}
+
+void Instance::discard(const std::string& why) {
+  if (!starting()) return;
+  watch_default_port_ = false;
+  transition({Event::Kind::kDiscard, why});
+}
+
+std::string Instance::where_it_listens() {
+  std::vector<ListeningPort> ports = listening_ports(pid(), own_netns_);
+  if (ports.empty()) return "; it listens on no TCP port";
+  std::string fix = config().runtime != Runtime::kCustom ? std::string()
+                    : config().ca_port_set
+                        ? fmt::format(": listen on {} or set caPort: {}", port_, ports.front().port)
+                        : fmt::format(": listen on $FC_SERVER_PORT or set caPort: {}", ports.front().port);
+  bool one_port = std::all_of(ports.begin(), ports.end(), [&](const auto& p) { return p.port == ports.front().port; });
+  return fmt::format("; it listens on port{} {} instead{}", one_port ? "" : "s", describe(ports), fix);
 }
 
 void Instance::assign(Exchange& exchange) {

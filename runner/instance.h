@@ -34,6 +34,18 @@ class Function;
 struct FunctionVersion;
 class InstanceConnection;
 class Exchange;
+class PortLease;
+
+// Where an instance listens and how the runner reaches it.
+struct InstanceNetwork {
+  int port = 0;             // the runner connects to 127.0.0.1:port; also $FC_SERVER_PORT
+  bool own_netns = false;   // in its own network namespace (the guard's --netns)
+  // A custom runtime without caPort whose app may listen on FC's default
+  // 9000 instead of `port`: its sockets are scanned while it does not listen.
+  bool watch_default_port = false;
+  bool marked = false;      // connect with the runner's mark (guarded instance ports)
+  std::unique_ptr<PortLease> lease;  // `port`'s lease from instancePorts, if it is one
+};
 
 class Instance final : public DeferredDeletable {
  public:
@@ -77,11 +89,13 @@ class Instance final : public DeferredDeletable {
   // by a child that escaped the group, e.g. a daemon) before the runner
   // closes them: such a child never pins the instance.
   static constexpr uint64_t kOutputLingerMs = 300;
+  // While a watch_default_port instance does not listen on its port, its
+  // sockets are scanned at most this often (listening_ports.h).
+  static constexpr uint64_t kPortScanIntervalMs = 20;
 
-  // `version`: the config it runs.  `own_netns`: the instance gets its own
-  // network namespace (caPort apps).
+  // `version`: the config it runs; `network`: where it listens.
   Instance(Function& function, std::shared_ptr<const FunctionVersion> version, uv_loop_t* loop, std::string id,
-           int port, bool own_netns);
+           InstanceNetwork network);
   ~Instance() override;
   Instance(const Instance&) = delete;
   Instance& operator=(const Instance&) = delete;
@@ -94,6 +108,14 @@ class Instance final : public DeferredDeletable {
   const FunctionConfig& config() const;
   const std::shared_ptr<const FunctionVersion>& version() const { return version_; }
   const std::string& tag() const { return tag_; }  // "function/instance" for logs
+  int port() const { return port_; }
+  bool own_netns() const { return own_netns_; }
+  // A starting instance found on another port than it was given serves
+  // there (Function::on_default_port_found).
+  void adopt_port(int port);
+  // A starting instance the function no longer wants (it starts another
+  // elsewhere): killed, retired, not a failure.
+  void discard(const std::string& why);
   State state() const { return state_; }
   bool ready() const { return state_ == State::kReady; }
   bool starting() const { return state_ == State::kStarting || state_ == State::kInitializing; }
@@ -152,6 +174,7 @@ class Instance final : public DeferredDeletable {
       kWedged,        // a request timed out
       kDrain,         // retire (idle, shutdown)
       kReplace,       // retire: a newer version serves
+      kDiscard,       // not wanted while starting (restarted elsewhere)
       kStopGraceOver, // SIGTERM was not enough
       kExited,        // the process exited
       kOutputClosed,  // stdout and stderr are closed (or were made to)
@@ -177,6 +200,9 @@ class Instance final : public DeferredDeletable {
   std::string output_tail() const;
   InstanceConnection& idle_connection();
   int instance_socket();  // InstanceConnection's fd argument
+  // "; it listens on port 5000 (0.0.0.0:5000) instead: ...": the start
+  // failure's clue, from the instance's own sockets.
+  std::string where_it_listens();
 
   Function& function_;
   std::shared_ptr<const FunctionVersion> version_;
@@ -185,6 +211,11 @@ class Instance final : public DeferredDeletable {
   std::string tag_;
   int port_;
   bool own_netns_;
+  bool watch_default_port_;
+  bool marked_;
+  std::unique_ptr<PortLease> port_lease_;
+  uint64_t last_port_scan_ms_ = 0;
+  bool foreign_listener_logged_ = false;
   State state_ = State::kStarting;
   State reported_state_ = State::kStarting;  // what the Function last heard
   Ending ending_ = Ending::kNone;

@@ -22,8 +22,10 @@
 #include "import.h"
 #include "instance.h"
 #include "isolation.h"
+#include "instance_ports.h"
 #include "log.h"
 #include "memory_limit.h"
+#include "netns.h"
 #include "runner.h"
 #include "runtimes.h"
 
@@ -134,6 +136,17 @@ int main(int argc, char** argv) {
     for (const auto& fn : config.functions) {
       std::string warning = fn.ignored_keys_warning(config_path);
       if (!warning.empty()) std::fprintf(stderr, "warning: %s\n", warning.c_str());
+    }
+    std::string ports = fc::InstancePorts::protection_problem();
+    if (!ports.empty()) {
+      std::fprintf(stderr, "warning: instance ports %d-%d would not be protected: %s\n", config.instance_port_first,
+                   config.instance_port_last, ports.c_str());
+    }
+    for (auto& fn : config.functions) {
+      if (fn.network == fc::FunctionConfig::Network::kPrivate && !fc::network_namespaces_available()) {
+        fn.problems.emplace_back(config_path, fn.network_line, "functions." + fn.name + ".network",
+                                 fc::kPrivateNetworkNeedsRoot);
+      }
     }
     auto problems = config.problems();
     for (const fc::ConfigError* problem : problems) std::fprintf(stderr, "%s\n", problem->what());

@@ -36,6 +36,10 @@ bool network_namespaces_available() {
 }
 
 int socket_in_namespace_of(int pid) {
+  return socket_in_namespace_of(pid, AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+}
+
+int socket_in_namespace_of(int pid, int domain, int type, int protocol) {
   // procfs, not disk: these opens do not wait on I/O.
   std::string path = "/proc/" + std::to_string(pid) + "/ns/net";
   int theirs = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -51,7 +55,7 @@ int socket_in_namespace_of(int pid) {
   }
   int fd = -1;
   if (setns(theirs, CLONE_NEWNET) == 0) {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    fd = ::socket(domain, type, protocol);
     int saved = errno;
     setns(own_namespace_fd(), CLONE_NEWNET);
     errno = saved;

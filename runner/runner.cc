@@ -15,6 +15,7 @@
 
 #include "admin.h"
 #include "function.h"
+#include "instance_ports.h"
 #include "listener.h"
 #include "log.h"
 #include "reload.h"
@@ -22,7 +23,10 @@
 namespace fc {
 
 Runner::Runner(uv_loop_t* loop, RunnerConfig config)
-    : loop_(loop), config_(std::move(config)), deleter_(loop) {}
+    : loop_(loop),
+      config_(std::move(config)),
+      instance_ports_(std::make_unique<InstancePorts>(config_.instance_port_first, config_.instance_port_last)),
+      deleter_(loop) {}
 
 Runner::~Runner() {
   alive_.reset();  // background work still running drops its result
@@ -89,6 +93,16 @@ bool Runner::start() {
     }
     spdlog::info("admin API on {}", config_.admin->to_string());
   }
+  // After the listener is bound (nginx's connects wait in its backlog, not
+  // refused, while nft runs) and before any instance starts.
+  std::string ports = instance_ports_->install_guard();
+  if (instance_ports_->guarded()) {
+    spdlog::info("{}", ports);
+  } else {
+    spdlog::warn("{}", ports);
+  }
+  // nft took a while: instances' start times and timers count from now.
+  uv_update_time(loop_);
   for (const auto& fn : config_.functions) functions_.at(fn.name)->start();
 
   // The code hashes of version 1, for the first reload to compare with:
@@ -196,6 +210,8 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
   needs_restart("logFile", config_.log_file.empty() ? "(stderr)" : config_.log_file,
                 next.log_file.empty() ? "(stderr)" : next.log_file);
   needs_restart("logFormat", config_.log_format, next.log_format);
+  needs_restart("instancePorts", fmt::format("{}-{}", config_.instance_port_first, config_.instance_port_last),
+                fmt::format("{}-{}", next.instance_port_first, next.instance_port_last));
   needs_restart("listenGroup", config_.listen_group.empty() ? "(none)" : config_.listen_group,
                 next.listen_group.empty() ? "(none)" : next.listen_group);
   needs_restart("readWritePaths", fmt::format("[{}]", fmt::join(config_.read_write_paths, ", ")),
@@ -209,6 +225,8 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
   next.admin = config_.admin;
   next.log_file = config_.log_file;
   next.log_format = config_.log_format;
+  next.instance_port_first = config_.instance_port_first;
+  next.instance_port_last = config_.instance_port_last;
   if (next.log_level != config_.log_level) {
     spdlog::set_level(spdlog::level::from_str(next.log_level));
     spdlog::info("reload: logLevel is {} now", next.log_level);

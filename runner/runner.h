@@ -25,6 +25,7 @@ namespace fc {
 
 class AdminServer;
 class Function;
+class InstancePorts;
 class Listener;
 struct LoadedConfig;
 
@@ -41,6 +42,8 @@ class Runner {
 
   Function* find(std::string_view name);
   const std::string& config_path() const { return config_.path; }
+  // Ports of instances on the host's network, and their guard.
+  InstancePorts& instance_ports() { return *instance_ports_; }
   // Frees objects that end inside their own callbacks (deferred_delete.h).
   DeferredDeleter& deleter() { return deleter_; }
   bool shutting_down() const { return shutting_down_; }
@@ -80,6 +83,7 @@ class Runner {
 
   uv_loop_t* loop_;
   RunnerConfig config_;
+  std::unique_ptr<InstancePorts> instance_ports_;  // outlives every instance (their leases)
   DeferredDeleter deleter_;  // first in, last out: what it holds observes the rest
   std::unique_ptr<Listener> listener_;
   std::unique_ptr<AdminServer> admin_;

@@ -36,6 +36,8 @@ class Scheduler {
 
   int concurrency() const { return concurrency_; }
   int max_instances() const { return max_instances_; }
+  // The function learned that fewer instances can run (a fixed-port app).
+  void set_max_instances(int max) { max_instances_ = max < 1 ? 1 : max; }
 
  private:
   int concurrency_;

@@ -6,11 +6,16 @@
 #include <sys/wait.h>
 
 #include <filesystem>
+#include <set>
+#include <sstream>
 
 #include "harness.h"
+#include "nodejs_modules.h"
 
 namespace fc::e2e {
 namespace {
+
+using namespace std::chrono_literals;
 
 // A stdlib HTTP server that answers "<greeting> <path> pid=<pid>" on the
 // port given as argv[1], or $FC_SERVER_PORT.
@@ -29,6 +34,11 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 )";
 
+// Three instances of an app on FC's default port; its first start is done
+// twice (the second in its own namespace), which on a loaded machine takes
+// Django several seconds each: the requests may wait that long.
+constexpr const char* kSlowStart = "    maxInstances: 3\n    initializationTimeout: 30\n    maxQueueTime: 60\n";
+
 class FcCompatTest : public GatewayFixture {
  protected:
   std::string make_code_dir(const std::string& name) {
@@ -36,7 +46,220 @@ class FcCompatTest : public GatewayFixture {
     std::filesystem::create_directories(dir);
     return dir;
   }
+
+  // FC's default port (issue 8): the function `name` (its app answers
+  // "... pid=P netns=N" and /slow after 3 s), with no caPort, maxInstances
+  // 3, takes 3 concurrent slow requests on 3 instances, each in its own
+  // network namespace (not the runner's), and the runner said why once.
+  void expect_three_instances_in_own_namespaces(const std::string& name) {
+    std::vector<std::future<HttpResponse>> calls;
+    for (int i = 0; i < 3; i++) calls.push_back(get_async("/" + name + "/slow"));
+    std::set<std::string> pids, namespaces;
+    const std::string host_ns = std::filesystem::read_symlink("/proc/self/ns/net").string();
+    for (auto& c : calls) {
+      HttpResponse r = c.get();
+      ASSERT_EQ(r.status, 200) << r.body << r.error;
+      pids.insert(field(r.body, "pid"));
+      namespaces.insert(field(r.body, "netns"));
+    }
+    EXPECT_EQ(pids.size(), 3u);
+    EXPECT_EQ(namespaces.size(), 3u);
+    EXPECT_EQ(namespaces.count(host_ns), 0u) << host_ns;
+    std::string log = gw_.runner_log();
+    const std::string said = "listens on FC's default port 9000 instead of $FC_SERVER_PORT";
+    EXPECT_NE(log.find(said), std::string::npos) << log;
+    EXPECT_EQ(log.find(said), log.rfind(said)) << log;
+  }
+
+  // "pid=12 netns=net:[4026]" -> field(body, "netns") == "net:[4026]".
+  static std::string field(const std::string& body, const std::string& name) {
+    std::istringstream words(body);
+    for (std::string word; words >> word;) {
+      if (word.rfind(name + "=", 0) == 0) return word.substr(name.size() + 1);
+    }
+    return "?";
+  }
+
+  void add_location(const std::string& name) {
+    gw_.add_server_conf("    location /" + name + "/ { rewrite ^/" + name + "(/.*)$ $1 break; fc_function " + name +
+                        "; }\n");
+  }
 };
+
+// A Go HTTP function as FC's examples write it: ListenAndServe(":9000"),
+// no caPort, customRuntimeConfig.command ./main.  Built here with Debian's Go.
+TEST_F(FcCompatTest, GoServerOnFcDefaultPortWithoutCaPortScalesInOwnNamespaces) {
+  std::string code = make_code_dir("go-app");
+  write_file(code + "/main.go", R"(package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+)
+
+func main() {
+	http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(3 * time.Second)
+		}
+		ns, _ := os.Readlink("/proc/self/ns/net")
+		fmt.Fprintf(w, "go %s pid=%d netns=%s", r.URL.Path, os.Getpid(), ns)
+	})
+	http.ListenAndServe(":9000", nil)
+}
+)");
+  auto [rc, out] = run("cd " + code + " && GO111MODULE=off GOCACHE=" + FC_BUILD_DIR +
+                       "/go-cache HOME=" + gw_.dir() + " go build -o main main.go");
+  ASSERT_EQ(rc, 0) << out;
+  gw_.add_functions_yaml("  go:\n    runtime: custom.debian10\n    codeUri: " + code +
+                         "\n    customRuntimeConfig: { command: [./main] }\n" + kSlowStart);
+  add_location("go");
+  gw_.start();
+  HttpResponse r = http_get(gw_.url("/go/hi"));
+  ASSERT_EQ(r.status, 200) << r.body << r.error;
+  EXPECT_EQ(r.body.substr(0, 6), "go /hi");
+  expect_three_instances_in_own_namespaces("go");
+}
+
+// gunicorn started by FC's bootstrap, binding 0.0.0.0:9000 itself.
+TEST_F(FcCompatTest, GunicornBootstrapOnFcDefaultPortScalesInOwnNamespaces) {
+  std::string code = make_code_dir("gunicorn9000");
+  write_file(code + "/app.py",
+             "import os, time\n"
+             "def app(environ, start_response):\n"
+             "    if environ['PATH_INFO'] == '/slow':\n"
+             "        time.sleep(3)\n"
+             "    body = ('gunicorn pid=%d netns=%s' % (os.getpid(), os.readlink('/proc/self/ns/net'))).encode()\n"
+             "    start_response('200 OK', [('Content-Length', str(len(body)))])\n"
+             "    return [body]\n");
+  write_file(code + "/bootstrap", "#!/bin/bash\nexec /usr/bin/python3 -m gunicorn -b 0.0.0.0:9000 -w 1 app:app\n");
+  chmod((code + "/bootstrap").c_str(), 0755);
+  gw_.add_functions_yaml("  gunicorn:\n    runtime: custom\n    codeUri: " + code + "\n" + kSlowStart);
+  add_location("gunicorn");
+  gw_.start();
+  expect_three_instances_in_own_namespaces("gunicorn");
+}
+
+// Django's development server as FC's Django example runs it (with its
+// autoreloader: the port belongs to the reloader's child process).
+TEST_F(FcCompatTest, DjangoRunserverOnFcDefaultPortScalesInOwnNamespaces) {
+  std::string code = make_code_dir("django-app");
+  std::filesystem::create_directories(code + "/mysite");
+  write_file(code + "/manage.py",
+             "import os, sys\n"
+             "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'mysite.settings')\n"
+             "from django.core.management import execute_from_command_line\n"
+             "execute_from_command_line(sys.argv)\n");
+  write_file(code + "/mysite/__init__.py", "");
+  write_file(code + "/mysite/settings.py",
+             "SECRET_KEY = 'fc-e2e'\nDEBUG = False\nALLOWED_HOSTS = ['*']\nROOT_URLCONF = 'mysite.urls'\n"
+             "INSTALLED_APPS = []\nDATABASES = {}\nUSE_TZ = True\n");
+  write_file(code + "/mysite/urls.py",
+             "import os, time\n"
+             "from django.http import HttpResponse\n"
+             "from django.urls import path\n"
+             "def view(request, slow=False):\n"
+             "    if slow:\n"
+             "        time.sleep(3)\n"
+             "    return HttpResponse('django pid=%d netns=%s' % (os.getpid(), os.readlink('/proc/self/ns/net')))\n"
+             "urlpatterns = [path('slow', view, {'slow': True}), path('', view)]\n");
+  write_file(code + "/bootstrap", "#!/bin/bash\nexec /usr/bin/python3 manage.py runserver 0.0.0.0:9000\n");
+  chmod((code + "/bootstrap").c_str(), 0755);
+  gw_.add_functions_yaml("  django:\n    runtime: custom.debian11\n    codeUri: " + code +
+                         "\n" + kSlowStart);
+  add_location("django");
+  gw_.start();
+  // Cold: the slow requests start the three instances together (a warm
+  // first one would drain the queue before Django's slow start ends).
+  expect_three_instances_in_own_namespaces("django");
+  HttpResponse r = http_get(gw_.url("/django/"));
+  ASSERT_EQ(r.status, 200) << r.body << r.error;
+  EXPECT_EQ(r.body.substr(0, 6), "django");
+}
+
+// An Express server hard-coding app.listen(9000), started with node.
+TEST_F(FcCompatTest, ExpressServerOnFcDefaultPortScalesInOwnNamespaces) {
+  std::string code = make_code_dir("express-app");
+  std::filesystem::create_directory_symlink(nodejs_test_modules(), code + "/node_modules");
+  write_file(code + "/app.js", R"(const express = require('express');
+const fs = require('fs');
+const app = express();
+const answer = (req, res) => res.send(`express pid=${process.pid} netns=${fs.readlinkSync('/proc/self/ns/net')}`);
+app.get('/slow', (req, res) => setTimeout(() => answer(req, res), 3000));
+app.get('/', answer);
+app.listen(9000, () => console.log('listening on 9000'));
+)");
+  gw_.add_functions_yaml("  express:\n    runtime: custom.debian12\n    codeUri: " + code +
+                         "\n    customRuntimeConfig: { command: [/usr/bin/node], args: [app.js] }\n" +
+                         std::string(kSlowStart));
+  add_location("express");
+  gw_.start();
+  expect_three_instances_in_own_namespaces("express");
+}
+
+// Without the privilege for namespaces: one instance, and the log says why once.
+TEST_F(FcCompatTest, FcDefaultPortWithoutPrivilegeRunsOneInstanceAndSaysWhy) {
+  std::string code = make_code_dir("nopriv");
+  write_file(code + "/app.py",
+             "import http.server, os, time\n"
+             "class H(http.server.BaseHTTPRequestHandler):\n"
+             "    def do_GET(self):\n"
+             "        if self.path == '/slow':\n"
+             "            time.sleep(0.5)\n"
+             "        body = ('pid=%d' % os.getpid()).encode()\n"
+             "        self.send_response(200)\n"
+             "        self.send_header('Content-Length', str(len(body)))\n"
+             "        self.end_headers()\n"
+             "        self.wfile.write(body)\n"
+             "http.server.HTTPServer(('127.0.0.1', 9000), H).serve_forever()\n");
+  chmod(code.c_str(), 0755);
+  gw_.add_functions_yaml("  nopriv:\n    runtime: custom\n    codeUri: " + code +
+                         "\n    customRuntimeConfig: { command: [/usr/bin/python3], args: [app.py] }\n"
+                         "    maxInstances: 3\n");
+  add_location("nopriv");
+  gw_.set_runner_user("nobody");
+  gw_.start();
+  // The host's 9000 is shared with whatever else runs here (another test's
+  // app on it): its first start may find the port taken and be retried.
+  EXPECT_TRUE(wait_until([&] { return http_get(gw_.url("/nopriv/")).status == 200; }, 20s));
+  std::vector<std::future<HttpResponse>> calls;
+  for (int i = 0; i < 3; i++) calls.push_back(get_async("/nopriv/slow"));
+  std::set<std::string> pids;
+  for (auto& c : calls) {
+    HttpResponse r = c.get();
+    ASSERT_EQ(r.status, 200) << r.body << r.error;
+    pids.insert(field(r.body, "pid"));
+  }
+  EXPECT_EQ(pids.size(), 1u);
+  std::string log = gw_.runner_log();
+  const std::string said = "capped at 1 instance instead of maxInstances 3";
+  EXPECT_NE(log.find(said), std::string::npos) << log;
+  EXPECT_EQ(log.find(said), log.rfind(said)) << log;
+  EXPECT_NE(log.find("listens on FC's default port 9000 instead of $FC_SERVER_PORT"), std::string::npos) << log;
+}
+
+// An app on neither its $FC_SERVER_PORT nor 9000: the 503 names where it is.
+TEST_F(FcCompatTest, AppOnAnotherPortFailsNamingThePortItListensOn) {
+  std::string code = make_code_dir("wrong");
+  write_file(code + "/app.py", kStdlibApp);
+  // Flask's habit, 5000; any port that is free here.
+  const int wrong = free_port();
+  gw_.add_functions_yaml("  wrong:\n    runtime: custom\n    codeUri: " + code +
+                         "\n    customRuntimeConfig: { command: [/usr/bin/python3], args: [app.py, '" +
+                         std::to_string(wrong) + "'] }\n    initializationTimeout: 2\n");
+  add_location("wrong");
+  gw_.start();
+  HttpResponse r = http_get(gw_.url("/wrong/"));
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(r.header("x-fc-error-type"), "InitializationFailed");
+  EXPECT_NE(r.body.find("it listens on port " + std::to_string(wrong) + " (127.0.0.1:" + std::to_string(wrong) +
+                        ") instead: listen on $FC_SERVER_PORT or set caPort: " + std::to_string(wrong)),
+            std::string::npos)
+      << r.body;
+  EXPECT_NE(r.body.find("nor on FC's default port 9000"), std::string::npos) << r.body;
+}
 
 // Acceptance 2: gunicorn started by a bootstrap with no #! line and no
 // customRuntimeConfig (execvp runs it with /bin/sh).

@@ -339,7 +339,15 @@ std::string app_path(const std::string& name) { return std::string(FC_E2E_APPS_D
 std::string module_path() { return std::string(FC_BUILD_DIR) + "/ngx_http_fc_module.so"; }
 std::string runner_path() { return std::string(FC_BUILD_DIR) + "/fc-runner"; }
 
-Gateway::Gateway() : port_(free_port()) {
+// Tests run in parallel: each gateway takes one of 100 slices of the
+// runner's default range, so runners rarely share a port (and when they do,
+// the port check at allocation and the shared mark keep it harmless).
+static int instance_port_slice() {
+  static int next = 0;
+  return 20000 + ((static_cast<int>(getpid()) * 37 + next++) % 100) * Gateway::kInstancePortCount;
+}
+
+Gateway::Gateway() : port_(free_port()), instance_port_first_(instance_port_slice()) {
   for (const char* d : {"logs", "tmp"}) std::filesystem::create_directories(path(d));
 }
 
@@ -369,11 +377,16 @@ void Gateway::write_runner_config() {
     AclEntry entries[3] = {{0x01, 7, 0xffffffff}, {0x04, 7, 0xffffffff}, {0x20, 7, 0xffffffff}};
   } acl;
   setxattr(state.c_str(), "system.posix_acl_default", &acl, sizeof(acl), 0);
+  std::string ports;
+  if (runner_extra_.find("instancePorts:") == std::string::npos) {
+    ports = "instancePorts: " + std::to_string(instance_port_first_) + "-" +
+            std::to_string(instance_port_first_ + kInstancePortCount - 1) + "\n";
+  }
   // Last, so the line numbers of the test's own YAML stay what they were.
   write_file(runner_config_path(), "listen: unix:" + runner_socket() + "\n" + runner_extra_ +
                                        (functions_yaml_.empty() ? "functions: {}\n"
                                                                 : "functions:\n" + functions_yaml_) +
-                                       "\nreadWritePaths: [" + state + "]\n");
+                                       "\nreadWritePaths: [" + state + "]\n" + ports);
 }
 
 std::string Gateway::nginx_conf(const std::string& server_body) const {

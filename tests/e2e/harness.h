@@ -117,7 +117,13 @@ class Gateway {
   void add_server_conf(const std::string& conf) { server_conf_ += conf; }
   void set_http2(bool on) { http2_ = on; }
   // Run fc-runner as this user (via setpriv), e.g. "nobody".
-  void set_runner_user(const std::string& user) { runner_user_ = user; }
+  // Its instance ports then come from 30000-32699: a root runner's guard
+  // (the default 20000-29999 of the quickstart, say) refuses the
+  // unprivileged runner's unmarked connections in its range.
+  void set_runner_user(const std::string& user) {
+    runner_user_ = user;
+    instance_port_first_ = 30000 + (instance_port_first_ - 20000) / kInstancePortCount % 27 * kInstancePortCount;
+  }
   // Run fc-runner under this command line, e.g. {"prlimit", "--nofile=1024:1024", "--"}.
   void set_runner_wrapper(std::vector<std::string> argv) { runner_wrapper_ = std::move(argv); }
   // Use this fc_runner value instead of the default unix socket.
@@ -138,6 +144,11 @@ class Gateway {
   // returns (exit ok, output).
   std::pair<bool, std::string> nginx_test_config(const std::string& server_conf);
 
+  // This gateway's own `instancePorts` (kInstancePortCount ports), unless
+  // the test's runner yaml names one.
+  static constexpr int kInstancePortCount = 100;
+  int instance_port_first() const { return instance_port_first_; }
+
   std::string runner_config_path() const { return path("fc-runner.yaml"); }
   void write_runner_config();
 
@@ -146,6 +157,7 @@ class Gateway {
 
   TempDir tmp_;
   int port_;
+  int instance_port_first_;
   bool http2_ = false;
   std::string fc_runner_;
   std::string runner_user_;

@@ -503,6 +503,28 @@ TEST_F(ConfigTest, RangesAreCheckedAtBothEnds) {
   EXPECT_EQ(load("logFile: /var/log/x.log\nfunctions: {}\n").log_file, "/var/log/x.log");
   expect_error("logFile: ''\nfunctions: {}\n", 1, "logFile", "must be a file path");
 
+  // Top level: instancePorts FIRST-LAST within 1024..65535 (default 20000-29999).
+  EXPECT_EQ(load("functions: {}\n").instance_port_first, 20000);
+  EXPECT_EQ(load("functions: {}\n").instance_port_last, 29999);
+  RunnerConfig ports = load("instancePorts: 1024-65535\nfunctions: {}\n");
+  EXPECT_EQ(ports.instance_port_first, 1024);
+  EXPECT_EQ(ports.instance_port_last, 65535);
+  EXPECT_EQ(load("instancePorts: 30000\nfunctions: {}\n").instance_port_last, 30000);
+  for (const char* bad : {"1023-2000", "2000-65536", "3000-2000", "20000-", "x", "'20000 - 20010'"}) {
+    expect_error(std::string("instancePorts: ") + bad + "\nfunctions: {}\n", 1, "instancePorts",
+                 "must be a port range FIRST-LAST between 1024 and 65535");
+  }
+
+  // Function: network host | private (default: neither).
+  EXPECT_EQ(load(with_function_keys("")).functions[0].network, FunctionConfig::Network::kDefault);
+  EXPECT_EQ(load(with_function_keys("    network: host")).functions[0].network, FunctionConfig::Network::kHost);
+  RunnerConfig priv = load(with_function_keys("    network: private"));
+  EXPECT_EQ(priv.functions[0].network, FunctionConfig::Network::kPrivate);
+  EXPECT_EQ(priv.functions[0].network_line, 5);
+  EXPECT_NE(priv.functions[0].digest(), load(with_function_keys("")).functions[0].digest());
+  expect_error(with_function_keys("    network: bridge"), 5, "functions.hello.network",
+               "must be host or private, got \"bridge\"");
+
   // Top level: shutdownTimeout 0..86400, listenMode 0..0777.
   EXPECT_NO_THROW(load("shutdownTimeout: 0\nfunctions: {}\n"));
   EXPECT_NO_THROW(load("shutdownTimeout: 86400\nfunctions: {}\n"));
