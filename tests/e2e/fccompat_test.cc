@@ -54,15 +54,15 @@ class FcCompatTest : public GatewayFixture {
   void expect_three_instances_in_own_namespaces(const std::string& name) {
     std::vector<std::future<HttpResponse>> calls;
     for (int i = 0; i < 3; i++) calls.push_back(get_async("/" + name + "/slow"));
-    std::set<std::string> pids, namespaces;
+    // Three namespaces are three instances (pids may repeat: each instance
+    // has its own pid namespace, where a pre-fork worker is pid 2).
+    std::set<std::string> namespaces;
     const std::string host_ns = std::filesystem::read_symlink("/proc/self/ns/net").string();
     for (auto& c : calls) {
       HttpResponse r = c.get();
       ASSERT_EQ(r.status, 200) << r.body << r.error;
-      pids.insert(field(r.body, "pid"));
       namespaces.insert(field(r.body, "netns"));
     }
-    EXPECT_EQ(pids.size(), 3u);
     EXPECT_EQ(namespaces.size(), 3u);
     EXPECT_EQ(namespaces.count(host_ns), 0u) << host_ns;
     std::string log = gw_.runner_log();

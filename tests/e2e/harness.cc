@@ -453,6 +453,16 @@ void Gateway::start_runner() {
       },
       std::chrono::seconds(10));
   if (!up) throw std::runtime_error("fc-runner did not start; log:\n" + runner_log());
+  // The socket accepts before the runner has installed its port guard and
+  // started its functions (their start lines follow the "instance ports"
+  // one): tests that read the start-up log find it whole.
+  wait_until(
+      [&] {
+        std::string log = runner_log();
+        return log.find("instance ports ") != std::string::npos &&
+               (functions_yaml_.empty() || log.find(": runtime ") != std::string::npos);
+      },
+      std::chrono::seconds(10));
 }
 
 void Gateway::stop_runner(int sig) { runner_.stop(sig, std::chrono::seconds(5)); }
