@@ -13,7 +13,13 @@ error_log $dir/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  client_body_temp_path $dir/tmp;
+  # Every temp path in the prefix: as an instance it sees no /var/lib/nginx
+  # (its private view, docs/isolation.md).
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
   server {
     listen 127.0.0.1:$port;
     keepalive_requests 1000000;
