@@ -51,18 +51,22 @@ class FcCompatTest : public GatewayFixture {
   // "... pid=P netns=N" and /slow after 3 s), with no caPort, maxInstances
   // 3, takes 3 concurrent slow requests on 3 instances, each in its own
   // network namespace (not the runner's), and the runner said why once.
-  void expect_three_instances_in_own_namespaces(const std::string& name) {
+  // `app_is_the_process`: the answering process is the one the runner spawned
+  // (Go, node), whose pid is its host pid in its pid namespace too, so three
+  // instances are three pids; a pre-fork worker (gunicorn, Django's reloader
+  // child) has a pid of its own namespace, which may repeat.
+  void expect_three_instances_in_own_namespaces(const std::string& name, bool app_is_the_process) {
     std::vector<std::future<HttpResponse>> calls;
     for (int i = 0; i < 3; i++) calls.push_back(get_async("/" + name + "/slow"));
-    // Three namespaces are three instances (pids may repeat: each instance
-    // has its own pid namespace, where a pre-fork worker is pid 2).
-    std::set<std::string> namespaces;
+    std::set<std::string> pids, namespaces;
     const std::string host_ns = std::filesystem::read_symlink("/proc/self/ns/net").string();
     for (auto& c : calls) {
       HttpResponse r = c.get();
       ASSERT_EQ(r.status, 200) << r.body << r.error;
+      pids.insert(field(r.body, "pid"));
       namespaces.insert(field(r.body, "netns"));
     }
+    if (app_is_the_process) EXPECT_EQ(pids.size(), 3u);
     EXPECT_EQ(namespaces.size(), 3u);
     EXPECT_EQ(namespaces.count(host_ns), 0u) << host_ns;
     std::string log = gw_.runner_log();
@@ -120,7 +124,7 @@ func main() {
   HttpResponse r = http_get(gw_.url("/go/hi"));
   ASSERT_EQ(r.status, 200) << r.body << r.error;
   EXPECT_EQ(r.body.substr(0, 6), "go /hi");
-  expect_three_instances_in_own_namespaces("go");
+  expect_three_instances_in_own_namespaces("go", /*app_is_the_process=*/true);
 }
 
 // gunicorn started by FC's bootstrap, binding 0.0.0.0:9000 itself.
@@ -139,7 +143,7 @@ TEST_F(FcCompatTest, GunicornBootstrapOnFcDefaultPortScalesInOwnNamespaces) {
   gw_.add_functions_yaml("  gunicorn:\n    runtime: custom\n    codeUri: " + code + "\n" + kSlowStart);
   add_location("gunicorn");
   gw_.start();
-  expect_three_instances_in_own_namespaces("gunicorn");
+  expect_three_instances_in_own_namespaces("gunicorn", /*app_is_the_process=*/false);
 }
 
 // Django's development server as FC's Django example runs it (with its
@@ -173,7 +177,7 @@ TEST_F(FcCompatTest, DjangoRunserverOnFcDefaultPortScalesInOwnNamespaces) {
   gw_.start();
   // Cold: the slow requests start the three instances together (a warm
   // first one would drain the queue before Django's slow start ends).
-  expect_three_instances_in_own_namespaces("django");
+  expect_three_instances_in_own_namespaces("django", /*app_is_the_process=*/false);
   HttpResponse r = http_get(gw_.url("/django/"));
   ASSERT_EQ(r.status, 200) << r.body << r.error;
   EXPECT_EQ(r.body.substr(0, 6), "django");
@@ -196,7 +200,7 @@ app.listen(9000, () => console.log('listening on 9000'));
                          std::string(kSlowStart));
   add_location("express");
   gw_.start();
-  expect_three_instances_in_own_namespaces("express");
+  expect_three_instances_in_own_namespaces("express", /*app_is_the_process=*/true);
 }
 
 // Without the privilege for namespaces: one instance, and the log says why once.
