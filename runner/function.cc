@@ -33,16 +33,6 @@ std::string exit_reason(const Instance& instance) {
   return "unknown";
 }
 
-// A `network: private` function needs network namespaces (root): without
-// them it cannot be served, and says why (as --check does).
-FunctionConfig with_network_problems(FunctionConfig config, const std::string& config_path) {
-  if (config.network == FunctionConfig::Network::kPrivate && !network_namespaces_available()) {
-    config.problems.emplace_back(config_path, config.network_line, "functions." + config.name + ".network",
-                                 kPrivateNetworkNeedsRoot);
-  }
-  return config;
-}
-
 }  // namespace
 
 FunctionVersion::FunctionVersion(int number_, FunctionConfig config_, std::string code_hash_)
@@ -98,8 +88,7 @@ Function::Function(Runner& runner, uv_loop_t* loop, FunctionConfig config, std::
     : runner_(runner),
       loop_(loop),
       name_(config.name),
-      serving_(std::make_shared<FunctionVersion>(1, with_network_problems(std::move(config), runner.config_path()),
-                                                 std::move(code_hash))),
+      serving_(std::make_shared<FunctionVersion>(1, std::move(config), std::move(code_hash))),
       queue_timer_(Timer::create(loop)),
       idle_timer_(Timer::create(loop)),
       restart_timer_(Timer::create(loop)) {}
@@ -204,8 +193,7 @@ int Function::update(FunctionConfig config, std::string code_hash) {
     drop_candidate(fmt::format("the config is back to version {}", serving_->number));
     return 0;
   }
-  auto version = std::make_shared<FunctionVersion>(
-      ++last_version_number_, with_network_problems(std::move(config), runner_.config_path()), std::move(code_hash));
+  auto version = std::make_shared<FunctionVersion>(++last_version_number_, std::move(config), std::move(code_hash));
   if (candidate_) drop_candidate(fmt::format("superseded by version {}", version->number));
   candidate_ = version;
   log_version_start(*version);

@@ -21,11 +21,12 @@
 #include "guard.h"
 #include "import.h"
 #include "instance.h"
-#include "isolation.h"
 #include "instance_ports.h"
+#include "isolation.h"
 #include "log.h"
 #include "memory_limit.h"
 #include "netns.h"
+#include "reload.h"
 #include "runner.h"
 #include "runtimes.h"
 
@@ -49,21 +50,6 @@ void usage(FILE* out) {
                "                 that cannot be served go to stderr (the latter: exit 1)\n"
                "  --version      print the version\n"
                "  --help         this text\n");
-}
-
-// The built-in runtimes' bootstraps are not shipped yet: say so at start, in
-// the config's terms, rather than failing every instance start later.  Only
-// that function is unservable (its problems); the others serve.
-void require_shipped_runtimes(fc::RunnerConfig& config) {
-  for (auto& fn : config.functions) {
-    std::string bootstrap = fc::builtin_bootstrap(fn.runtime);
-    if (fn.problems.empty() && !bootstrap.empty() && access(bootstrap.c_str(), R_OK) != 0) {
-      fn.problems.emplace_back(config.path, fn.line, "functions." + fn.name + ".runtime",
-                            std::string("runtime ") + fc::to_string(fn.runtime) +
-                                " is not available in this build yet (no " + bootstrap +
-                                "); use runtime: custom with customRuntimeConfig");
-    }
-  }
 }
 
 // Every connection and instance pipe is a file descriptor: take all the
@@ -123,7 +109,7 @@ int main(int argc, char** argv) {
   fc::RunnerConfig config;
   try {
     config = fc::load_config(config_path);
-    require_shipped_runtimes(config);
+    fc::mark_unservable_functions(config);
   } catch (const fc::ConfigError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
@@ -141,12 +127,6 @@ int main(int argc, char** argv) {
     if (!ports.empty()) {
       std::fprintf(stderr, "warning: instance ports %d-%d would not be protected: %s\n", config.instance_port_first,
                    config.instance_port_last, ports.c_str());
-    }
-    for (auto& fn : config.functions) {
-      if (fn.network == fc::FunctionConfig::Network::kPrivate && !fc::network_namespaces_available()) {
-        fn.problems.emplace_back(config_path, fn.network_line, "functions." + fn.name + ".network",
-                                 fc::kPrivateNetworkNeedsRoot);
-      }
     }
     auto problems = config.problems();
     for (const fc::ConfigError* problem : problems) std::fprintf(stderr, "%s\n", problem->what());

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "netns.h"
 #include "runtimes.h"
 
 namespace fc {
@@ -132,7 +133,7 @@ CodeHash hash_code_tree(const std::string& dir, const CodeTreeLimits& limits) {
   return result;
 }
 
-void mark_unshipped_runtimes(RunnerConfig& config) {
+void mark_unservable_functions(RunnerConfig& config) {
   for (auto& fn : config.functions) {
     std::string bootstrap = builtin_bootstrap(fn.runtime);
     if (fn.problems.empty() && !bootstrap.empty() && access(bootstrap.c_str(), R_OK) != 0) {
@@ -140,6 +141,10 @@ void mark_unshipped_runtimes(RunnerConfig& config) {
                                std::string("runtime ") + to_string(fn.runtime) +
                                    " is not available in this build yet (no " + bootstrap +
                                    "); use runtime: custom with customRuntimeConfig");
+    }
+    if (fn.network == FunctionConfig::Network::kPrivate && !network_namespaces_available()) {
+      fn.problems.emplace_back(config.path, fn.network_line, "functions." + fn.name + ".network",
+                               kPrivateNetworkNeedsRoot);
     }
   }
 }
@@ -164,7 +169,7 @@ LoadedConfig load_for_reload(const std::string& path) {
     loaded.errors.emplace_back(path, 0, "", e.what());
     return loaded;
   }
-  mark_unshipped_runtimes(config);
+  mark_unservable_functions(config);
   for (const ConfigError* problem : config.problems()) loaded.errors.push_back(*problem);
   if (!loaded.errors.empty()) return loaded;
   loaded.code_hashes = hash_code_trees(config);

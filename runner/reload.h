@@ -61,9 +61,10 @@ LoadedConfig load_for_reload(const std::string& path);
 // Every function's code hash, for the config the runner started with.
 std::map<std::string, CodeHash> hash_code_trees(const RunnerConfig& config);
 
-// The built-in runtimes whose bootstrap is not there make their functions
-// unservable (a problem naming the runtime key); main.cc does the same at start.
-void mark_unshipped_runtimes(RunnerConfig& config);
+// Functions this runner cannot serve get a problem naming the key: a
+// built-in runtime whose bootstrap is not there, `network: private` without
+// network namespaces (root).  At start and --check (main.cc) and on reload.
+void mark_unservable_functions(RunnerConfig& config);
 
 // Runs `work` on libuv's thread pool, then `done` on the loop.  `done` is
 // not called when `alive` has expired by then (its owner is gone).

@@ -66,7 +66,9 @@ class FcCompatTest : public GatewayFixture {
       pids.insert(field(r.body, "pid"));
       namespaces.insert(field(r.body, "netns"));
     }
-    if (app_is_the_process) EXPECT_EQ(pids.size(), 3u);
+    if (app_is_the_process) {
+      EXPECT_EQ(pids.size(), 3u);
+    }
     EXPECT_EQ(namespaces.size(), 3u);
     EXPECT_EQ(namespaces.count(host_ns), 0u) << host_ns;
     std::string log = gw_.runner_log();

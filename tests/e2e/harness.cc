@@ -465,6 +465,10 @@ void Gateway::start_runner() {
       std::chrono::seconds(10));
 }
 
+bool Gateway::runner_logged(const std::string& text, std::chrono::milliseconds timeout) const {
+  return wait_until([&] { return runner_log().find(text) != std::string::npos; }, timeout);
+}
+
 void Gateway::stop_runner(int sig) { runner_.stop(sig, std::chrono::seconds(5)); }
 
 void Gateway::stop_nginx() { nginx_.stop(SIGQUIT, std::chrono::seconds(3)); }

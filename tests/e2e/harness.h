@@ -137,6 +137,10 @@ class Gateway {
   Process& nginx() { return nginx_; }
 
   std::string runner_log() const { return read_file(path("runner.log")); }
+  // Whether `text` shows up in the runner log within `timeout`: log lines are
+  // written at the end of the runner's loop turn, so one can trail the reply
+  // it is about.
+  bool runner_logged(const std::string& text, std::chrono::milliseconds timeout = std::chrono::seconds(3)) const;
   std::string nginx_error_log() const { return read_file(path("error.log")); }
   std::string access_log() const { return read_file(path("access.log")); }
 

@@ -314,7 +314,7 @@ TEST_F(ReloadTest, RollingUpdatesUnderLoadDropNothingAndHideTheColdStart) {
   EXPECT_EQ(m["fc_version_rollouts_total{function=api,result=done}"], 4);
   EXPECT_GE(m["fc_instance_exits_total{function=api,reason=update}"], static_cast<double>(old_pids.size()));
   EXPECT_EQ(m["fc_runner_reloads_total{result=applied}"], 4);
-  EXPECT_NE(gw_.runner_log().find("version 5 serves now"), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("version 5 serves now"));
 }
 
 // Acceptance 2: a new version whose initializer fails never takes traffic.
@@ -358,8 +358,7 @@ TEST_F(ReloadTest, NewVersionWhoseInitializerFailsIsRefusedAndTheOldOneKeepsServ
   EXPECT_EQ(m["fc_function_failed_version{function=api}"], 2);
   EXPECT_EQ(m["fc_version_rollouts_total{function=api,result=failed}"], 1);
   EXPECT_EQ(m["fc_version_rollouts_total{function=api,result=done}"], 0);
-  EXPECT_NE(gw_.runner_log().find("version 2 failed to start and takes no traffic; version 1 keeps serving"),
-            std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("version 2 failed to start and takes no traffic; version 1 keeps serving"));
   EXPECT_EQ(http_get(gw_.url("/api/whoami")).status, 200);
 }
 
@@ -395,7 +394,7 @@ TEST_F(ReloadTest, BrokenConfigIsRefusedWithFileAndLineAndTheOldFunctionsKeepAns
   EXPECT_EQ(reply["errors"][0]["key"], "functions.api.timeout");
   std::string where = gw_.runner_config_path() + ":" + std::to_string(line) + ": functions.api.timeout";
   EXPECT_NE(reply["message"].get<std::string>().find(where), std::string::npos) << reply_text;
-  EXPECT_NE(gw_.runner_log().find("reload refused, the running config keeps serving: " + where), std::string::npos)
+  EXPECT_TRUE(gw_.runner_logged("reload refused, the running config keeps serving: " + where))
       << gw_.runner_log();
 
   // A YAML syntax error by SIGHUP: refused in the log, with file and line.
@@ -470,7 +469,7 @@ TEST_F(ReloadTest, AddedFunctionsAppearRemovedOnesDrainAndGoUnchangedOnesAreNotT
   EXPECT_TRUE(reply["functions"]["updated"].empty());
   ASSERT_EQ(reply["restart_required"].size(), 1u) << reply.dump(2);
   EXPECT_EQ(reply["restart_required"][0]["key"], "listenBacklog");
-  EXPECT_NE(gw_.runner_log().find("listenBacklog changed from 0 to 77: that needs a restart"), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("listenBacklog changed from 0 to 77: that needs a restart"));
 
   // The removed function's request in flight finishes; new ones are 404.
   HttpResponse slow = in_flight.get();
@@ -519,7 +518,7 @@ TEST_F(ReloadTest, FixedPortAppWithOneInstanceIsUpdatedStopThenStart) {
   EXPECT_EQ(body_of(second.body)["config"], "v2") << second.body;
   EXPECT_NE(body_of(second.body)["pid"], old_pid);
   EXPECT_FALSE(pid_alive(old_pid));
-  EXPECT_NE(gw_.runner_log().find("version 1 stops before it starts"), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("version 1 stops before it starts"));
   EXPECT_EQ(metrics()["fc_instance_failures_total{function=fixed}"], 0);
 }
 
