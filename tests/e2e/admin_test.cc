@@ -107,31 +107,12 @@ class AdminTest : public GatewayFixture {
     return json::parse(reply.body);
   }
 
-  // /metrics through prometheus_client's own parser: {"name{k=v,...}": value}
-  // with labels sorted, or the parser's error.
+  // /metrics through prometheus_client's own parser (harness.h).
   std::map<std::string, double> metrics() {
     AdminReply reply = admin("GET", "/metrics");
     EXPECT_EQ(reply.status, 200);
     EXPECT_NE(reply.head.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << reply.head;
-    std::string file = gw_.path("metrics.txt");
-    write_file(file, reply.body);
-    std::string script = gw_.path("parse_metrics.py");
-    write_file(script,
-               "import json, sys\n"
-               "from prometheus_client.parser import text_string_to_metric_families\n"
-               "out = {}\n"
-               "for family in text_string_to_metric_families(open(sys.argv[1]).read()):\n"
-               "    for s in family.samples:\n"
-               "        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n"
-               "        out[f'{s.name}{{{labels}}}'] = s.value\n"
-               "print(json.dumps(out))\n");
-    auto [rc, out] = run(std::string(kPython) + " " + script + " " + file);
-    EXPECT_EQ(rc, 0) << out << "\n" << reply.body;
-    std::map<std::string, double> values;
-    if (rc != 0) return values;
-    json parsed = json::parse(out);
-    for (auto& [k, v] : parsed.items()) values[k] = v.get<double>();
-    return values;
+    return parse_metrics(reply.body, gw_.dir());
   }
 };
 

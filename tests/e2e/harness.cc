@@ -282,6 +282,32 @@ std::pair<int, std::string> run(const std::string& cmd) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
+std::map<std::string, double> parse_metrics(const std::string& body, const std::string& scratch_dir) {
+  std::string file = scratch_dir + "/metrics.txt";
+  std::string script = scratch_dir + "/parse_metrics.py";
+  write_file(file, body);
+  // One "key<TAB>value" line per sample: names and label values hold no tabs.
+  write_file(script,
+             "import sys\n"
+             "from prometheus_client.parser import text_string_to_metric_families\n"
+             "for family in text_string_to_metric_families(open(sys.argv[1]).read()):\n"
+             "    for s in family.samples:\n"
+             "        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n"
+             "        print(f'{s.name}{{{labels}}}\\t{s.value!r}')\n");
+  auto [rc, out] = run(std::string(kPython) + " " + script + " " + file + " 2>&1");
+  EXPECT_EQ(rc, 0) << out << "\n" << body;
+  std::map<std::string, double> values;
+  if (rc != 0) return values;
+  std::istringstream lines(out);
+  std::string line;
+  while (std::getline(lines, line)) {
+    size_t tab = line.rfind('\t');
+    if (tab == std::string::npos) continue;
+    values[line.substr(0, tab)] = std::stod(line.substr(tab + 1));
+  }
+  return values;
+}
+
 int connect_unix(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};

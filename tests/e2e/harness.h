@@ -186,6 +186,12 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds tim
 // Runs `cmd` with /bin/sh; returns (exit status or -1, stdout and stderr).
 std::pair<int, std::string> run(const std::string& cmd);
 
+// A /metrics body through prometheus_client's own parser (Debian's
+// python3-prometheus-client): {"name{k=v,...}": value} with labels sorted.
+// The body and script go to `scratch_dir`; a parse failure adds a test
+// failure (with the parser's error and the body) and returns what was read.
+std::map<std::string, double> parse_metrics(const std::string& body, const std::string& scratch_dir);
+
 // Connects to a unix socket; -1 on failure.
 int connect_unix(const std::string& path);
 
