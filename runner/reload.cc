@@ -173,6 +173,7 @@ LoadedConfig load_for_reload(const std::string& path) {
   for (const ConfigError* problem : config.problems()) loaded.errors.push_back(*problem);
   if (!loaded.errors.empty()) return loaded;
   loaded.code_hashes = hash_code_trees(config);
+  loaded.runtime_warnings = runtime_version_warnings(config);
   loaded.config = std::move(config);
   return loaded;
 }

@@ -51,6 +51,7 @@ struct LoadedConfig {
   std::optional<RunnerConfig> config;           // absent: refused (errors)
   std::vector<ConfigError> errors;              // each file:line:key: reason
   std::map<std::string, CodeHash> code_hashes;  // by function name
+  std::map<std::string, std::string> runtime_warnings;  // by function name (runtimes.h)
 };
 
 // Reads, validates and hashes, in that order; a config with errors (the

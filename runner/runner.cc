@@ -251,7 +251,16 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
       warnings.push_back(fmt::format("function {}: {}", fn.name, hash_it->second.error));
     }
     Function* existing = find(fn.name);
+    // As at start, a function that asks for another interpreter version
+    // than it gets hears so when it (re)starts: added or changed.
+    auto say_runtime_version = [&] {
+      auto it = loaded.runtime_warnings.find(fn.name);
+      if (it == loaded.runtime_warnings.end()) return;
+      spdlog::warn("{}", it->second);
+      warnings.push_back(it->second);
+    };
     if (!existing) {
+      say_runtime_version();
       auto function = std::make_unique<Function>(*this, loop_, fn, code_hash);
       Function* raw = function.get();
       functions_.emplace(fn.name, std::move(function));
@@ -265,6 +274,7 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
       unchanged.push_back(fn.name);
       continue;
     }
+    say_runtime_version();
     const FunctionVersion& serving = existing->version();
     bool config_changed = fn.digest() != serving.config_hash;
     bool code_changed = !code_hash.empty() && !serving.code_hash.empty() && code_hash != serving.code_hash;

@@ -141,9 +141,10 @@ std::string node_major_of(const std::string& interpreter) {
   return version.substr(1, version.find('.') - 1);
 }
 
-void warn_about_runtime_versions(const RunnerConfig& config) {
+std::map<std::string, std::string> runtime_version_warnings(const RunnerConfig& config) {
   // FC's versioned names ask for a version; the local interpreter runs it
   // whatever its own (asked once per interpreter).
+  std::map<std::string, std::string> warnings;
   std::map<std::string, std::string> versions;
   for (const auto& fn : config.functions) {
     std::string wanted;
@@ -167,13 +168,18 @@ void warn_about_runtime_versions(const RunnerConfig& config) {
     }
     const std::string& local = it->second;
     if (local.empty()) {
-      spdlog::warn("function {}: runtime {} asked for; cannot tell the version of {}", fn.name, fn.runtime_name,
-                   interpreter);
+      warnings[fn.name] = fmt::format("function {}: runtime {} asked for; cannot tell the version of {}", fn.name,
+                                      fn.runtime_name, interpreter);
     } else if (local != wanted) {
-      spdlog::warn("function {}: runtime {} runs on the local {} {} ({})", fn.name, fn.runtime_name, language, local,
-                   interpreter);
+      warnings[fn.name] = fmt::format("function {}: runtime {} runs on the local {} {} ({})", fn.name,
+                                      fn.runtime_name, language, local, interpreter);
     }
   }
+  return warnings;
+}
+
+void warn_about_runtime_versions(const RunnerConfig& config) {
+  for (const auto& [name, warning] : runtime_version_warnings(config)) spdlog::warn("{}", warning);
 }
 
 }  // namespace fc

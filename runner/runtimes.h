@@ -3,6 +3,7 @@
 // bootstrap under the function's interpreter (DESIGN §6).
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -33,9 +34,12 @@ std::string python_version_of(const std::string& interpreter);
 // The major version of a Node.js interpreter ("20"), or empty.  Runs it.
 std::string node_major_of(const std::string& interpreter);
 
-// At start: one warning per function whose FC runtime name asks for another
-// version than its interpreter has (python3.9 on a local 3.11, nodejs18 on
-// a local Node.js 20).
+// One warning per function whose FC runtime name asks for another version
+// than its interpreter has (python3.9 on a local 3.11, nodejs18 on a local
+// Node.js 20), by function name.  Blocking (runs each interpreter once): at
+// start before the loop, and on reload in the thread pool (reload.cc).
+std::map<std::string, std::string> runtime_version_warnings(const RunnerConfig& config);
+// At start: logs them.
 void warn_about_runtime_versions(const RunnerConfig& config);
 
 }  // namespace fc

@@ -176,29 +176,11 @@ class ReloadTest : public GatewayFixture {
     return nullptr;
   }
 
-  // /metrics through prometheus_client's parser: {"name{k=v,...}": value}.
+  // /metrics through prometheus_client's parser (harness.h).
   std::map<std::string, double> metrics() {
     auto [code, body] = admin("GET", "/metrics");
     EXPECT_EQ(code, 200);
-    std::string file = gw_.path("metrics.txt");
-    write_file(file, body);
-    std::string script = gw_.path("parse_metrics.py");
-    write_file(script,
-               "import json, sys\n"
-               "from prometheus_client.parser import text_string_to_metric_families\n"
-               "out = {}\n"
-               "for family in text_string_to_metric_families(open(sys.argv[1]).read()):\n"
-               "    for s in family.samples:\n"
-               "        labels = ','.join(f'{k}={v}' for k, v in sorted(s.labels.items()))\n"
-               "        out[f'{s.name}{{{labels}}}'] = s.value\n"
-               "print(json.dumps(out))\n");
-    auto [rc, out] = run(std::string(kPython) + " " + script + " " + file);
-    EXPECT_EQ(rc, 0) << out;
-    std::map<std::string, double> values;
-    if (rc != 0) return values;
-    json parsed = json::parse(out);
-    for (auto& [k, v] : parsed.items()) values[k] = v.get<double>();
-    return values;
+    return parse_metrics(body, gw_.dir());
   }
 
   // The function serves `version` and has no instance of any other (the
@@ -546,6 +528,67 @@ TEST_F(ReloadTest, RequestPipelinedBehindAReloadIsAnsweredAfterIt) {
   ASSERT_NE(health, std::string::npos) << in;
   EXPECT_NE(in.substr(reload, health - reload).find("\"unchanged\""), std::string::npos) << in;
   EXPECT_NE(in.substr(health).find("ok\n"), std::string::npos) << in;
+}
+
+// FC's versioned runtime names run on the local interpreter with a warning
+// (issue 7); a function that a reload adds or changes is (re)started, so it
+// hears the warning again, while an unchanged one does not.
+TEST_F(ReloadTest, RuntimeVersionWarningComesAgainForFunctionsAReloadAddsOrChanges) {
+  std::string code = make_code_dir("code", "c1");
+  add_reload_function("keep", code, "CONFIG_TAG: k1");
+  std::string events = gw_.path("events");
+  std::filesystem::create_directories(events);
+  write_file(events + "/index.py", "def handler(event, context):\n    return b'v:' + event\n");
+  gw_.add_server_conf("    location /old/ { fc_function old; }\n");
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/keep/whoami")).status, 200);
+  const std::string warning = "function old: runtime python3.9 runs on the local python 3";
+  auto warnings_in = [&](const std::string& log) {
+    size_t n = 0;
+    for (size_t at = log.find(warning); at != std::string::npos; at = log.find(warning, at + 1)) n++;
+    return n;
+  };
+  auto reload_with = [&](const std::string& env) {
+    // "old" goes first under functions:, before "keep" (runner-wide keys
+    // follow the functions in the harness's file).
+    std::string text = read_file(gw_.runner_config_path());
+    size_t at = text.find("  old:\n");
+    if (at != std::string::npos) text.erase(at, text.find("  keep:\n") - at);
+    text.insert(text.find("functions:\n") + 11, "  old:\n    runtime: python3.9\n    type: event\n    codeUri: " +
+                                                     events + "\n    handler: index.handler\n"
+                                                     "    environmentVariables: { TAG: " + env + " }\n");
+    write_file(gw_.runner_config_path(), text);
+    auto [status, reply] = admin("POST", "/reload");
+    EXPECT_EQ(status, 200) << reply;
+    return body_of(reply);
+  };
+
+  // Added: warned in the log and in the reply.
+  json added = reload_with("a");
+  EXPECT_EQ(added["functions"]["added"], json::parse(R"([{"name":"old","version":1}])")) << added.dump(2);
+  ASSERT_EQ(added["warnings"].size(), 1u) << added.dump(2);
+  EXPECT_NE(added["warnings"][0].get<std::string>().find(warning), std::string::npos) << added.dump(2);
+  EXPECT_TRUE(gw_.runner_logged(warning));
+  HttpRequest req;
+  req.method = "POST";
+  req.url = gw_.url("/old/");
+  req.body = "x";
+  HttpResponse served = http(req);
+  EXPECT_EQ(served.status, 200) << served.body;
+  EXPECT_EQ(served.body, "v:x");
+
+  // Unchanged: no new warning.
+  json same = reload_with("a");
+  EXPECT_EQ(same["functions"]["unchanged"].size(), 2u) << same.dump(2);
+  EXPECT_TRUE(same["warnings"].empty()) << same.dump(2);
+
+  // Changed: a new version starts and is warned about again.
+  json changed = reload_with("b");
+  ASSERT_EQ(changed["functions"]["updated"].size(), 1u) << changed.dump(2);
+  ASSERT_EQ(changed["warnings"].size(), 1u) << changed.dump(2);
+  EXPECT_TRUE(wait_until([&] { return warnings_in(gw_.runner_log()) == 2; }, 3s)) << gw_.runner_log();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(warnings_in(gw_.runner_log()), 2u);
 }
 
 }  // namespace
