@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -253,6 +254,31 @@ TEST_F(WebSocketTest, AClientThatJustDisconnectsFreesTheSlot) {
   std::string pid = pid_over_ws(ws);
   ws.close_socket();  // no close handshake: the TCP connection just ends
   EXPECT_EQ(pid_over_http(), pid);
+}
+
+// The runner's side of a tunnel is one nginx connection: when that drops
+// (here the nginx worker dies; its master starts another), the runner ends
+// the tunnel towards the instance too, and the slot comes back.
+TEST_F(WebSocketTest, TheRunnerConnectionDroppingMidTunnelFreesTheSlot) {
+  start();
+  auto worker_pid = [&]() -> pid_t {
+    auto [rc, children] = run("pgrep -P " + std::to_string(gw_.nginx().pid()));
+    return rc == 0 ? static_cast<pid_t>(std::stoi(children)) : -1;
+  };
+  pid_t worker = worker_pid();
+  ASSERT_GT(worker, 0);
+  WsClient ws;
+  std::string head = ws.open(gw_.port(), "/ws/");
+  ASSERT_EQ(head.rfind("HTTP/1.1 101", 0), 0u) << head;
+  std::string pid = pid_over_ws(ws);
+  ASSERT_FALSE(pid.empty());
+  ASSERT_EQ(::kill(worker, SIGKILL), 0);
+  EXPECT_TRUE(ws.sees_eof(5s)) << "the client's connection outlived its worker";
+  ASSERT_TRUE(wait_until([&] { pid_t now = worker_pid(); return now > 0 && now != worker; }, 10s));
+  // Served by the same instance within the wait: the tunnel's slot is free
+  // (with it kept, the request would wait for the 30 s timeout).
+  EXPECT_EQ(pid_over_http(), pid);
+  EXPECT_TRUE(gw_.runner().running());
 }
 
 TEST_F(WebSocketTest, AnUpgradeRequestAnsweredWithoutA101IsAnOrdinaryResponse) {
