@@ -319,8 +319,7 @@ TEST_F(CliTest, InvokeOfAFailingFunctionExitsNonZeroWithTheErrorOnStderr) {
                                            "HTTP [0-9]+\\) \\(request id ([0-9a-f]{32}), instance [^)]+\\)")))
       << r.err;
   // The runner logged the same request id as failed.
-  EXPECT_NE(gw_.runner_log().find("FC Invoke End RequestId: " + m[1].str() + ", Error: Unhandled function error"),
-            std::string::npos)
+  EXPECT_TRUE(gw_.runner_logged("FC Invoke End RequestId: " + m[1].str() + ", Error: Unhandled function error"))
       << gw_.runner_log();
   // The same function, another event: fine.
   CliRun ok = cli("invoke boom --event ok");

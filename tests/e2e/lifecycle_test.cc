@@ -105,8 +105,7 @@ TEST_F(LifecycleTest, QueuedRequestIsNotBoundToStartingInstance) {
       EXPECT_EQ(h["x-fc-function-name"], "init");
       EXPECT_EQ(h["x-fc-function-initializer"], "index.initializer");
       EXPECT_FALSE(h["x-fc-request-id"].empty());
-      EXPECT_NE(gw_.runner_log().find("FC Initialize Start RequestId: " + h["x-fc-request-id"]),
-                std::string::npos);
+      EXPECT_TRUE(gw_.runner_logged("FC Initialize Start RequestId: " + h["x-fc-request-id"]));
       // B is served by the first instance to become ready (A's, which B did
       // not start), ~1.05 s, not by the one its arrival started.
       EXPECT_LT(tb, 2.5);
@@ -287,10 +286,10 @@ TEST_F(LifecycleTest, IdleInstanceRetiresAfterPreStopAndNextRequestColdStarts) {
   EXPECT_NE(instances[0], instances[1]);
   EXPECT_EQ(instances[1], instances[2]);
   EXPECT_NE(instances[0], "-");
-  EXPECT_NE(gw_.runner_log().find(instances[1]), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged(instances[1]));
 
   // minInstances: 1 starts one at boot and keeps it through idle periods.
-  EXPECT_NE(gw_.runner_log().find("[warm/"), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("[warm/"));
   HttpResponse warm = http_get(gw_.url("/warm/pid"));
   ASSERT_EQ(warm.status, 200);
   pid_t warm_pid = json::parse(warm.body)["pid"];
@@ -365,7 +364,7 @@ TEST_F(LifecycleTest, MemorySizeIsEnforcedAndTheKillIsReported) {
   // The kill is reported as such (the start banner names memorySize too).
   const std::string kill_message = "out of memory: the instance exceeded memorySize 128 MB";
   EXPECT_NE(r.body.find(kill_message), std::string::npos) << r.body;
-  EXPECT_NE(gw_.runner_log().find(kill_message), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged(kill_message));
   EXPECT_EQ(http_get(gw_.url("/mem/alloc?mb=16")).status, 200);
 }
 
@@ -421,7 +420,7 @@ TEST_F(LifecycleTest, FixedPortAppWithoutPrivilegeIsCappedAtOneInstanceAndSaysSo
   add_function("fixed", "    caPort: 9000\n    maxInstances: 3\n", ", FIXED_PORT: 9000", code);
   gw_.set_runner_user("nobody");
   gw_.start();
-  EXPECT_NE(gw_.runner_log().find("capped at 1 instance"), std::string::npos) << gw_.runner_log();
+  EXPECT_TRUE(gw_.runner_logged("capped at 1 instance")) << gw_.runner_log();
   std::vector<std::future<HttpResponse>> calls;
   for (int i = 0; i < 3; i++) calls.push_back(get_async("/fixed/sleep?s=0.5"));
   std::set<int> pids;
@@ -443,7 +442,7 @@ TEST_F(LifecycleTest, EventFunctionErrorIsUnhandledInvocationError) {
   HttpResponse resp = http(req);
   EXPECT_EQ(resp.header("x-fc-error-type"), "UnhandledInvocationError");
   EXPECT_EQ(resp.body, "handler failed: fail");
-  EXPECT_NE(gw_.runner_log().find("Error: Unhandled function error"), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("Error: Unhandled function error"));
 }
 
 TEST_F(LifecycleTest, SigtermFinishesInFlightRequestsThenStopsEverything) {

@@ -70,7 +70,7 @@ TEST_F(NodejsRuntimeTest, InitializerAndHandlerShareOneInstanceState) {
   EXPECT_EQ(second.body, "5");
   EXPECT_FALSE(first.header("x-fc-instance").empty());
   EXPECT_EQ(first.header("x-fc-instance"), second.header("x-fc-instance"));
-  EXPECT_NE(gw_.runner_log().find("FC Initialize End RequestId: "), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("FC Initialize End RequestId: "));
 }
 
 TEST_F(NodejsRuntimeTest, EventBytesComeBackUnchanged) {
@@ -342,8 +342,7 @@ TEST_F(NodejsRuntimeTest, FcHttpHandlerStreamsAStreamAndItsErrorIsA500WithTheFcS
   EXPECT_EQ(body["errorMessage"], "no luck for /where");
   EXPECT_EQ(body["errorType"], "Error");
   std::string rid = oops.header("x-fc-request-id");
-  EXPECT_NE(gw_.runner_log().find(" " + rid + " [ERROR] {\"errorMessage\":\"no luck for /where\""),
-            std::string::npos)
+  EXPECT_TRUE(gw_.runner_logged(" " + rid + " [ERROR] {\"errorMessage\":\"no luck for /where\""))
       << gw_.runner_log();
   // The instance lives on: the next request is served.
   EXPECT_EQ(http_get(gw_.url("/oops/again")).status, 500);

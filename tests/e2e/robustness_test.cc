@@ -78,7 +78,7 @@ TEST_F(RobustnessTest, InstanceIgnoringSigtermAfterPreStopIsKilledAndTheRunnerEx
   kill(gw_.runner().pid(), SIGTERM);
   // PreStop, SIGTERM (ignored), SIGKILL after the 5 s grace.
   EXPECT_TRUE(wait_until([&] { return !gw_.runner().running(); }, 9s)) << "the runner did not exit";
-  EXPECT_NE(gw_.runner_log().find("FC PreStop End"), std::string::npos);
+  EXPECT_TRUE(gw_.runner_logged("FC PreStop End"));
   EXPECT_TRUE(wait_until([&] { return !pid_alive(pid); }, 2s)) << "the instance is still alive";
 }
 
