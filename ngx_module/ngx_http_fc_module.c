@@ -51,6 +51,7 @@ static ngx_int_t ngx_http_fc_instance_variable(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_fc_add_variables(ngx_conf_t *cf);
 static void *ngx_http_fc_create_main_conf(ngx_conf_t *cf);
+static void ngx_http_fc_zone_cleanup(void *data);
 static void *ngx_http_fc_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -933,6 +934,7 @@ ngx_http_fc_add_variables(ngx_conf_t *cf)
 static void *
 ngx_http_fc_create_main_conf(ngx_conf_t *cf)
 {
+    ngx_pool_cleanup_t       *cln;
     ngx_http_fc_main_conf_t  *fmcf;
 
     fmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fc_main_conf_t));
@@ -956,7 +958,32 @@ ngx_http_fc_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * One zone for the cycle: a worker decodes one message at a time and
+     * clears it after each (each worker has its own copy after the fork).
+     */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    fmcf->zone = fc_zone_create();
+    if (fmcf->zone == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_fc_zone_cleanup;
+    cln->data = fmcf->zone;
+
     return fmcf;
+}
+
+
+static void
+ngx_http_fc_zone_cleanup(void *data)
+{
+    fc_zone_destroy(data);
 }
 
 

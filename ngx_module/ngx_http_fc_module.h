@@ -76,6 +76,9 @@ typedef struct {
 
     ngx_int_t                      keepalive;        /* fc_keepalive */
     ngx_array_t                    keepalive_pools;  /* of pool pointers */
+
+    /* the RESPONSE decoder's msgpack zone, cleared after each message */
+    fc_zone_t                     *zone;
 } ngx_http_fc_main_conf_t;
 
 

@@ -26,7 +26,7 @@ ngx_int_t
 ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     int64_t content_length)
 {
-    size_t                     bound, len;
+    size_t                     bound, len, strings;
     ngx_int_t                  rc;
     ngx_buf_t                 *b;
     ngx_uint_t                 i, n, nset;
@@ -106,6 +106,7 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     }
 
     n = 0;
+    strings = 0;
     part = &r->headers_in.headers.part;
     header = part->elts;
 
@@ -131,6 +132,7 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         hd[n].name.len = header[i].key.len;
         hd[n].value.data = (const char *) header[i].value.data;
         hd[n].value.len = header[i].value.len;
+        strings += header[i].key.len + header[i].value.len;
         n++;
     }
 
@@ -143,6 +145,7 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         hd[n].name.len = sh[i].name.len;
         hd[n].value.data = (const char *) set_values[i].data;
         hd[n].value.len = set_values[i].len;
+        strings += sh[i].name.len + set_values[i].len;
         n++;
     }
 
@@ -206,7 +209,13 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
 
     /* the REQUEST frame, in one buffer */
 
-    bound = fc_request_size_bound(&req);
+    /* the bound from the lengths: cheaper than fc_request_size_bound() */
+
+    strings += req.function.len + req.method.len + req.uri.len
+               + req.version.len + req.remote_addr.len + req.scheme.len
+               + req.host.len + req.request_id.len;
+
+    bound = fc_request_size_bound_sum(strings, n);
 
     if (bound > FC_MAX_META_PAYLOAD) {
         bound = FC_MAX_META_PAYLOAD;
@@ -217,7 +226,8 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    rc = fc_request_encode(&req, b->last + FC_FRAME_HEADER_SIZE, bound, &len);
+    rc = fc_request_encode_span(&req, b->last + FC_FRAME_HEADER_SIZE, bound,
+                                &len);
 
     if (rc != FC_OK) {
         if (rc == FC_ENOSPACE || rc == FC_ETOOBIG) {

@@ -190,10 +190,14 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     ngx_str_t                       name, value, message;
     fc_response_t                   resp;
     ngx_http_upstream_t            *u;
+    ngx_http_fc_main_conf_t        *fmcf;
 
     u = r->upstream;
 
-    rc = fc_response_decode(payload, len, &resp, ngx_http_fc_alloc, r->pool);
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fc_module);
+
+    rc = fc_response_decode_zone(payload, len, &resp, ngx_http_fc_alloc,
+                                 r->pool, fmcf->zone);
 
     if (rc != FC_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

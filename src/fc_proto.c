@@ -1164,3 +1164,245 @@ fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
 
     return rc;
 }
+
+
+/* ---- the nginx module's entry points (issue 11) ------------------------ */
+
+/*
+ * The same messages as fc_request_encode() and fc_response_decode(), at
+ * less cost per message for a caller that makes many: msgpack-c still
+ * packs and unpacks every token, but the packer writes through a callback
+ * that only copies, the keys need no strlen(), the bound comes from the
+ * lengths the caller sums anyway, and the decoder's zone is the caller's,
+ * kept from message to message and cleared instead of created and freed.
+ */
+
+struct fc_zone_s {
+    msgpack_zone  zone;
+};
+
+
+/* One chunk holds the objects of a RESPONSE with a few dozen headers. */
+#define FC_ZONE_CHUNK_SIZE  2048
+
+/* the encoded request keys: a fixstr header byte each, as sizeof's NUL */
+#define FC_REQUEST_KEYS_SIZE                                                  \
+    (sizeof("function") + sizeof("method") + sizeof("uri")                    \
+     + sizeof("version") + sizeof("headers") + sizeof("remote_addr")          \
+     + sizeof("remote_port") + sizeof("scheme") + sizeof("host")              \
+     + sizeof("request_id") + sizeof("content_length")                        \
+     + sizeof("deadline_ms"))
+
+/* the map header, 8 string headers, 3 integers and the headers array's */
+#define FC_REQUEST_FIXED_SIZE                                                 \
+    (1 + FC_REQUEST_KEYS_SIZE + 8 * FC_MP_STR_HDR + 3 * FC_MP_INT             \
+     + FC_MP_CONT_HDR)
+
+/* one header pair: a fixarray byte and two string headers */
+#define FC_HEADER_PAIR_SIZE  (1 + 2 * FC_MP_STR_HDR)
+
+
+fc_zone_t *
+fc_zone_create(void)
+{
+    /* a struct's pointer is its first member's: msgpack-c allocates both */
+    return (fc_zone_t *) msgpack_zone_new(FC_ZONE_CHUNK_SIZE);
+}
+
+
+void
+fc_zone_destroy(fc_zone_t *z)
+{
+    if (z) {
+        msgpack_zone_free(&z->zone);
+    }
+}
+
+
+size_t
+fc_request_size_bound_sum(size_t strings_len, size_t nheaders)
+{
+    size_t  fixed;
+
+    fixed = FC_REQUEST_FIXED_SIZE;
+
+    if (nheaders > FC_MAX_HEADERS
+        || strings_len > SIZE_MAX - fixed - nheaders * FC_HEADER_PAIR_SIZE)
+    {
+        return SIZE_MAX;
+    }
+
+    return fixed + nheaders * FC_HEADER_PAIR_SIZE + strings_len;
+}
+
+
+/* The packer's output: bytes are copied while they fit, else it is full. */
+typedef struct {
+    uint8_t  *pos;
+    uint8_t  *end;
+    int       full;
+} fc_span_t;
+
+
+static int
+fc_span_write(void *data, const char *buf, size_t len)
+{
+    uint8_t    *p;
+    fc_span_t  *s = data;
+
+    if (len > (size_t) (s->end - s->pos)) {
+        s->full = 1;
+        s->pos = s->end;
+        return -1;
+    }
+
+    p = s->pos;
+    s->pos += len;
+
+    /* most writes are a type byte or a short string: no call for those */
+
+    if (len <= 8) {
+        while (len--) {
+            *p++ = (uint8_t) *buf++;
+        }
+
+    } else {
+        memcpy(p, buf, len);
+    }
+
+    return 0;
+}
+
+
+#define fc_span_key(pk, key)                                                  \
+    msgpack_pack_str_with_body(pk, key, sizeof(key) - 1)
+
+#define fc_span_str(pk, s)                                                    \
+    msgpack_pack_str_with_body(pk, (s)->data, (s)->len)
+
+
+int
+fc_request_encode_span(const fc_request_t *req, uint8_t *buf, size_t cap,
+    size_t *written)
+{
+    size_t          i;
+    fc_span_t       s;
+    msgpack_packer  pk;
+
+    if (req->nheaders > FC_MAX_HEADERS) {
+        return FC_ETOOMANY;
+    }
+
+    /* also keeps every string length within msgpack's u32 length field */
+
+    if (cap > FC_MAX_META_PAYLOAD) {
+        cap = FC_MAX_META_PAYLOAD;
+    }
+
+    s.pos = buf;
+    s.end = buf + cap;
+    s.full = 0;
+
+    msgpack_packer_init(&pk, &s, fc_span_write);
+
+    msgpack_pack_map(&pk, 12);
+
+    fc_span_key(&pk, "function");
+    fc_span_str(&pk, &req->function);
+    fc_span_key(&pk, "method");
+    fc_span_str(&pk, &req->method);
+    fc_span_key(&pk, "uri");
+    fc_span_str(&pk, &req->uri);
+    fc_span_key(&pk, "version");
+    fc_span_str(&pk, &req->version);
+
+    fc_span_key(&pk, "headers");
+    msgpack_pack_array(&pk, req->nheaders);
+
+    for (i = 0; i < req->nheaders && !s.full; i++) {
+        msgpack_pack_array(&pk, 2);
+        fc_span_str(&pk, &req->headers[i].name);
+        fc_span_str(&pk, &req->headers[i].value);
+    }
+
+    fc_span_key(&pk, "remote_addr");
+    fc_span_str(&pk, &req->remote_addr);
+    fc_span_key(&pk, "remote_port");
+    msgpack_pack_uint32(&pk, req->remote_port);
+    fc_span_key(&pk, "scheme");
+    fc_span_str(&pk, &req->scheme);
+    fc_span_key(&pk, "host");
+    fc_span_str(&pk, &req->host);
+    fc_span_key(&pk, "request_id");
+    fc_span_str(&pk, &req->request_id);
+    fc_span_key(&pk, "content_length");
+    msgpack_pack_int64(&pk, req->content_length);
+    fc_span_key(&pk, "deadline_ms");
+    msgpack_pack_uint64(&pk, req->deadline_ms);
+
+    if (s.full) {
+        return FC_ENOSPACE;
+    }
+
+    *written = (size_t) (s.pos - buf);
+
+    return FC_OK;
+}
+
+
+int
+fc_response_decode_zone(const uint8_t *payload, size_t len,
+    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx, fc_zone_t *z)
+{
+    static const char *const  names[FC_RESP_NKEYS] = {
+        "status", "headers", "cold_start", "instance"
+    };
+
+    int                    rc;
+    size_t                 off;
+    fc_response_t          r;
+    msgpack_object         root;
+    const msgpack_object  *headers;
+    msgpack_unpack_return  ret;
+
+    if (len > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
+    }
+
+    rc = fc_msgpack_check(payload, len);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    off = 0;
+    ret = msgpack_unpack((const char *) payload, len, &off, &z->zone, &root);
+
+    if (ret != MSGPACK_UNPACK_SUCCESS) {
+        rc = (ret == MSGPACK_UNPACK_NOMEM_ERROR) ? FC_ENOMEM : FC_EMSGPACK;
+
+    } else if (root.type != MSGPACK_OBJECT_MAP) {
+        rc = FC_ESCHEMA;
+
+    } else {
+        memset(&r, 0, sizeof(fc_response_t));
+        headers = NULL;
+
+        rc = fc_decode_fields(&root, payload, len, names, FC_RESP_NKEYS,
+                              1u << FC_RESP_STATUS, FC_RESP_HEADERS,
+                              fc_response_field, &r, &headers);
+        if (rc == FC_OK) {
+            rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
+                                 &r.headers, &r.nheaders);
+        }
+
+        if (rc == FC_OK) {
+            *resp = r;
+        }
+    }
+
+    /* the decoded strings point into payload, the headers into alloc's */
+
+    msgpack_zone_clear(&z->zone);
+
+    return rc;
+}

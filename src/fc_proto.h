@@ -180,6 +180,37 @@ int fc_response_decode(const uint8_t *payload, size_t len,
     fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx);
 int fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err);
 
+/* ---- the nginx module's entry points (issue 11) ---------------------- */
+
+/*
+ * A decoder's zone kept by the caller from message to message (one per
+ * worker in nginx) and cleared after each, instead of created and freed per
+ * message.  NULL when out of memory.
+ */
+typedef struct fc_zone_s fc_zone_t;
+
+fc_zone_t *fc_zone_create(void);
+void fc_zone_destroy(fc_zone_t *z);
+
+/* fc_response_decode() with the caller's zone (cleared before returning). */
+int fc_response_decode_zone(const uint8_t *payload, size_t len,
+    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx, fc_zone_t *z);
+
+/*
+ * An upper bound of a REQUEST payload from what the caller sums while it
+ * fills fc_request_t: the lengths of all its strings (header names and
+ * values included) and the number of headers.  SIZE_MAX when over limits.
+ */
+size_t fc_request_size_bound_sum(size_t strings_len, size_t nheaders);
+
+/*
+ * The same bytes as fc_request_encode(), written by a packer that only
+ * copies.  FC_ENOSPACE when the payload does not fit in
+ * min(cap, FC_MAX_META_PAYLOAD) bytes.
+ */
+int fc_request_encode_span(const fc_request_t *req, uint8_t *buf, size_t cap,
+    size_t *written);
+
 #ifdef __cplusplus
 }
 #endif
