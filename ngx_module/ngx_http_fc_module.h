@@ -134,6 +134,8 @@ typedef struct {
     uint16_t                   frame_flags;
 
     unsigned                   request_sent:1;
+    unsigned                   request_ends:1;  /* the frame's buffer holds
+                                                   the empty last DATA */
     unsigned                   output_closed:1;
     unsigned                   output_blocked:1;
     unsigned                   response:1;

@@ -221,7 +221,9 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         bound = FC_MAX_META_PAYLOAD;
     }
 
-    b = ngx_create_temp_buf(r->pool, FC_FRAME_HEADER_SIZE + bound);
+    /* room for the empty DATA frame that ends a request without a body */
+
+    b = ngx_create_temp_buf(r->pool, 2 * FC_FRAME_HEADER_SIZE + bound);
     if (b == NULL) {
         return NGX_ERROR;
     }
@@ -267,6 +269,7 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
 
     ctx->request_frame = b;
     ctx->request_length = content_length;
+    ctx->request_ends = 0;
 
     return NGX_OK;
 }
@@ -312,6 +315,23 @@ ngx_http_fc_create_request(ngx_http_request_t *r)
     if (r->request_body_no_buffering) {
 
         /* the body follows as it arrives, see ngx_http_fc_body_output_filter */
+
+        u->request_bufs = cl;
+
+    } else if (u->request_bufs == NULL) {
+
+        /*
+         * No body: the empty DATA frame that ends the stream goes in the
+         * REQUEST frame's buffer, so the request is one buffer, which
+         * ngx_output_chain() hands to the body filter as it is.
+         */
+
+        if (!ctx->request_ends) {
+            fc_frame_header_encode(b->last, FC_FRAME_DATA, FC_FLAG_END_STREAM,
+                                   0);
+            b->last += FC_FRAME_HEADER_SIZE;
+            ctx->request_ends = 1;
+        }
 
         u->request_bufs = cl;
 
