@@ -329,9 +329,12 @@ ngx_http_fc_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a name from a variable is the client's: checked before it goes anywhere */
+    /*
+     * A name from a variable is the client's: checked before it goes
+     * anywhere; a literal one was checked when the configuration was read.
+     */
 
-    if (!ngx_http_fc_valid_name(&ctx->function)) {
+    if (flcf->function->lengths && !ngx_http_fc_valid_name(&ctx->function)) {
 
         if (ngx_http_fc_escape(r->pool, &ctx->function,
                                NGX_HTTP_FC_MAX_SHOWN_VALUE, &shown)
