@@ -979,6 +979,8 @@ ngx_http_fc_create_main_conf(ngx_conf_t *cf)
     cln->handler = ngx_http_fc_zone_cleanup;
     cln->data = fmcf->zone;
 
+    fc_request_keys_init(&fmcf->request_keys);
+
     return fmcf;
 }
 

@@ -79,6 +79,9 @@ typedef struct {
 
     /* the RESPONSE decoder's msgpack zone, cleared after each message */
     fc_zone_t                     *zone;
+
+    /* the REQUEST's keys, packed once */
+    fc_request_keys_t              request_keys;
 } ngx_http_fc_main_conf_t;
 
 

@@ -37,6 +37,7 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     ngx_table_elt_t           *header;
     ngx_str_t                  uri;
     ngx_http_fc_loc_conf_t    *flcf;
+    ngx_http_fc_main_conf_t   *fmcf;
     ngx_http_fc_set_header_t  *sh;
 
     flcf = ngx_http_get_module_loc_conf(r, ngx_http_fc_module);
@@ -228,8 +229,10 @@ ngx_http_fc_request_frame(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    rc = fc_request_encode_span(&req, b->last + FC_FRAME_HEADER_SIZE, bound,
-                                &len);
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fc_module);
+
+    rc = fc_request_encode_span(&req, &fmcf->request_keys,
+                                b->last + FC_FRAME_HEADER_SIZE, bound, &len);
 
     if (rc != FC_OK) {
         if (rc == FC_ENOSPACE || rc == FC_ETOOBIG) {

@@ -1185,14 +1185,6 @@ struct fc_zone_s {
 /* One chunk holds the objects of a RESPONSE with a few dozen headers. */
 #define FC_ZONE_CHUNK_SIZE  2048
 
-/* the encoded request keys: a fixstr header byte each, as sizeof's NUL */
-#define FC_REQUEST_KEYS_SIZE                                                  \
-    (sizeof("function") + sizeof("method") + sizeof("uri")                    \
-     + sizeof("version") + sizeof("headers") + sizeof("remote_addr")          \
-     + sizeof("remote_port") + sizeof("scheme") + sizeof("host")              \
-     + sizeof("request_id") + sizeof("content_length")                        \
-     + sizeof("deadline_ms"))
-
 /* the map header, 8 string headers, 3 integers and the headers array's */
 #define FC_REQUEST_FIXED_SIZE                                                 \
     (1 + FC_REQUEST_KEYS_SIZE + 8 * FC_MP_STR_HDR + 3 * FC_MP_INT             \
@@ -1274,16 +1266,49 @@ fc_span_write(void *data, const char *buf, size_t len)
 }
 
 
-#define fc_span_key(pk, key)                                                  \
-    msgpack_pack_str_with_body(pk, key, sizeof(key) - 1)
+/* The REQUEST keys in msgpack-c's bytes, packed once by the caller. */
+static const char *const  fc_request_key_names[FC_REQUEST_NKEYS] = {
+    "function", "method", "uri", "version", "headers", "remote_addr",
+    "remote_port", "scheme", "host", "request_id", "content_length",
+    "deadline_ms"
+};
+
+
+void
+fc_request_keys_init(fc_request_keys_t *keys)
+{
+    int             k;
+    size_t          len;
+    fc_span_t       s;
+    msgpack_packer  pk;
+
+    s.pos = keys->bytes;
+    s.end = keys->bytes + sizeof(keys->bytes);
+    s.full = 0;
+
+    msgpack_packer_init(&pk, &s, fc_span_write);
+
+    for (k = 0; k < FC_REQUEST_NKEYS; k++) {
+        len = strlen(fc_request_key_names[k]);
+        msgpack_pack_str_with_body(&pk, fc_request_key_names[k], len);
+        keys->end[k] = (uint16_t) (s.pos - keys->bytes);
+    }
+}
+
+
+/* a key's bytes, as one copy instead of two packer calls */
+#define fc_span_key(s, keys, k)                                               \
+    (void) fc_span_write(s, (const char *) (keys)->bytes                      \
+                            + ((k) ? (keys)->end[(k) - 1] : 0),               \
+                         (keys)->end[k] - ((k) ? (keys)->end[(k) - 1] : 0))
 
 #define fc_span_str(pk, s)                                                    \
     msgpack_pack_str_with_body(pk, (s)->data, (s)->len)
 
 
 int
-fc_request_encode_span(const fc_request_t *req, uint8_t *buf, size_t cap,
-    size_t *written)
+fc_request_encode_span(const fc_request_t *req, const fc_request_keys_t *keys,
+    uint8_t *buf, size_t cap, size_t *written)
 {
     size_t          i;
     fc_span_t       s;
@@ -1305,18 +1330,18 @@ fc_request_encode_span(const fc_request_t *req, uint8_t *buf, size_t cap,
 
     msgpack_packer_init(&pk, &s, fc_span_write);
 
-    msgpack_pack_map(&pk, 12);
+    msgpack_pack_map(&pk, FC_REQUEST_NKEYS);
 
-    fc_span_key(&pk, "function");
+    fc_span_key(&s, keys, 0);
     fc_span_str(&pk, &req->function);
-    fc_span_key(&pk, "method");
+    fc_span_key(&s, keys, 1);
     fc_span_str(&pk, &req->method);
-    fc_span_key(&pk, "uri");
+    fc_span_key(&s, keys, 2);
     fc_span_str(&pk, &req->uri);
-    fc_span_key(&pk, "version");
+    fc_span_key(&s, keys, 3);
     fc_span_str(&pk, &req->version);
 
-    fc_span_key(&pk, "headers");
+    fc_span_key(&s, keys, 4);
     msgpack_pack_array(&pk, req->nheaders);
 
     for (i = 0; i < req->nheaders && !s.full; i++) {
@@ -1325,19 +1350,19 @@ fc_request_encode_span(const fc_request_t *req, uint8_t *buf, size_t cap,
         fc_span_str(&pk, &req->headers[i].value);
     }
 
-    fc_span_key(&pk, "remote_addr");
+    fc_span_key(&s, keys, 5);
     fc_span_str(&pk, &req->remote_addr);
-    fc_span_key(&pk, "remote_port");
+    fc_span_key(&s, keys, 6);
     msgpack_pack_uint32(&pk, req->remote_port);
-    fc_span_key(&pk, "scheme");
+    fc_span_key(&s, keys, 7);
     fc_span_str(&pk, &req->scheme);
-    fc_span_key(&pk, "host");
+    fc_span_key(&s, keys, 8);
     fc_span_str(&pk, &req->host);
-    fc_span_key(&pk, "request_id");
+    fc_span_key(&s, keys, 9);
     fc_span_str(&pk, &req->request_id);
-    fc_span_key(&pk, "content_length");
+    fc_span_key(&s, keys, 10);
     msgpack_pack_int64(&pk, req->content_length);
-    fc_span_key(&pk, "deadline_ms");
+    fc_span_key(&s, keys, 11);
     msgpack_pack_uint64(&pk, req->deadline_ms);
 
     if (s.full) {

@@ -203,12 +203,30 @@ int fc_response_decode_zone(const uint8_t *payload, size_t len,
  */
 size_t fc_request_size_bound_sum(size_t strings_len, size_t nheaders);
 
+/* The REQUEST's 12 keys as msgpack-c packs them: a fixstr byte each. */
+#define FC_REQUEST_NKEYS  12
+#define FC_REQUEST_KEYS_SIZE                                                  \
+    (sizeof("function") + sizeof("method") + sizeof("uri")                    \
+     + sizeof("version") + sizeof("headers") + sizeof("remote_addr")          \
+     + sizeof("remote_port") + sizeof("scheme") + sizeof("host")              \
+     + sizeof("request_id") + sizeof("content_length")                        \
+     + sizeof("deadline_ms"))
+
+typedef struct {
+    uint8_t   bytes[FC_REQUEST_KEYS_SIZE];
+    uint16_t  end[FC_REQUEST_NKEYS];     /* where each key's bytes end */
+} fc_request_keys_t;
+
+/* Packs the keys once, with msgpack-c, for fc_request_encode_span(). */
+void fc_request_keys_init(fc_request_keys_t *keys);
+
 /*
  * The same bytes as fc_request_encode(), written by a packer that only
- * copies.  FC_ENOSPACE when the payload does not fit in
- * min(cap, FC_MAX_META_PAYLOAD) bytes.
+ * copies, the keys copied from `keys`.  FC_ENOSPACE when the payload does
+ * not fit in min(cap, FC_MAX_META_PAYLOAD) bytes.
  */
-int fc_request_encode_span(const fc_request_t *req, uint8_t *buf, size_t cap,
+int fc_request_encode_span(const fc_request_t *req,
+    const fc_request_keys_t *keys, uint8_t *buf, size_t cap,
     size_t *written);
 
 #ifdef __cplusplus

@@ -1035,6 +1035,13 @@ TEST(Malformed, TightlyNestedValidMsgpackIsAccepted) {
 
 // ---- the nginx module's entry points (issue 11) ----------------------------
 
+fc_request_keys_t PackedKeys() {
+  fc_request_keys_t keys;
+  std::memset(&keys, 0xee, sizeof(keys));
+  fc_request_keys_init(&keys);
+  return keys;
+}
+
 size_t StringsLen(const fc_request_t &r) {
   size_t n = r.function.len + r.method.len + r.uri.len + r.version.len + r.remote_addr.len +
              r.scheme.len + r.host.len + r.request_id.len;
@@ -1045,6 +1052,8 @@ size_t StringsLen(const fc_request_t &r) {
 // The span encoder writes fc_request_encode()'s bytes, within the bound
 // summed from the lengths, at every size boundary of str and int.
 TEST(RequestSpan, SameBytesAsTheEncoderWithinTheSummedBound) {
+  const fc_request_keys_t keys = PackedKeys();
+  EXPECT_EQ(keys.end[FC_REQUEST_NKEYS - 1], FC_REQUEST_KEYS_SIZE);
   for (size_t len : {0u, 1u, 7u, 8u, 9u, 31u, 32u, 255u, 256u, 65535u, 65536u}) {
     for (int64_t cl : std::vector<int64_t>{-1, 0, 127, 128, 65536, 4294967296LL, INT64_MAX}) {
       std::string big(len, 'v');
@@ -1059,7 +1068,7 @@ TEST(RequestSpan, SameBytesAsTheEncoderWithinTheSummedBound) {
       ASSERT_GE(bound, want.size()) << len;
       Bytes buf(bound);
       size_t n = 0;
-      ASSERT_EQ(fc_request_encode_span(&in, buf.data(), buf.size(), &n), FC_OK) << len;
+      ASSERT_EQ(fc_request_encode_span(&in, &keys, buf.data(), buf.size(), &n), FC_OK) << len;
       buf.resize(n);
       EXPECT_EQ(buf, want) << "len " << len << " content_length " << cl;
     }
@@ -1069,24 +1078,25 @@ TEST(RequestSpan, SameBytesAsTheEncoderWithinTheSummedBound) {
 // One byte short of the payload is FC_ENOSPACE, never a write past cap; and
 // no payload over FC_MAX_META_PAYLOAD is written whatever cap says.
 TEST(RequestSpan, ShortBufferAndOverLimitAreNoSpace) {
+  const fc_request_keys_t keys = PackedKeys();
   auto headers = SampleHeaders();
   fc_request_t in = SampleRequest(headers);
   Bytes want = EncodeRequest(in);
   Bytes buf(want.size() + 16, 0xee);
   size_t n = 0;
-  EXPECT_EQ(fc_request_encode_span(&in, buf.data(), want.size() - 1, &n), FC_ENOSPACE);
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, buf.data(), want.size() - 1, &n), FC_ENOSPACE);
   for (size_t i = want.size() - 1; i < buf.size(); i++) EXPECT_EQ(buf[i], 0xee) << i;
-  EXPECT_EQ(fc_request_encode_span(&in, buf.data(), want.size(), &n), FC_OK);
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, buf.data(), want.size(), &n), FC_OK);
   EXPECT_EQ(n, want.size());
 
   std::string huge(FC_MAX_META_PAYLOAD, 'u');
   in.uri = S(huge);
   Bytes big(FC_MAX_META_PAYLOAD * 2);
-  EXPECT_EQ(fc_request_encode_span(&in, big.data(), big.size(), &n), FC_ENOSPACE);
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, big.data(), big.size(), &n), FC_ENOSPACE);
 
   std::vector<fc_header_t> many(FC_MAX_HEADERS + 1, {S("a"), S("b")});
   in = SampleRequest(many);
-  EXPECT_EQ(fc_request_encode_span(&in, big.data(), big.size(), &n), FC_ETOOMANY);
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, big.data(), big.size(), &n), FC_ETOOMANY);
   EXPECT_EQ(fc_request_size_bound_sum(0, FC_MAX_HEADERS + 1), SIZE_MAX);
 }
 
