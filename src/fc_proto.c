@@ -1410,9 +1410,74 @@ fc_response_key(const msgpack_object *key)
 
 
 /*
+ * fc_check_headers() and fc_copy_headers() in one pass: the array is
+ * allocated first, so alloc may have been called for a message that then
+ * fails (the module's allocator is the request's pool).
+ */
+static int
+fc_zone_headers(const msgpack_object *o, const uint8_t *payload, size_t len,
+    fc_alloc_pt alloc, void *alloc_ctx, fc_response_t *r)
+{
+    int                    rc;
+    uint32_t               i, n;
+    fc_header_t           *h;
+    const msgpack_object  *pair;
+
+    if (o->type != MSGPACK_OBJECT_ARRAY) {
+        return FC_ESCHEMA;
+    }
+
+    n = o->via.array.size;
+
+    if (n > FC_MAX_HEADERS) {
+        return FC_ETOOMANY;
+    }
+
+    if (n == 0) {
+        r->headers = NULL;
+        r->nheaders = 0;
+        return FC_OK;
+    }
+
+    if (alloc == NULL) {
+        return FC_ENOMEM;
+    }
+
+    h = alloc(alloc_ctx, n * sizeof(fc_header_t));
+    if (h == NULL) {
+        return FC_ENOMEM;
+    }
+
+    for (i = 0; i < n; i++) {
+        pair = &o->via.array.ptr[i];
+
+        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2) {
+            return FC_ESCHEMA;
+        }
+
+        rc = fc_get_str(&pair->via.array.ptr[0], payload, len, &h[i].name);
+        if (rc != FC_OK) {
+            return rc;
+        }
+
+        rc = fc_get_str(&pair->via.array.ptr[1], payload, len, &h[i].value);
+        if (rc != FC_OK) {
+            return rc;
+        }
+    }
+
+    r->headers = h;
+    r->nheaders = n;
+
+    return FC_OK;
+}
+
+
+/*
  * fc_response_decode()'s checks in the same order (fc_decode_fields(): a
  * known key at most once, unknown ones skipped, status required), with the
- * keys told apart by fc_response_key() instead of a strlen() per name.
+ * keys told apart by fc_response_key() instead of a strlen() per name,
+ * and the headers checked as they are copied (fc_zone_headers()).
  */
 int
 fc_response_decode_zone(const uint8_t *payload, size_t len,
@@ -1424,7 +1489,7 @@ fc_response_decode_zone(const uint8_t *payload, size_t len,
     unsigned               seen;
     fc_response_t          r;
     msgpack_object         root;
-    const msgpack_object  *v, *headers;
+    const msgpack_object  *v;
     msgpack_unpack_return  ret;
 
     if (len > FC_MAX_META_PAYLOAD) {
@@ -1450,7 +1515,6 @@ fc_response_decode_zone(const uint8_t *payload, size_t len,
     }
 
     memset(&r, 0, sizeof(fc_response_t));
-    headers = NULL;
     seen = 0;
 
     for (i = 0; i < root.via.map.size; i++) {
@@ -1468,8 +1532,7 @@ fc_response_decode_zone(const uint8_t *payload, size_t len,
         v = &root.via.map.ptr[i].val;
 
         if (key == FC_RESP_HEADERS) {
-            rc = fc_check_headers(v, payload, len);
-            headers = v;
+            rc = fc_zone_headers(v, payload, len, alloc, alloc_ctx, &r);
 
         } else {
             rc = fc_response_field(key, v, payload, len, &r);
@@ -1485,11 +1548,7 @@ fc_response_decode_zone(const uint8_t *payload, size_t len,
         goto done;
     }
 
-    rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
-                         &r.headers, &r.nheaders);
-    if (rc == FC_OK) {
-        *resp = r;
-    }
+    *resp = r;
 
 done:
 

@@ -192,7 +192,8 @@ typedef struct fc_zone_s fc_zone_t;
 fc_zone_t *fc_zone_create(void);
 void fc_zone_destroy(fc_zone_t *z);
 
-/* fc_response_decode() with the caller's zone (cleared before returning). */
+/* fc_response_decode() with the caller's zone (cleared before returning);
+ * alloc may have been called when it fails. */
 int fc_response_decode_zone(const uint8_t *payload, size_t len,
     fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx, fc_zone_t *z);
 
