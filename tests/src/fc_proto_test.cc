@@ -1054,12 +1054,13 @@ size_t StringsLen(const fc_request_t &r) {
 TEST(RequestSpan, SameBytesAsTheEncoderWithinTheSummedBound) {
   const fc_request_keys_t keys = PackedKeys();
   EXPECT_EQ(keys.end[FC_REQUEST_NKEYS - 1], FC_REQUEST_KEYS_SIZE);
-  for (size_t len : {0u, 1u, 7u, 8u, 9u, 31u, 32u, 255u, 256u, 65535u, 65536u}) {
+  for (size_t len : {0u, 1u, 7u, 8u, 9u, 31u, 32u, 255u, 256u, 65535u}) {
     for (int64_t cl : std::vector<int64_t>{-1, 0, 127, 128, 65536, 4294967296LL, INT64_MAX}) {
       std::string big(len, 'v');
       std::vector<fc_header_t> headers(len % 20, {S("n"), S(std::string_view(big).substr(0, len / 64))});
       fc_request_t in = SampleRequest(headers);
-      in.uri = S(big);
+      // within FC_MAX_META_PAYLOAD with the rest: str8 and str16 forms
+      in.uri = S(std::string_view(big).substr(0, std::min<size_t>(len, 40000)));
       in.content_length = cl;
       in.deadline_ms = static_cast<uint64_t>(cl < 0 ? 0 : cl) * 3;
       Bytes want = EncodeRequest(in);
