@@ -58,6 +58,11 @@ ngx_http_fc_body_output_filter(void *data, ngx_chain_t *in)
 
         ctx->request_sent = 1;
 
+        if (ctx->request_ends) {
+            /* create_request put the stream's end in the frame's buffer */
+            ctx->output_closed = 1;
+        }
+
         *ll = ctx->in;
         ll = &ctx->in->next;
 

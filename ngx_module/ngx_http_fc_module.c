@@ -51,6 +51,7 @@ static ngx_int_t ngx_http_fc_instance_variable(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_fc_add_variables(ngx_conf_t *cf);
 static void *ngx_http_fc_create_main_conf(ngx_conf_t *cf);
+static void ngx_http_fc_zone_cleanup(void *data);
 static void *ngx_http_fc_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_fc_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -328,9 +329,12 @@ ngx_http_fc_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* a name from a variable is the client's: checked before it goes anywhere */
+    /*
+     * A name from a variable is the client's: checked before it goes
+     * anywhere; a literal one was checked when the configuration was read.
+     */
 
-    if (!ngx_http_fc_valid_name(&ctx->function)) {
+    if (flcf->function->lengths && !ngx_http_fc_valid_name(&ctx->function)) {
 
         if (ngx_http_fc_escape(r->pool, &ctx->function,
                                NGX_HTTP_FC_MAX_SHOWN_VALUE, &shown)
@@ -933,6 +937,7 @@ ngx_http_fc_add_variables(ngx_conf_t *cf)
 static void *
 ngx_http_fc_create_main_conf(ngx_conf_t *cf)
 {
+    ngx_pool_cleanup_t       *cln;
     ngx_http_fc_main_conf_t  *fmcf;
 
     fmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_fc_main_conf_t));
@@ -956,7 +961,34 @@ ngx_http_fc_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    /*
+     * One zone for the cycle: a worker decodes one message at a time and
+     * clears it after each (each worker has its own copy after the fork).
+     */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    fmcf->zone = fc_zone_create();
+    if (fmcf->zone == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_fc_zone_cleanup;
+    cln->data = fmcf->zone;
+
+    fc_request_keys_init(&fmcf->request_keys);
+
     return fmcf;
+}
+
+
+static void
+ngx_http_fc_zone_cleanup(void *data)
+{
+    fc_zone_destroy(data);
 }
 
 

@@ -76,6 +76,12 @@ typedef struct {
 
     ngx_int_t                      keepalive;        /* fc_keepalive */
     ngx_array_t                    keepalive_pools;  /* of pool pointers */
+
+    /* the RESPONSE decoder's msgpack zone, cleared after each message */
+    fc_zone_t                     *zone;
+
+    /* the REQUEST's keys, packed once */
+    fc_request_keys_t              request_keys;
 } ngx_http_fc_main_conf_t;
 
 
@@ -131,6 +137,8 @@ typedef struct {
     uint16_t                   frame_flags;
 
     unsigned                   request_sent:1;
+    unsigned                   request_ends:1;  /* the frame's buffer holds
+                                                   the empty last DATA */
     unsigned                   output_closed:1;
     unsigned                   output_blocked:1;
     unsigned                   response:1;

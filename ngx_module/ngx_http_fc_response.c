@@ -185,15 +185,19 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
     u_char *payload, size_t len)
 {
     u_char                         *p;
-    size_t                          i, k;
+    size_t                          i;
     ngx_int_t                       rc;
     ngx_str_t                       name, value, message;
     fc_response_t                   resp;
     ngx_http_upstream_t            *u;
+    ngx_http_fc_main_conf_t        *fmcf;
 
     u = r->upstream;
 
-    rc = fc_response_decode(payload, len, &resp, ngx_http_fc_alloc, r->pool);
+    fmcf = ngx_http_get_module_main_conf(r, ngx_http_fc_module);
+
+    rc = fc_response_decode_zone(payload, len, &resp, ngx_http_fc_alloc,
+                                 r->pool, fmcf->zone);
 
     if (rc != FC_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -221,41 +225,15 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
         value.data = (u_char *) resp.headers[i].value.data;
         value.len = resp.headers[i].value.len;
 
-        if (name.len == 0) {
-            goto invalid;
-        }
-
-        /* the common bytes take one comparison each */
-
-        for (k = 0; k < name.len; k++) {
-            if (name.data[k] <= ':'
-                && (name.data[k] <= ' ' || name.data[k] == ':'))
-            {
-                goto invalid;
-            }
-
-            if (name.data[k] == 0x7f) {
-                goto invalid;
-            }
-        }
-
-        for (k = 0; k < value.len; k++) {
-            if (value.data[k] <= CR
-                && (value.data[k] == '\0' || value.data[k] == CR
-                    || value.data[k] == LF))
-            {
-                goto invalid;
-            }
-        }
-
         rc = ngx_http_fc_add_header(r, &name, &value);
-        if (rc != NGX_OK) {
+
+        if (rc == NGX_OK) {
+            continue;
+        }
+
+        if (rc != NGX_DECLINED) {
             return rc;
         }
-
-        continue;
-
-    invalid:
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "runner sent invalid header \"%*s: %*s\" in RESPONSE",
@@ -500,19 +478,72 @@ ngx_http_fc_error_body(ngx_http_request_t *r, ngx_str_t *request_id,
 
 
 /*
+ * A byte of a header name as nginx keeps it in lowcase_key, or 0 for one a
+ * name cannot hold (controls, space, ':', DEL): the check and the lowercase
+ * are one lookup, as in nginx's own header parser.
+ */
+
+static const u_char  ngx_http_fc_name_lowcase[256] = {
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27,
+    0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f,
+    0x30, 0x31, 0x32, 0x33, 0x34, 0x35, 0x36, 0x37,
+    0x38, 0x39, 0x00, 0x3b, 0x3c, 0x3d, 0x3e, 0x3f,
+    0x40, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67,
+    0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
+    0x78, 0x79, 0x7a, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f,
+    0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67,
+    0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e, 0x6f,
+    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77,
+    0x78, 0x79, 0x7a, 0x7b, 0x7c, 0x7d, 0x7e, 0x00,
+    0x80, 0x81, 0x82, 0x83, 0x84, 0x85, 0x86, 0x87,
+    0x88, 0x89, 0x8a, 0x8b, 0x8c, 0x8d, 0x8e, 0x8f,
+    0x90, 0x91, 0x92, 0x93, 0x94, 0x95, 0x96, 0x97,
+    0x98, 0x99, 0x9a, 0x9b, 0x9c, 0x9d, 0x9e, 0x9f,
+    0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7,
+    0xa8, 0xa9, 0xaa, 0xab, 0xac, 0xad, 0xae, 0xaf,
+    0xb0, 0xb1, 0xb2, 0xb3, 0xb4, 0xb5, 0xb6, 0xb7,
+    0xb8, 0xb9, 0xba, 0xbb, 0xbc, 0xbd, 0xbe, 0xbf,
+    0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7,
+    0xc8, 0xc9, 0xca, 0xcb, 0xcc, 0xcd, 0xce, 0xcf,
+    0xd0, 0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7,
+    0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde, 0xdf,
+    0xe0, 0xe1, 0xe2, 0xe3, 0xe4, 0xe5, 0xe6, 0xe7,
+    0xe8, 0xe9, 0xea, 0xeb, 0xec, 0xed, 0xee, 0xef,
+    0xf0, 0xf1, 0xf2, 0xf3, 0xf4, 0xf5, 0xf6, 0xf7,
+    0xf8, 0xf9, 0xfa, 0xfb, 0xfc, 0xfd, 0xfe, 0xff
+};
+
+/* a value holds any byte but NUL, CR and LF */
+#define ngx_http_fc_bad_value_char(c)                                        \
+    ((c) <= CR && ((c) == '\0' || (c) == CR || (c) == LF))
+
+
+/*
  * A response header line: copied out of u->buffer (NUL-terminated, as
- * nginx's header handlers expect) and handed to the upstream's header
- * handlers, so Content-Length, Location, Set-Cookie, fc_hide_header and
- * fc_pass_header work as with proxy_pass.
+ * nginx's header handlers expect), checked, lowercased and hashed in the
+ * same pass as the copy, and handed to the upstream's header handlers, so
+ * Content-Length, Location, Set-Cookie, fc_hide_header and fc_pass_header
+ * work as with proxy_pass.  NGX_DECLINED: a name or value HTTP cannot carry.
  */
 
 static ngx_int_t
 ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
     ngx_str_t *value)
 {
+    u_char                         *src, *dst, *low, *last, c;
+    ngx_uint_t                      hash;
     ngx_table_elt_t                *h;
     ngx_http_upstream_header_t     *hh;
     ngx_http_upstream_main_conf_t  *umcf;
+
+    if (name->len == 0) {
+        return NGX_DECLINED;
+    }
 
     umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
 
@@ -521,26 +552,61 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
         return NGX_ERROR;
     }
 
+    h->hash = 0;
     h->key.len = name->len;
     h->value.len = value->len;
 
     h->key.data = ngx_pnalloc(r->pool,
                               name->len + 1 + value->len + 1 + name->len);
     if (h->key.data == NULL) {
-        h->hash = 0;
         return NGX_ERROR;
     }
 
     h->value.data = h->key.data + name->len + 1;
     h->lowcase_key = h->key.data + name->len + 1 + value->len + 1;
 
-    ngx_memcpy(h->key.data, name->data, name->len);
-    h->key.data[name->len] = '\0';
-    ngx_memcpy(h->value.data, value->data, value->len);
-    h->value.data[value->len] = '\0';
+    /* the name: copied, checked, lowercased and hashed in one pass */
 
-    /* lowercase and hash in one pass */
-    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
+    hash = 0;
+    src = name->data;
+    last = src + name->len;
+    dst = h->key.data;
+    low = h->lowcase_key;
+
+    while (src < last) {
+        c = *src++;
+        *dst++ = c;
+
+        c = ngx_http_fc_name_lowcase[c];
+        if (c == 0) {
+            return NGX_DECLINED;
+        }
+
+        hash = ngx_hash(hash, c);
+        *low++ = c;
+    }
+
+    *dst = '\0';
+
+    /* the value: copied and checked in one pass */
+
+    src = value->data;
+    last = src + value->len;
+    dst = h->value.data;
+
+    while (src < last) {
+        c = *src++;
+
+        if (ngx_http_fc_bad_value_char(c)) {
+            return NGX_DECLINED;
+        }
+
+        *dst++ = c;
+    }
+
+    *dst = '\0';
+
+    h->hash = hash;
 
     hh = ngx_hash_find(&umcf->headers_in_hash, h->hash,
                        h->lowcase_key, h->key.len);

@@ -43,7 +43,8 @@ ngx_http_fc_upgrade_requested(ngx_http_request_t *r, int64_t content_length)
 
     if (r->http_version != NGX_HTTP_VERSION_11
         || r->method == NGX_HTTP_HEAD
-        || content_length != 0)
+        || content_length != 0
+        || r->headers_in.upgrade == NULL)     /* nginx's own note of one */
     {
         return 0;
     }

@@ -180,6 +180,56 @@ int fc_response_decode(const uint8_t *payload, size_t len,
     fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx);
 int fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err);
 
+/* ---- the nginx module's entry points (issue 11) ---------------------- */
+
+/*
+ * A decoder's zone kept by the caller from message to message (one per
+ * worker in nginx) and cleared after each, instead of created and freed per
+ * message.  NULL when out of memory.
+ */
+typedef struct fc_zone_s fc_zone_t;
+
+fc_zone_t *fc_zone_create(void);
+void fc_zone_destroy(fc_zone_t *z);
+
+/* fc_response_decode() with the caller's zone (cleared before returning);
+ * alloc may have been called when it fails. */
+int fc_response_decode_zone(const uint8_t *payload, size_t len,
+    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx, fc_zone_t *z);
+
+/*
+ * An upper bound of a REQUEST payload from what the caller sums while it
+ * fills fc_request_t: the lengths of all its strings (header names and
+ * values included) and the number of headers.  SIZE_MAX when over limits.
+ */
+size_t fc_request_size_bound_sum(size_t strings_len, size_t nheaders);
+
+/* The REQUEST's 12 keys as msgpack-c packs them: a fixstr byte each. */
+#define FC_REQUEST_NKEYS  12
+#define FC_REQUEST_KEYS_SIZE                                                  \
+    (sizeof("function") + sizeof("method") + sizeof("uri")                    \
+     + sizeof("version") + sizeof("headers") + sizeof("remote_addr")          \
+     + sizeof("remote_port") + sizeof("scheme") + sizeof("host")              \
+     + sizeof("request_id") + sizeof("content_length")                        \
+     + sizeof("deadline_ms"))
+
+typedef struct {
+    uint8_t   bytes[FC_REQUEST_KEYS_SIZE];
+    uint16_t  end[FC_REQUEST_NKEYS];     /* where each key's bytes end */
+} fc_request_keys_t;
+
+/* Packs the keys once, with msgpack-c, for fc_request_encode_span(). */
+void fc_request_keys_init(fc_request_keys_t *keys);
+
+/*
+ * The same bytes as fc_request_encode(), written by a packer that only
+ * copies, the keys copied from `keys`.  FC_ENOSPACE when the payload does
+ * not fit in min(cap, FC_MAX_META_PAYLOAD) bytes.
+ */
+int fc_request_encode_span(const fc_request_t *req,
+    const fc_request_keys_t *keys, uint8_t *buf, size_t cap,
+    size_t *written);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1033,4 +1033,155 @@ TEST(Malformed, TightlyNestedValidMsgpackIsAccepted) {
   EXPECT_EQ(DecodeResponse(empties, &out, &arena), FC_OK);
 }
 
+// ---- the nginx module's entry points (issue 11) ----------------------------
+
+fc_request_keys_t PackedKeys() {
+  fc_request_keys_t keys;
+  std::memset(&keys, 0xee, sizeof(keys));
+  fc_request_keys_init(&keys);
+  return keys;
+}
+
+size_t StringsLen(const fc_request_t &r) {
+  size_t n = r.function.len + r.method.len + r.uri.len + r.version.len + r.remote_addr.len +
+             r.scheme.len + r.host.len + r.request_id.len;
+  for (size_t i = 0; i < r.nheaders; i++) n += r.headers[i].name.len + r.headers[i].value.len;
+  return n;
+}
+
+// The span encoder writes fc_request_encode()'s bytes, within the bound
+// summed from the lengths, at every size boundary of str and int.
+TEST(RequestSpan, SameBytesAsTheEncoderWithinTheSummedBound) {
+  const fc_request_keys_t keys = PackedKeys();
+  EXPECT_EQ(keys.end[FC_REQUEST_NKEYS - 1], FC_REQUEST_KEYS_SIZE);
+  for (size_t len : {0u, 1u, 7u, 8u, 9u, 31u, 32u, 255u, 256u, 65535u}) {
+    for (int64_t cl : std::vector<int64_t>{-1, 0, 127, 128, 65536, 4294967296LL, INT64_MAX}) {
+      std::string big(len, 'v');
+      std::vector<fc_header_t> headers(len % 20, {S("n"), S(std::string_view(big).substr(0, len / 64))});
+      fc_request_t in = SampleRequest(headers);
+      // within FC_MAX_META_PAYLOAD with the rest: str8 and str16 forms
+      in.uri = S(std::string_view(big).substr(0, std::min<size_t>(len, 40000)));
+      in.content_length = cl;
+      in.deadline_ms = static_cast<uint64_t>(cl < 0 ? 0 : cl) * 3;
+      Bytes want = EncodeRequest(in);
+
+      size_t bound = fc_request_size_bound_sum(StringsLen(in), in.nheaders);
+      ASSERT_GE(bound, want.size()) << len;
+      Bytes buf(bound);
+      size_t n = 0;
+      ASSERT_EQ(fc_request_encode_span(&in, &keys, buf.data(), buf.size(), &n), FC_OK) << len;
+      buf.resize(n);
+      EXPECT_EQ(buf, want) << "len " << len << " content_length " << cl;
+    }
+  }
+}
+
+// One byte short of the payload is FC_ENOSPACE, never a write past cap; and
+// no payload over FC_MAX_META_PAYLOAD is written whatever cap says.
+TEST(RequestSpan, ShortBufferAndOverLimitAreNoSpace) {
+  const fc_request_keys_t keys = PackedKeys();
+  auto headers = SampleHeaders();
+  fc_request_t in = SampleRequest(headers);
+  Bytes want = EncodeRequest(in);
+  Bytes buf(want.size() + 16, 0xee);
+  size_t n = 0;
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, buf.data(), want.size() - 1, &n), FC_ENOSPACE);
+  for (size_t i = want.size() - 1; i < buf.size(); i++) EXPECT_EQ(buf[i], 0xee) << i;
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, buf.data(), want.size(), &n), FC_OK);
+  EXPECT_EQ(n, want.size());
+
+  std::string huge(FC_MAX_META_PAYLOAD, 'u');
+  in.uri = S(huge);
+  Bytes big(FC_MAX_META_PAYLOAD * 2);
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, big.data(), big.size(), &n), FC_ENOSPACE);
+
+  std::vector<fc_header_t> many(FC_MAX_HEADERS + 1, {S("a"), S("b")});
+  in = SampleRequest(many);
+  EXPECT_EQ(fc_request_encode_span(&in, &keys, big.data(), big.size(), &n), FC_ETOOMANY);
+  EXPECT_EQ(fc_request_size_bound_sum(0, FC_MAX_HEADERS + 1), SIZE_MAX);
+}
+
+// The zone decoder gives what fc_response_decode() gives, message after
+// message on one zone, bad ones included, and the zone is reusable after each.
+TEST(ResponseZone, SameResultAsTheDecoderOnAKeptZone) {
+  std::unique_ptr<fc_zone_t, void (*)(fc_zone_t *)> zone(fc_zone_create(), fc_zone_destroy);
+  ASSERT_NE(zone, nullptr);
+  std::vector<fc_header_t> many(FC_MAX_HEADERS, {S("name"), S("value")});
+  auto headers = SampleHeaders();
+  for (int round = 0; round < 3; round++) {
+    for (const auto *hs : {&headers, &many}) {
+      fc_response_t in{};
+      in.status = 201;
+      in.headers = const_cast<fc_header_t *>(hs->data());
+      in.nheaders = hs->size();
+      in.cold_start = round & 1;
+      in.instance = S("fn-1");
+      Bytes payload = EncodeResponse(in);
+      Arena arena;
+      fc_response_t out{};
+      ASSERT_EQ(fc_response_decode_zone(payload.data(), payload.size(), &out, Arena::Alloc, &arena,
+                                        zone.get()),
+                FC_OK);
+      EXPECT_EQ(out.status, 201u);
+      EXPECT_EQ(out.cold_start, round & 1);
+      EXPECT_EQ(V(out.instance), "fn-1");
+      ExpectSameHeaders(out.headers, out.nheaders, *hs);
+    }
+    Arena arena;
+    fc_response_t out{};
+    Bytes no_status = {0x81, 0xa1, 'x', 0x01};
+    EXPECT_EQ(fc_response_decode_zone(no_status.data(), no_status.size(), &out, Arena::Alloc, &arena,
+                                      zone.get()),
+              DecodeResponse(no_status, &out, &arena));
+    Bytes truncated = {0x82, 0xa6, 's', 't', 'a', 't', 'u', 's'};
+    EXPECT_EQ(fc_response_decode_zone(truncated.data(), truncated.size(), &out, Arena::Alloc,
+                                      &arena, zone.get()),
+              FC_EMSGPACK);
+    Bytes not_map = {0x91, 0x01};
+    EXPECT_EQ(fc_response_decode_zone(not_map.data(), not_map.size(), &out, Arena::Alloc, &arena,
+                                      zone.get()),
+              FC_ESCHEMA);
+  }
+}
+
+// The zone decoder's own key walk refuses and accepts what fc_decode_fields
+// does: a known key twice, a wrong type, a missing status, unknown and
+// non-string keys skipped, bin keys and a status of 100..999 only.
+TEST(ResponseZone, SameVerdictAsTheDecoderOnEveryKeyCase) {
+  std::unique_ptr<fc_zone_t, void (*)(fc_zone_t *)> zone(fc_zone_create(), fc_zone_destroy);
+  ASSERT_NE(zone, nullptr);
+  std::vector<Bytes> cases;
+  cases.push_back(Mp().Map(2).Str("status").Uint(200).Str("status").Uint(201).bytes());
+  cases.push_back(Mp().Map(2).Str("instance").Str("a").Str("instance").Str("b").Str("x").bytes());
+  cases.push_back(Mp().Map(1).Str("status").Str("200").bytes());
+  cases.push_back(Mp().Map(1).Str("status").Uint(99).bytes());
+  cases.push_back(Mp().Map(1).Str("status").Uint(1000).bytes());
+  cases.push_back(Mp().Map(1).Str("instance").Str("i").bytes());
+  cases.push_back(Mp().Map(3).Uint(7).Str("x").Str("statu").Uint(1).Str("status").Uint(204).bytes());
+  cases.push_back(Mp().Map(2).Bin("status").Uint(202).Bin("cold_start").Bool(true).bytes());
+  cases.push_back(Mp().Map(2).Str("status").Uint(200).Str("cold_start").Uint(1).bytes());
+  cases.push_back(Mp().Map(2).Str("status").Uint(200).Str("headers").Map(0).bytes());
+  cases.push_back(Mp().Map(2).Str("status").Uint(200).Str("headers").Array(1).Array(1).Str("a").bytes());
+  cases.push_back(Mp().Map(2).Str("headers").Array(1).Header("a", "b").Str("status").Uint(200).bytes());
+  cases.push_back(Mp().Map(2).Str("status").Uint(200).Str("instance").Uint(3).bytes());
+  cases.push_back(Mp().Map(2).Str("Status").Uint(200).Str("status").Uint(203).bytes());
+  for (size_t c = 0; c < cases.size(); c++) {
+    Arena a1, a2;
+    fc_response_t want{}, got{};
+    int want_rc = DecodeResponse(cases[c], &want, &a1);
+    int got_rc = fc_response_decode_zone(cases[c].data(), cases[c].size(), &got, Arena::Alloc, &a2,
+                                         zone.get());
+    ASSERT_EQ(got_rc, want_rc) << "case " << c;
+    if (want_rc != FC_OK) continue;
+    EXPECT_EQ(got.status, want.status) << c;
+    EXPECT_EQ(got.cold_start, want.cold_start) << c;
+    EXPECT_EQ(V(got.instance), V(want.instance)) << c;
+    ASSERT_EQ(got.nheaders, want.nheaders) << c;
+    for (size_t h = 0; h < got.nheaders; h++) {
+      EXPECT_EQ(V(got.headers[h].name), V(want.headers[h].name)) << c;
+      EXPECT_EQ(V(got.headers[h].value), V(want.headers[h].value)) << c;
+    }
+  }
+}
+
 }  // namespace
