@@ -7,6 +7,7 @@
 #               the nodejs runtime running node/index.js (FC http handler), one instance
 # and the cold start: request to first byte for a cold nodejs function through
 # fc against `node -e "require('./index')"` of the same code, medians.
+# FC_RUNNER=path runs another fc-runner build (a baseline).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -37,7 +38,7 @@ for i in $(seq 0 $((cold_runs - 1))); do
     interpreter: $node
 YAML
 done
-setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+setsid "${FC_RUNNER:-$root/build/fc-runner}" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 
 {
   nginx_conf_head "$work" "worker_processes 1;" "$root/build/ngx_http_fc_module.so"

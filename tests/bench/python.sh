@@ -8,7 +8,8 @@
 #   uwsgi     nginx -> uwsgi_pass -> uWSGI (Debian plugin python3, 1 process, 1 thread)
 #   gunicorn  nginx -> proxy_pass -> gunicorn (1 sync worker)
 # then the cold start of a python3 event function against the bare
-# `python3 -c 'import index'` of the same code.
+# `python3 -c 'import index'` of the same code.  FC_RUNNER=path runs another
+# fc-runner build (a baseline).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -47,7 +48,7 @@ for i in $(seq 0 $((cold_runs - 1))); do
     handler: index.handler
 YAML
 done
-setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+setsid "${FC_RUNNER:-$root/build/fc-runner}" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 runner_pid=$!
 setsid /usr/bin/uwsgi --plugin python3 --socket "127.0.0.1:$uwsgi_port" --chdir "$code" --wsgi-file hello.py \
   --callable app --processes 1 --threads 1 --disable-logging --listen 1024 >"$work/uwsgi.log" 2>&1 & pids+=($!)
