@@ -2,6 +2,7 @@
 
 #include <spdlog/fmt/fmt.h>
 
+#include <charconv>
 #include <cmath>
 
 namespace fc {
@@ -152,9 +153,12 @@ std::string build_request_head(const InstanceCall& call, std::string_view functi
   switch (call.framing) {
     case BodyFraming::kNone:
       break;
-    case BodyFraming::kContentLength:
-      add(out, "Content-Length", fmt::format("{}", call.content_length));
+    case BodyFraming::kContentLength: {
+      char digits[24];
+      const char* end = std::to_chars(digits, digits + sizeof digits, call.content_length).ptr;
+      add(out, "Content-Length", std::string_view(digits, static_cast<size_t>(end - digits)));
       break;
+    }
     case BodyFraming::kChunked:
       add(out, "Transfer-Encoding", "chunked");
       break;

@@ -50,6 +50,7 @@ InstanceConnection::~InstanceConnection() = default;
 
 void InstanceConnection::close() {
   stop_timers();
+  held_head_.reset();
   if (!tcp_) return;
   closing_ = true;
   Instance* owner = &owner_;
@@ -57,6 +58,7 @@ void InstanceConnection::close() {
 }
 
 void InstanceConnection::stop_timers() {
+  disarm(head_timer_);
   disarm(response_timer_);
   disarm(discard_timer_);
   disarm(verdict_timer_);
@@ -92,10 +94,7 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
   if (connected_ && tcp_) tcp_->read_resume();
   http_parser_init(&parser_, HTTP_RESPONSE);
   parser_.data = this;
-  field_.clear();
-  value_.clear();
-  in_value_ = false;
-  headers_.clear();
+  reset_head();
   head_done_ = false;
   interim_ = false;
   message_done_ = false;
@@ -106,13 +105,33 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
               Instance::Outcome::kRefused);
     return;
   }
-  if (closing_ || !tcp_) rc = UV_ECONNRESET;
-  if (rc == 0) {
-    auto req = std::make_unique<WriteReq>();
-    req->copy(std::move(head));
-    rc = tcp_->write(std::move(req));
+  if (closing_ || !tcp_) {
+    fail_soon(crashed(fmt::format("cannot send to the instance: {}", uv_strerror(UV_ECONNRESET))),
+              Instance::Outcome::kFailed);
+    return;
+  }
+  held_head_ = std::make_unique<WriteReq>();
+  held_head_->copy(std::move(head));
+  if (framing == BodyFraming::kNone) {
+    flush_head();
+    return;
+  }
+  // A body follows, usually within this same callback (nginx sends the
+  // REQUEST frame and the first DATA together): the head waits for it, so
+  // head and body leave in one write (one system call here, one read in the
+  // instance).  The timer sends the head alone if no body comes this tick.
+  arm(head_timer_, loop_, 0, [this] { flush_head(); });
+}
+
+void InstanceConnection::flush_head() {
+  if (!held_head_) return;
+  disarm(head_timer_);
+  int rc = UV_ECONNRESET;
+  if (tcp_ && !closing_) {
+    rc = tcp_->write(std::move(held_head_));
     if (rc == 0 && acks_at_once_) tcp_->quickack();
   }
+  held_head_.reset();
   if (rc != 0) {
     fail_soon(crashed(fmt::format("cannot send to the instance: {}", uv_strerror(rc))), Instance::Outcome::kFailed);
   }
@@ -127,12 +146,22 @@ void InstanceConnection::fail_soon(GatewayError&& error, Instance::Outcome outco
 
 void InstanceConnection::write_body(const ChunkRef& chunk, const char* data, size_t len) {
   if (len == 0 || !tcp_ || tcp_->closing()) return;
+  if (held_head_) {
+    // The first body bytes join the head in its write.
+    append_body(*held_head_, chunk, data, len);
+    flush_head();
+    return;
+  }
   auto req = std::make_unique<WriteReq>();
-  if (framing_ == BodyFraming::kChunked) req->copy(fmt::format("{:x}\r\n", len));
-  req->ref(data, len);
-  req->hold(chunk);
-  if (framing_ == BodyFraming::kChunked) req->copy(std::string_view("\r\n"));
+  append_body(*req, chunk, data, len);
   tcp_->write(std::move(req));  // a failure surfaces as a write/read error
+}
+
+void InstanceConnection::append_body(WriteReq& req, const ChunkRef& chunk, const char* data, size_t len) const {
+  if (framing_ == BodyFraming::kChunked) req.copy(fmt::format("{:x}\r\n", len));
+  req.ref(data, len);
+  req.hold(chunk);
+  if (framing_ == BodyFraming::kChunked) req.copy(std::string_view("\r\n"));
 }
 
 void InstanceConnection::end_body() {
@@ -144,10 +173,15 @@ void InstanceConnection::end_body() {
   }
   request_done_ = true;
   if (framing_ == BodyFraming::kChunked && tcp_ && !tcp_->closing()) {
-    auto req = std::make_unique<WriteReq>();
-    req->copy(std::string_view("0\r\n\r\n"));
-    tcp_->write(std::move(req));
+    if (held_head_) {
+      held_head_->copy(std::string_view("0\r\n\r\n"));  // an empty chunked body: one write
+    } else {
+      auto req = std::make_unique<WriteReq>();
+      req->copy(std::string_view("0\r\n\r\n"));
+      tcp_->write(std::move(req));
+    }
   }
+  flush_head();
   // From here on the time is the instance's: the whole request is its.
   if (response_timeout_ms_ > 0 && busy() && !head_done_) {
     arm(response_timer_, loop_, response_timeout_ms_, [this] { on_response_timeout(); });
@@ -201,6 +235,9 @@ void InstanceConnection::discard_rest(uint64_t limit_ms) {
     // The body will never be complete: end our side so the app reads EOF
     // and finishes (typically with an error it writes to nobody).
     disarm(response_timer_);
+    // A head still held never reaches the app, which then just reads EOF.
+    disarm(head_timer_);
+    held_head_.reset();
     tcp_->shutdown([](int) {});
     arm(discard_timer_, loop_, discard_limit_ms_, bound);
   } else if (head_done_) {
@@ -253,6 +290,7 @@ void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t
   size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   current_chunk_ = nullptr;
   if (!busy()) return;  // the sink failed or went away inside a callback
+  if (!head_done_ && !slices_.empty()) spill_head();  // the chunk is not ours after this
   if (tunnel_) {
     // What follows the 101 head is the new protocol's.
     if (parsed < len && sink_) sink_->on_response_body(chunk, data + parsed, len - parsed);
@@ -375,33 +413,65 @@ void InstanceConnection::fail(GatewayError&& error, Instance::Outcome outcome) {
 
 // ---- http_parser callbacks ------------------------------------------------------
 
+void InstanceConnection::reset_head() {
+  slices_.clear();
+  if (spill_.capacity() > kKeptSpillBytes) {
+    std::string().swap(spill_);
+  } else {
+    spill_.clear();
+  }
+}
+
+std::string_view InstanceConnection::view(const HeadPiece& piece) const {
+  return piece.owned ? std::string_view(spill_.data() + piece.offset, piece.len) : std::string_view(piece.at, piece.len);
+}
+
+// http_parser hands a name or value in one piece unless it spans reads; the
+// pieces of one read are contiguous in its chunk.
+void InstanceConnection::extend(HeadPiece& piece, const char* at, size_t len) {
+  if (piece.len == 0 && !piece.owned) {
+    piece.at = at;
+  } else if (piece.owned) {
+    spill_.append(at, len);  // the last spilled piece: it ends spill_
+  } else if (piece.at + piece.len != at) {
+    // Not contiguous (not seen from http_parser): own the piece.
+    auto offset = static_cast<uint32_t>(spill_.size());
+    spill_.append(piece.at, piece.len);
+    spill_.append(at, len);
+    piece = HeadPiece{nullptr, offset, piece.len, true};
+  }
+  piece.len += static_cast<uint32_t>(len);
+}
+
+void InstanceConnection::spill_head() {
+  for (auto& h : slices_) {
+    for (HeadPiece* piece : {&h.name, &h.value}) {
+      if (piece->owned || piece->len == 0) continue;
+      auto offset = static_cast<uint32_t>(spill_.size());
+      spill_.append(piece->at, piece->len);
+      *piece = HeadPiece{nullptr, offset, piece->len, true};
+    }
+  }
+}
+
 int InstanceConnection::on_header_field(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<InstanceConnection*>(p->data);
-  if (self->in_value_) {
-    self->headers_.emplace_back(std::move(self->field_), std::move(self->value_));
-    self->field_.clear();
-    self->value_.clear();
-    self->in_value_ = false;
-  }
-  self->field_.append(at, len);
+  if (self->slices_.empty() || self->slices_.back().in_value) self->slices_.emplace_back();
+  self->extend(self->slices_.back().name, at, len);
   return 0;
 }
 
 int InstanceConnection::on_header_value(http_parser* p, const char* at, size_t len) {
   auto* self = static_cast<InstanceConnection*>(p->data);
-  self->in_value_ = true;
-  self->value_.append(at, len);
+  if (self->slices_.empty()) return 0;  // http_parser calls on_header_field first
+  HeaderSlice& h = self->slices_.back();
+  h.in_value = true;
+  self->extend(h.value, at, len);
   return 0;
 }
 
 int InstanceConnection::on_headers_complete(http_parser* p) {
   auto* self = static_cast<InstanceConnection*>(p->data);
-  if (self->in_value_ || !self->field_.empty()) {
-    self->headers_.emplace_back(std::move(self->field_), std::move(self->value_));
-    self->field_.clear();
-    self->value_.clear();
-    self->in_value_ = false;
-  }
   int status = static_cast<int>(p->status_code);
   // http_parser's upgrade flag: the 101 names the protocol (Upgrade) and
   // says Connection: upgrade, as RFC 9110 requires.
@@ -418,7 +488,7 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
   if (status >= 100 && status < 200 && !switching) {
     // An interim response (100 Continue, 103 Early Hints): skip it.
     self->interim_ = true;
-    self->headers_.clear();
+    self->reset_head();
     return 1;
   }
   self->interim_ = false;
@@ -426,13 +496,14 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
   self->keep_alive_ = http_should_keep_alive(p) != 0 && !switching;
   self->tunnel_ = switching;
   HeaderList headers;
-  headers.reserve(self->headers_.size());
-  for (auto& h : self->headers_) {
+  headers.reserve(self->slices_.size());
+  for (const auto& h : self->slices_) {
+    std::string_view name = self->view(h.name);
     // a 101's Upgrade says which protocol was switched to: the client needs it
-    bool keep = !is_dropped_response_header(h.first) || (switching && iequals(h.first, "upgrade"));
-    if (keep) headers.push_back(std::move(h));
+    bool keep = !is_dropped_response_header(name) || (switching && iequals(name, "upgrade"));
+    if (keep) headers.emplace_back(name, self->view(h.value));
   }
-  self->headers_.clear();
+  self->reset_head();
   // The instance answered: the rest is streaming, at the client's pace.
   disarm(self->response_timer_);
   if (self->discarding_ && !(self->discard_timer_ && self->discard_timer_->active())) {

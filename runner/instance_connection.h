@@ -13,7 +13,10 @@
 
 #include <http_parser.h>
 
+#include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "deferred_delete.h"
 #include "http_head.h"
@@ -98,6 +101,9 @@ class InstanceConnection final : public DeferredDeletable {
   void release(Instance::Outcome outcome, bool reusable, const std::string& why);
   void fail(GatewayError&& error, Instance::Outcome outcome);
   void stop_timers();
+  // Writes the request head held by begin() (with any body bytes joined to it).
+  void flush_head();
+  void append_body(WriteReq& req, const ChunkRef& chunk, const char* data, size_t len) const;
 
   static const http_parser_settings& settings();
   void fail_soon(GatewayError&& error, Instance::Outcome outcome);
@@ -124,10 +130,30 @@ class InstanceConnection final : public DeferredDeletable {
   uint64_t discard_limit_ms_ = 0;
 
   http_parser parser_{};
-  std::string field_;
-  std::string value_;
-  bool in_value_ = false;
-  HeaderList headers_;
+  // The response head's header names and values as slices: into the read
+  // chunk being parsed, or, once a head spans reads, into spill_ (the
+  // chunk's bytes are copied there at the end of on_read).  Nothing is
+  // allocated per header until the kept ones become the sink's HeaderList.
+  struct HeadPiece {
+    const char* at = nullptr;  // in the current chunk, when !owned
+    uint32_t offset = 0;       // in spill_, when owned
+    uint32_t len = 0;
+    bool owned = false;
+  };
+  struct HeaderSlice {
+    HeadPiece name;
+    HeadPiece value;
+    bool in_value = false;
+  };
+  void extend(HeadPiece& piece, const char* at, size_t len);
+  std::string_view view(const HeadPiece& piece) const;
+  void spill_head();
+  void reset_head();
+  // spill_ is kept between responses up to this capacity (a head that spans
+  // reads is rare; a big one should not stay with the connection).
+  static constexpr size_t kKeptSpillBytes = 4096;
+  std::vector<HeaderSlice> slices_;
+  std::string spill_;
   bool head_done_ = false;
   bool interim_ = false;        // a 1xx response is being skipped
   bool upgrade_requested_ = false;
@@ -137,7 +163,9 @@ class InstanceConnection final : public DeferredDeletable {
   bool acks_at_once_ = false;  // the instance answers in pieces: no delayed ACKs
   const ChunkRef* current_chunk_ = nullptr;  // during on_read
   int connect_error_ = 0;
+  std::unique_ptr<WriteReq> held_head_;  // the request head, until its first body bytes
   HandlePtr<Timer> defer_;             // reports a failure found inside begin()
+  HandlePtr<Timer> head_timer_;        // sends a held head whose body did not follow
   HandlePtr<Timer> response_timer_;    // the function's timeout
   HandlePtr<Timer> discard_timer_;     // bounds discard_rest()
   HandlePtr<Timer> verdict_timer_;     // kExitVerdictMs after an early end

@@ -15,3 +15,53 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The running user's option for nginx: as root, workers stay root (they must
+# reach the runner's socket in the work dir).
+nginx_user=()
+[ "$(id -u)" = 0 ] && nginx_user=(-g "user root;")
+
+# nginx_conf_head DIR PROCESS_LINE [MODULE_SO]: the start of an nginx.conf
+# whose prefix, pid, error log and temp paths are all in DIR, up to and
+# including `http {` and `access_log off;`; the caller adds its upstreams and
+# servers and the closing brace.  PROCESS_LINE: "worker_processes 1;" or
+# "master_process off;" (one process, for callgrind).
+nginx_conf_head() {
+  local dir=$1 process=$2 module=${3:-}
+  mkdir -p "$dir/tmp"
+  [ -n "$module" ] && echo "load_module $module;"
+  cat <<CONF
+$process
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/tmp;
+  proxy_temp_path $dir/tmp;
+  uwsgi_temp_path $dir/tmp;
+CONF
+}
+
+# start_nginx DIR LOG [WRAPPER...]: nginx -p DIR -c DIR/nginx.conf in a
+# process group of its own (cleaned up at exit); $! is its pid.
+start_nginx() {
+  local dir=$1 log=$2
+  shift 2
+  setsid "$@" /usr/sbin/nginx -p "$dir/" -c "$dir/nginx.conf" "${nginx_user[@]}" >"$log" 2>&1 &
+  pids+=($!)
+}
+
+# wait_for URL [TRIES]: polls (0.1 s apart) until URL answers 2xx; on
+# failure prints the work dir's logs and exits.
+wait_for() {
+  local url=$1 tries=${2:-100}
+  for _ in $(seq "$tries"); do
+    curl -sf "$url" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "bench: $url does not answer"
+  tail -n 20 "$work"/*.log
+  exit 1
+}

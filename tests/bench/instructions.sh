@@ -8,6 +8,9 @@
 #   front nginx   /2hop (proxy_pass + upstream keepalive) against /fc (the
 #                 documented default `fc_runner unix:...;`, module keepalive)
 #                 and /fc-upstream (`upstream { keepalive }`)
+#                 and /fc-python (the python3 runtime's hello-world WSGI app,
+#                 one instance, instanceConcurrency 1: the runner's side of
+#                 the python rows, issue 7; no peer)
 #   middle hop    the middle nginx (2hop) against fc-runner (fc)
 # `instructions.sh [--profile DIR]` also keeps the callgrind files there.
 set -euo pipefail
@@ -17,6 +20,7 @@ source "$here/common.sh" insn
 profile_dir=
 [ "${1:-}" = --profile ] && profile_dir=$2 && mkdir -p "$profile_dir"
 requests=${BENCH_INSN_REQUESTS:-2000}
+runner_bin=${FC_RUNNER:-$root/build/fc-runner}   # FC_RUNNER=path: another build (a baseline)
 front=$(free_port); backend=$(free_port)
 # The runner's instance guard is exec'd natively (FC_RUNNER_GUARD_EXE: under
 # valgrind /proc/self/exe is the tool), so is the instance.
@@ -33,22 +37,20 @@ functions:
     customRuntimeConfig: { command: [$here/backend.sh] }
     instanceConcurrency: 100
     maxInstances: 1
+  python:
+    runtime: python3
+    codeUri: $here/python
+    handler: hello.app
+    maxInstances: 1
 YAML
-FC_RUNNER_GUARD_EXE=$root/build/fc-runner setsid "${cg[@]}" --callgrind-out-file="$work/cg.runner" \
-  "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+FC_RUNNER_GUARD_EXE=$runner_bin setsid "${cg[@]}" --callgrind-out-file="$work/cg.runner" \
+  "$runner_bin" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 runner_pid=$!
 
-mkdir -p "$work/middle/tmp"
-cat > "$work/middle/nginx.conf" <<CONF
-master_process off;
-daemon off;
-pid $work/middle/nginx.pid;
-error_log $work/middle/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/middle/tmp;
-  proxy_temp_path $work/middle/tmp;
+mkdir -p "$work/middle"
+{
+  nginx_conf_head "$work/middle" "master_process off;"
+  cat <<CONF
   upstream backend { server 127.0.0.1:$backend; keepalive 32; }
   server {
     listen unix:$work/middle.sock;
@@ -57,17 +59,10 @@ http {
   }
 }
 CONF
-cat > "$work/nginx.conf" <<CONF
-load_module $root/build/ngx_http_fc_module.so;
-master_process off;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp;
-  proxy_temp_path $work/tmp;
+} > "$work/middle/nginx.conf"
+{
+  nginx_conf_head "$work" "master_process off;" "$root/build/ngx_http_fc_module.so"
+  cat <<CONF
   upstream middle { server unix:$work/middle.sock; keepalive 32; }
   upstream runner { server unix:$work/fc.sock; keepalive 32; }
   server {
@@ -76,25 +71,17 @@ http {
     location = /2hop { proxy_pass http://middle; proxy_http_version 1.1; proxy_set_header Connection ""; }
     location = /fc { fc_runner unix:$work/fc.sock; fc_function trivial; }
     location = /fc-upstream { fc_runner runner; fc_function trivial; }
+    location = /fc-python { fc_runner runner; fc_function python; }
   }
 }
 CONF
-user=()
-[ "$(id -u)" = 0 ] && user=(-g "user root;")
-setsid "${cg[@]}" --callgrind-out-file="$work/cg.middle" \
-  /usr/sbin/nginx -p "$work/middle/" -c "$work/middle/nginx.conf" "${user[@]}" >"$work/middle.log" 2>&1 & pids+=($!)
+} > "$work/nginx.conf"
+start_nginx "$work/middle" "$work/middle.log" "${cg[@]}" --callgrind-out-file="$work/cg.middle"
 middle_pid=$!
-setsid "${cg[@]}" --callgrind-out-file="$work/cg.front" \
-  /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
+start_nginx "$work" "$work/nginx.log" "${cg[@]}" --callgrind-out-file="$work/cg.front"
 front_pid=$!
 
-for t in 2hop fc fc-upstream; do
-  for i in $(seq 300); do
-    curl -sf "http://127.0.0.1:$front/$t" >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-  curl -sf "http://127.0.0.1:$front/$t" >/dev/null || { echo "insn: /$t does not answer"; tail "$work"/*.log; exit 1; }
-done
+for t in 2hop fc fc-upstream fc-python; do wait_for "http://127.0.0.1:$front/$t" 300; done
 
 dumps=0
 # insn TARGET PEER_NAME PEER_PID: prints "TARGET front_per_request peer_per_request"
@@ -115,6 +102,7 @@ insn() {
   insn 2hop middle "$middle_pid"
   insn fc runner "$runner_pid"
   insn fc-upstream runner "$runner_pid"
+  insn fc-python runner "$runner_pid"
 } > "$work/insn.txt"
 python3 - "$work/insn.txt" "$requests" <<'PY'
 import sys

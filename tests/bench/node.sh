@@ -7,6 +7,7 @@
 #               the nodejs runtime running node/index.js (FC http handler), one instance
 # and the cold start: request to first byte for a cold nodejs function through
 # fc against `node -e "require('./index')"` of the same code, medians.
+# FC_RUNNER=path runs another fc-runner build (a baseline).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -37,19 +38,11 @@ for i in $(seq 0 $((cold_runs - 1))); do
     interpreter: $node
 YAML
 done
-setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+setsid "${FC_RUNNER:-$root/build/fc-runner}" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 
-cat > "$work/nginx.conf" <<CONF
-load_module $root/build/ngx_http_fc_module.so;
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp;
-  proxy_temp_path $work/tmp;
+{
+  nginx_conf_head "$work" "worker_processes 1;" "$root/build/ngx_http_fc_module.so"
+  cat <<CONF
   upstream plain { server 127.0.0.1:$plain; keepalive 32; }
   upstream runner { server unix:$work/fc.sock; keepalive 32; }
   server {
@@ -61,15 +54,11 @@ http {
   }
 }
 CONF
-user=()
-[ "$(id -u)" = 0 ] && user=(-g "user root;")
-setsid /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
+} > "$work/nginx.conf"
+start_nginx "$work" "$work/nginx.log"
 
 for t in node-plain node-fc; do
-  for i in $(seq 200); do
-    curl -sf "http://127.0.0.1:$front/$t" >/dev/null 2>&1 && break
-    sleep 0.05
-  done
+  wait_for "http://127.0.0.1:$front/$t" 200
   body=$(curl -sf "http://127.0.0.1:$front/$t") || { echo "bench: /$t does not answer"; cat "$work"/*.log; exit 1; }
   [ "$body" = hello ] || { echo "bench: /$t answered '$body'"; exit 1; }
 done

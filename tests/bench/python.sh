@@ -8,7 +8,8 @@
 #   uwsgi     nginx -> uwsgi_pass -> uWSGI (Debian plugin python3, 1 process, 1 thread)
 #   gunicorn  nginx -> proxy_pass -> gunicorn (1 sync worker)
 # then the cold start of a python3 event function against the bare
-# `python3 -c 'import index'` of the same code.
+# `python3 -c 'import index'` of the same code.  FC_RUNNER=path runs another
+# fc-runner build (a baseline).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -47,7 +48,7 @@ for i in $(seq 0 $((cold_runs - 1))); do
     handler: index.handler
 YAML
 done
-setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+setsid "${FC_RUNNER:-$root/build/fc-runner}" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 runner_pid=$!
 setsid /usr/bin/uwsgi --plugin python3 --socket "127.0.0.1:$uwsgi_port" --chdir "$code" --wsgi-file hello.py \
   --callable app --processes 1 --threads 1 --disable-logging --listen 1024 >"$work/uwsgi.log" 2>&1 & pids+=($!)
@@ -56,18 +57,9 @@ setsid /usr/bin/gunicorn --chdir "$code" -w 1 -k sync -b "127.0.0.1:$gunicorn_po
   hello:app >"$work/gunicorn.log" 2>&1 & pids+=($!)
 gunicorn_pid=$!
 
-cat > "$work/nginx.conf" <<CONF
-load_module $root/build/ngx_http_fc_module.so;
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp;
-  proxy_temp_path $work/tmp;
-  uwsgi_temp_path $work/tmp;
+{
+  nginx_conf_head "$work" "worker_processes 1;" "$root/build/ngx_http_fc_module.so"
+  cat <<CONF
   upstream runner { server unix:$work/fc.sock; keepalive 32; }
   server {
     listen 127.0.0.1:$front;
@@ -82,17 +74,13 @@ http {
   }
 }
 CONF
-user=()
-[ "$(id -u)" = 0 ] && user=(-g "user root;")
-setsid /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
+} > "$work/nginx.conf"
+start_nginx "$work" "$work/nginx.log"
 nginx_pid=$!
 
 targets=(fc-wsgi fc-wsgi-c4 fc-event uwsgi gunicorn)
 for t in "${targets[@]}"; do
-  for i in $(seq 100); do
-    curl -sf "http://127.0.0.1:$front/py/$t" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
+  wait_for "http://127.0.0.1:$front/py/$t"
   [ "$(curl -sf "http://127.0.0.1:$front/py/$t")" = hello ] || {
     echo "bench: /py/$t does not answer hello"; cat "$work"/*.log; exit 1; }
 done

@@ -188,6 +188,14 @@ class FcRequest extends http.IncomingMessage {
 // The response of an HTTP function: Node's ServerResponse plus FC's
 // setStatusCode / deleteHeader / send(Buffer | string | stream).
 class FcResponse extends http.ServerResponse {
+  constructor(req, options) {
+    super(req, options);
+    // No Date header: the front nginx replaces it with its own (the fc
+    // module hides an instance's Date, as proxy_pass does), so making it
+    // here, and parsing and relaying it in the runner, is work for nothing.
+    // A handler that sets Date itself still sends it.
+    this.sendDate = false;
+  }
   setStatusCode(code) {
     this.statusCode = code;
     return this;

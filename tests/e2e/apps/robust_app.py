@@ -5,6 +5,8 @@ Paths:
   /pid         answers {pid} at once
   /garbage     answers "ok" on a keep-alive connection, then, once the
                response is out, writes stray bytes on that idle connection
+  /dribble     answers "ok" with a head written 7 bytes at a time, 5 ms
+               apart (so the runner reads it in pieces), long headers included
 With FORK_SERVER=1 the process the runner spawned only waits while a child
 serves (like a bootstrap script or a pre-fork master); {leader} in the
 answers is that waiting parent.  With IGNORE_TERM=1 it ignores SIGTERM.
@@ -57,6 +59,15 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(b"ok")
             time.sleep(0.2)
             self.wfile.write(b"stray bytes after the response\r\n")
+            self.wfile.flush()
+        elif url.path == "/dribble":
+            head = (b"HTTP/1.1 200 OK\r\nX-Dribbled-Long-Header-Name: " + b"v" * 40 +
+                    b"\r\nX-Second: second value, longer than fifteen\r\nContent-Length: 2\r\n\r\n")
+            for i in range(0, len(head), 7):
+                self.wfile.write(head[i:i + 7])
+                self.wfile.flush()
+                time.sleep(0.005)
+            self.wfile.write(b"ok")
             self.wfile.flush()
         else:
             self.reply({"pid": PID, "leader": os.getppid()})
