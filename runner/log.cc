@@ -419,13 +419,14 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
   // One line, formatted straight into the batch; dropped (and counted)
   // when the batch has no room for it.
   void add(spdlog::level::level_enum level, LogClock::time_point time, std::string_view text) {
-    size_t before = pending_.size();
-    append_line(pending_, format_, level, time, text);
-    if (pending_.size() > kLogBufferBytes) {
-      pending_.resize(before);
-      dropped_++;
-      unreported_++;
-      return;
+    if (surely_fits(text.size())) {
+      append_line(pending_, format_, level, time, text);
+    } else {
+      // Near the bound: made aside first, so the batch never grows past it.
+      fmt::memory_buffer line;
+      append_line(line, format_, level, time, text);
+      if (pending_.size() + line.size() > kLogBufferBytes) return drop();
+      append(pending_, std::string_view(line.data(), line.size()));
     }
     if (!loop_) drain();
   }
@@ -439,6 +440,20 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
   void flush_() override { drain(); }
 
  private:
+  // A line of a message of `size` bytes fits in the batch whatever it
+  // holds: a JSON line carries the message's bytes at most twice (fields
+  // and msg), each escaped to at most 6 (\\u00XX); the time, level and
+  // field names stay within kLineOverhead.
+  bool surely_fits(size_t size) const {
+    constexpr size_t kLineOverhead = 512;
+    return size <= kMaxLogMessage && pending_.size() + 12 * size + kLineOverhead <= kLogBufferBytes;
+  }
+
+  void drop() {
+    dropped_++;
+    unreported_++;
+  }
+
   void on_prepare() {
     if (!pending_.empty() && !blocked_) drain();
   }
@@ -542,8 +557,9 @@ uint64_t log_lines_dropped() { return g_sink ? g_sink->dropped() : 0; }
 
 void log_line(spdlog::level::level_enum level, std::initializer_list<std::string_view> parts) {
   if (!spdlog::should_log(level)) return;
+  // Joined first (cheaper than escaping part by part into the batch).
   fmt::memory_buffer message;
-  for (std::string_view part : parts) message.append(part.data(), part.data() + part.size());
+  for (std::string_view part : parts) append(message, part);
   std::string_view text(message.data(), message.size());
   if (g_sink) {
     g_sink->add(level, LogClock::now(), text);
