@@ -18,6 +18,7 @@
 #include "function.h"
 #include "instance.h"
 #include "log.h"
+#include "fc_errors.h"
 #include "metrics.h"
 #include "bind.h"
 #include "runner.h"
@@ -498,6 +499,10 @@ std::string AdminServer::status_json() const {
 
 // ---- /metrics ------------------------------------------------------------------------------
 
+// The function label of requests that named no defined function: not a
+// valid function name, so it never meets a real one.
+constexpr std::string_view kUnknownFunctionLabel = "(unknown)";
+
 std::string AdminServer::metrics_text() const {
   Exposition out;
   const auto& functions = runner_.functions();
@@ -514,6 +519,9 @@ std::string AdminServer::metrics_text() const {
                    out.sample("fc_requests_total", {{"function", fname}, {"code", code}}, n);
                  }
                });
+  // Not a function's: requests for names no function has, all in one series.
+  out.sample("fc_requests_total", {{"function", kUnknownFunctionLabel}, {"code", FC_ERR_FUNCTION_NOT_FOUND}},
+             runner_.metrics().function_not_found);
   per_function("fc_request_duration_seconds", "histogram",
                "Time from the request's arrival at the runner to its end (queue wait included).",
                [&](std::string_view fname, const Function& fn) {

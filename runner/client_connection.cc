@@ -271,9 +271,11 @@ void ClientConnection::handle_request(bool end_stream) {
       error = {503, FC_ERR_RUNNER_UNAVAILABLE, "the runner is shutting down"};
       close_when_idle_ = true;
     } else if (!valid_name) {
+      runner_.metrics().function_not_found++;
       error = {404, FC_ERR_FUNCTION_NOT_FOUND,
                fmt::format("function '{}' is not defined: not a valid function name", printable(head.function))};
     } else {
+      runner_.metrics().function_not_found++;
       error = {404, FC_ERR_FUNCTION_NOT_FOUND, fmt::format("function '{}' is not defined", head.function)};
     }
     spdlog::warn("[{}] RequestId: {}: {} {}: {}", name_,

@@ -9,6 +9,7 @@
 #include "ids.h"
 #include "instance.h"
 #include "instance_connection.h"
+#include "log.h"
 
 namespace fc {
 
@@ -36,10 +37,11 @@ Exchange::Exchange(ClientConnection& client, Function& function, RequestHead&& h
     : client_(client),
       function_(function),
       head_(std::move(head)),
-      request_id_(head_.request_id.empty() ? new_request_id() : head_.request_id),
       request_ended_(request_ended),
       request_end_ms_(request_ended ? uv_now(function.loop()) : 0),
       created_ns_(uv_hrtime()) {
+  // nginx's $request_id, or one of the runner's when the REQUEST had none.
+  if (head_.request_id.empty()) head_.request_id = new_request_id();
   function_.exchange_opened();
 }
 
@@ -83,10 +85,10 @@ void Exchange::on_client_gone() {
   record("ClientClosed");
   if (invoke_logged_) {
     spdlog::warn("[{}] FC Invoke End RequestId: {}, Error: the client went away", function_.name(),
-                 request_id_);
+                 request_id());
   } else {
     spdlog::info("[{}] RequestId: {}: the client went away while the request waited", function_.name(),
-                 request_id_);
+                 request_id());
   }
   if (conn_) {
     // The instance may still be working on the request: its slot stays
@@ -108,14 +110,14 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
   conn_ = &conn;
   cold_start_ = instance.ready_serial() > ready_serials_seen;
   invoke_logged_ = true;
-  spdlog::info("[{}] FC Invoke Start RequestId: {}", instance.tag(), request_id_);
+  log_line(spdlog::level::info, {"[", instance.tag(), "] FC Invoke Start RequestId: ", request_id()});
 
   bool event = fn.type == FunctionType::kEvent;
   InstanceCall call;
   call.method = event ? std::string_view("POST") : std::string_view(head_.method);
   call.uri = event ? std::string_view("/invoke") : std::string_view(head_.uri);
   call.control_path = event ? "/invoke" : "/http-invoke";
-  call.request_id = request_id_;
+  call.request_id = request_id();
   call.client = &head_;
   int64_t length = head_.content_length;
   // The whole body is already here (a cold start gives it time to arrive):
@@ -152,9 +154,9 @@ void Exchange::fail(GatewayError&& error) {
   if (finished_) return;
   if (invoke_logged_) {
     spdlog::warn("[{}/{}] FC Invoke End RequestId: {}, Error: {} {}: {}", function_.name(), instance_id_,
-                 request_id_, error.status, error.code, error.message);
+                 request_id(), error.status, error.code, error.message);
   } else {
-    spdlog::warn("[{}] RequestId: {}: {} {}: {}", function_.name(), request_id_, error.status, error.code,
+    spdlog::warn("[{}] RequestId: {}: {} {}: {}", function_.name(), request_id(), error.status, error.code,
                  error.message);
   }
   detach_instance();
@@ -219,12 +221,8 @@ void Exchange::on_response_body(const ChunkRef& chunk, const char* data, size_t 
 void Exchange::on_response_end() {
   conn_ = nullptr;  // the connection has let go already
   if (finished_) return;
-  if (function_error_) {
-    spdlog::info("[{}/{}] FC Invoke End RequestId: {}, Error: Unhandled function error", function_.name(),
-                 instance_id_, request_id_);
-  } else {
-    spdlog::info("[{}/{}] FC Invoke End RequestId: {}", function_.name(), instance_id_, request_id_);
-  }
+  log_line(spdlog::level::info, {"[", function_.name(), "/", instance_id_, "] FC Invoke End RequestId: ", request_id(),
+                                  function_error_ ? ", Error: Unhandled function error" : ""});
   static const std::string kStatusClass[] = {"0xx", "1xx", "2xx", "3xx", "4xx", "5xx",
                                              "6xx", "7xx", "8xx", "9xx"};
   record(kStatusClass[static_cast<size_t>(response_status_ / 100) % 10]);

@@ -33,7 +33,7 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   Exchange(ClientConnection& client, Function& function, RequestHead&& head, bool request_ended);
   ~Exchange() override;
 
-  const std::string& request_id() const { return request_id_; }
+  const std::string& request_id() const { return head_.request_id; }
   Function& function() const { return function_; }
 
   // Client side.
@@ -80,8 +80,7 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
 
   ClientConnection& client_;
   Function& function_;
-  RequestHead head_;
-  std::string request_id_;
+  RequestHead head_;  // its request_id is never empty
   bool request_ended_;
   uint64_t request_end_ms_;  // when nginx finished sending (its read timer starts)
 

@@ -372,7 +372,7 @@ void Function::dispatch_once() {
   // new version's instance is ready only once initialized, and an old
   // one's stops being ready when it drains.  Older instances come first in
   // instances_, so during a rollout the new version takes what they cannot.
-  std::vector<InstanceView> views;
+  std::vector<InstanceView>& views = views_;
   while (!queue_.empty()) {
     views.clear();
     for (auto& inst : instances_) {

@@ -205,6 +205,7 @@ class Function final : public DeferredDeletable {
   bool stopping_ = false;
   bool retiring_ = false;
   bool dispatching_ = false;
+  std::vector<InstanceView> views_;  // dispatch_once's, kept: no allocation per request
   bool dispatch_again_ = false;
   uint64_t ready_serials_ = 0;
   size_t exchanges_ = 0;

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <spdlog/fmt/fmt.h>
-#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -25,24 +24,59 @@ namespace {
 
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-void append_escaped(std::string_view text, spdlog::memory_buf_t& out) {
+// `out`: a std::string (the batch) or fmt's memory buffer.
+void put(std::string& out, const char* begin, const char* end) { out.append(begin, static_cast<size_t>(end - begin)); }
+template <typename Buffer>
+void put(Buffer& out, const char* begin, const char* end) {
+  out.append(begin, end);
+}
+
+template <typename Out>
+void append(Out& out, std::string_view text) {
+  put(out, text.data(), text.data() + text.size());
+}
+
+// True when one of the 8 bytes of `word` is a control character or DEL:
+// the test of eight bytes at once, so a clean line costs a few instructions
+// per 8 bytes instead of a branch per byte ("hasless" and "haszero", exact
+// as yes/no answers).
+bool has_control(uint64_t word) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  uint64_t below_space = (word - kOnes * 0x20) & ~word & kHighs;
+  uint64_t del = word ^ (kOnes * 0x7f);
+  return (below_space | ((del - kOnes) & ~del & kHighs)) != 0;
+}
+
+template <typename Out>
+void append_escaped(std::string_view text, Out& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   const char* run = text.data();
   const char* end = text.data() + text.size();
-  for (const char* p = run; p < end; p++) {
+  const char* p = run;
+  while (p < end) {
+    if (end - p >= 8) {
+      uint64_t word;
+      std::memcpy(&word, p, sizeof word);
+      if (!has_control(word)) {
+        p += 8;
+        continue;
+      }
+    }
     auto c = static_cast<unsigned char>(*p);
-    if (!is_control(c)) continue;
-    out.append(run, p);
-    char esc[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
-    out.append(esc, esc + 4);
-    run = p + 1;
+    if (is_control(c)) {
+      put(out, run, p);
+      char esc[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+      put(out, esc, esc + 4);
+      run = p + 1;
+    }
+    p++;
   }
-  out.append(run, end);
+  put(out, run, end);
 }
 
 // The message, cut at kMaxLogMessage; `cut` says how many bytes went.
-std::string_view bounded(const spdlog::details::log_msg& msg, size_t& cut) {
-  std::string_view text(msg.payload.data(), msg.payload.size());
+std::string_view bounded(std::string_view text, size_t& cut) {
   cut = 0;
   if (text.size() > kMaxLogMessage) {
     cut = text.size() - kMaxLogMessage;
@@ -51,16 +85,71 @@ std::string_view bounded(const spdlog::details::log_msg& msg, size_t& cut) {
   return text;
 }
 
-// %& in the pattern: the message, escaped and bounded.
-class EscapedMessage final : public spdlog::custom_flag_formatter {
+template <typename Out>
+void append_cut_notice(Out& out, size_t cut) {
+  if (cut > 0) fmt::format_to(std::back_inserter(out), "... ({} bytes cut)", cut);
+}
+
+// "YYYY-mm-dd HH:MM:SS." of a second, local time for text lines (as
+// spdlog's "%Y-%m-%d %H:%M:%S."), UTC with a T for JSON lines: made once
+// per second, not per line.
+class SecondStamp {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    size_t cut = 0;
-    append_escaped(bounded(msg, cut), dest);
-    if (cut > 0) fmt::format_to(std::back_inserter(dest), "... ({} bytes cut)", cut);
+  explicit SecondStamp(bool utc) : utc_(utc) {}
+  std::string_view of(std::time_t secs) {
+    if (secs != secs_ || len_ == 0) {
+      std::tm tm{};
+      if (utc_) {
+        gmtime_r(&secs, &tm);
+      } else {
+        localtime_r(&secs, &tm);
+      }
+      auto r = fmt::format_to_n(text_, sizeof text_, "{:04}-{:02}-{:02}{}{:02}:{:02}:{:02}.", tm.tm_year + 1900,
+                                tm.tm_mon + 1, tm.tm_mday, utc_ ? 'T' : ' ', tm.tm_hour, tm.tm_min, tm.tm_sec);
+      len_ = std::min(r.size, sizeof text_);
+      secs_ = secs;
+    }
+    return std::string_view(text_, len_);
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedMessage>(); }
+
+ private:
+  bool utc_;
+  std::time_t secs_ = 0;
+  char text_[32] = {};
+  size_t len_ = 0;
 };
+
+using LogClock = spdlog::log_clock;
+
+// Milliseconds of the second, three digits (spdlog's %e).
+template <typename Out>
+void append_millis(Out& out, LogClock::time_point time) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
+  char digits[3] = {static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10),
+                    static_cast<char>('0' + ms % 10)};
+  put(out, digits, digits + 3);
+}
+
+std::time_t seconds_of(LogClock::time_point time) {
+  return static_cast<std::time_t>(std::chrono::duration_cast<std::chrono::seconds>(time.time_since_epoch()).count());
+}
+
+// A text line: "2026-12-02 01:30:00.123 info message\n", the message escaped
+// and bounded (what the pattern "%Y-%m-%d %H:%M:%S.%e %l %&" wrote before).
+template <typename Out>
+void append_text_line(Out& out, spdlog::level::level_enum level, LogClock::time_point time, std::string_view text) {
+  static SecondStamp stamp(false);
+  append(out, stamp.of(seconds_of(time)));
+  append_millis(out, time);
+  out.push_back(' ');
+  auto name = spdlog::level::to_string_view(level);
+  put(out, name.data(), name.data() + name.size());
+  out.push_back(' ');
+  size_t cut = 0;
+  append_escaped(bounded(text, cut), out);
+  append_cut_notice(out, cut);
+  out.push_back('\n');
+}
 
 // Set while an instance's output line is being logged (log_instance_output):
 // the JSON formatter then takes the tag apart but reads nothing else out of
@@ -116,53 +205,78 @@ MessageFields fields_of(std::string_view text, bool instance_output) {
   return f;
 }
 
-void append_json_string(std::string_view text, spdlog::memory_buf_t& out) {
+// True when nlohmann's dump would give the text back unchanged in quotes:
+// printable ASCII without " and \\ (the per-request lines are).
+bool json_plain(std::string_view text) {
+  for (char ch : text) {
+    auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+template <typename Out>
+void append_json_string(std::string_view text, Out& out) {
+  if (json_plain(text)) {
+    out.push_back('"');
+    append(out, text);
+    out.push_back('"');
+    return;
+  }
   // nlohmann's dump escapes control characters, quotes and backslashes, and
   // replaces bytes that are not UTF-8, so every line parses.
   std::string quoted = nlohmann::json(std::string(text)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  out.append(quoted.data(), quoted.data() + quoted.size());
+  append(out, quoted);
 }
 
 // One JSON object per line: time (UTC, ms), level, then function, instance,
 // connection, request_id where the message names them, stream for instance
 // output, msg.
-class JsonFormatter final : public spdlog::formatter {
- public:
-  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    using namespace std::chrono;
-    auto since_epoch = msg.time.time_since_epoch();
-    std::time_t secs = duration_cast<seconds>(since_epoch).count();
-    auto millis = duration_cast<milliseconds>(since_epoch).count() % 1000;
-    std::tm tm{};
-    gmtime_r(&secs, &tm);
-    fmt::format_to(std::back_inserter(dest), "{{\"time\":\"{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z\",\"level\":\"",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, millis);
-    auto level = spdlog::level::to_string_view(msg.level);
-    dest.append(level.data(), level.data() + level.size());
-    dest.push_back('"');
-    size_t cut = 0;
-    std::string_view text = bounded(msg, cut);
-    MessageFields f = fields_of(text, g_output.active);
-    auto field = [&dest](std::string_view name, std::string_view value) {
-      if (value.empty()) return;
-      dest.push_back(',');
-      append_json_string(name, dest);
-      dest.push_back(':');
-      append_json_string(value, dest);
-    };
-    field("function", f.function);
-    field("instance", f.instance);
-    field("connection", f.connection);
-    field("request_id", f.request_id);
-    if (g_output.active) field("stream", g_output.fd == 2 ? "stderr" : "stdout");
+template <typename Out>
+void append_json_line(Out& out, spdlog::level::level_enum level, LogClock::time_point time, std::string_view message) {
+  static SecondStamp stamp(true);
+  append(out, std::string_view("{\"time\":\""));
+  append(out, stamp.of(seconds_of(time)));
+  append_millis(out, time);
+  append(out, std::string_view("Z\",\"level\":\""));
+  auto name = spdlog::level::to_string_view(level);
+  put(out, name.data(), name.data() + name.size());
+  out.push_back('"');
+  size_t cut = 0;
+  std::string_view text = bounded(message, cut);
+  MessageFields f = fields_of(text, g_output.active);
+  auto field = [&out](std::string_view key, std::string_view value) {
+    if (value.empty()) return;
+    out.push_back(',');
+    append_json_string(key, out);
+    out.push_back(':');
+    append_json_string(value, out);
+  };
+  field("function", f.function);
+  field("instance", f.instance);
+  field("connection", f.connection);
+  field("request_id", f.request_id);
+  if (g_output.active) field("stream", g_output.fd == 2 ? "stderr" : "stdout");
+  append(out, std::string_view(",\"msg\":"));
+  if (cut == 0) {
+    append_json_string(f.text, out);
+  } else {
     std::string body(f.text);
-    if (cut > 0) body += fmt::format("... ({} bytes cut)", cut);
-    dest.append(std::string_view(",\"msg\":"));
-    append_json_string(body, dest);
-    dest.append(std::string_view("}\n"));
+    body += fmt::format("... ({} bytes cut)", cut);
+    append_json_string(body, out);
   }
-  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
-};
+  append(out, std::string_view("}\n"));
+}
+
+template <typename Out>
+void append_line(Out& out, LogFormat format, spdlog::level::level_enum level, LogClock::time_point time,
+                 std::string_view text) {
+  if (format == LogFormat::kJson) {
+    append_json_line(out, level, time, text);
+  } else {
+    append_text_line(out, level, time, text);
+  }
+}
 
 // Where the lines go, written so that no write ever blocks the loop.
 class LogOutput {
@@ -247,7 +361,7 @@ class LogOutput {
 // The loop is single-threaded: no mutex.
 class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mutex> {
  public:
-  explicit LogSink(std::string path) : path_(std::move(path)) {}
+  LogSink(std::string path, LogFormat format) : path_(std::move(path)), format_(format) {}
   ~LogSink() override {
     drain();
     detach();
@@ -302,21 +416,44 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
 
   uint64_t dropped() const { return dropped_; }
 
- protected:
-  void sink_it_(const spdlog::details::log_msg& msg) override {
-    spdlog::memory_buf_t line;
-    formatter_->format(msg, line);
-    if (pending_.size() + line.size() > kLogBufferBytes) {
-      dropped_++;
-      unreported_++;
-      return;
+  // One line, formatted straight into the batch; dropped (and counted)
+  // when the batch has no room for it.
+  void add(spdlog::level::level_enum level, LogClock::time_point time, std::string_view text) {
+    if (surely_fits(text.size())) {
+      append_line(pending_, format_, level, time, text);
+    } else {
+      // Near the bound: made aside first, so the batch never grows past it.
+      fmt::memory_buffer line;
+      append_line(line, format_, level, time, text);
+      if (pending_.size() + line.size() > kLogBufferBytes) return drop();
+      append(pending_, std::string_view(line.data(), line.size()));
     }
-    pending_.append(line.data(), line.size());
     if (!loop_) drain();
+  }
+
+ protected:
+  // The line's format is the sink's own (append_line), not spdlog's
+  // formatter: no pattern to interpret per line.
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    add(msg.level, msg.time, std::string_view(msg.payload.data(), msg.payload.size()));
   }
   void flush_() override { drain(); }
 
  private:
+  // A line of a message of `size` bytes fits in the batch whatever it
+  // holds: a JSON line carries the message's bytes at most twice (fields
+  // and msg), each escaped to at most 6 (\\u00XX); the time, level and
+  // field names stay within kLineOverhead.
+  bool surely_fits(size_t size) const {
+    constexpr size_t kLineOverhead = 512;
+    return size <= kMaxLogMessage && pending_.size() + 12 * size + kLineOverhead <= kLogBufferBytes;
+  }
+
+  void drop() {
+    dropped_++;
+    unreported_++;
+  }
+
   void on_prepare() {
     if (!pending_.empty() && !blocked_) drain();
   }
@@ -366,14 +503,11 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
     std::string text = fmt::format("{} log line{} dropped: the log did not take them in time", unreported_,
                                    unreported_ == 1 ? "" : "s");
     unreported_ = 0;
-    spdlog::details::log_msg msg(spdlog::string_view_t("fc-runner"), spdlog::level::warn,
-                                 spdlog::string_view_t(text.data(), text.size()));
-    spdlog::memory_buf_t line;
-    formatter_->format(msg, line);
-    pending_.append(line.data(), line.size());
+    append_line(pending_, format_, spdlog::level::warn, LogClock::now(), text);
   }
 
   std::string path_;
+  LogFormat format_;
   std::unique_ptr<LogOutput> output_;
   std::string pending_;
   uint64_t dropped_ = 0;
@@ -400,14 +534,7 @@ std::string printable(std::string_view text, size_t max) {
 }
 
 bool init_log(const std::string& path, const std::string& level, std::string& error, LogFormat format) {
-  auto sink = std::make_shared<LogSink>(path);
-  if (format == LogFormat::kJson) {
-    sink->set_formatter(std::make_unique<JsonFormatter>());
-  } else {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>();
-    formatter->add_flag<EscapedMessage>('&').set_pattern("%Y-%m-%d %H:%M:%S.%e %l %&");
-    sink->set_formatter(std::move(formatter));
-  }
+  auto sink = std::make_shared<LogSink>(path, format);
   if (!sink->open(error)) return false;
   auto logger = std::make_shared<spdlog::logger>("fc-runner", sink);
   spdlog::set_default_logger(logger);
@@ -427,6 +554,19 @@ void detach_log() {
 bool reopen_log(std::string& error) { return g_sink ? g_sink->reopen(error) : true; }
 
 uint64_t log_lines_dropped() { return g_sink ? g_sink->dropped() : 0; }
+
+void log_line(spdlog::level::level_enum level, std::initializer_list<std::string_view> parts) {
+  if (!spdlog::should_log(level)) return;
+  // Joined first (cheaper than escaping part by part into the batch).
+  fmt::memory_buffer message;
+  for (std::string_view part : parts) append(message, part);
+  std::string_view text(message.data(), message.size());
+  if (g_sink) {
+    g_sink->add(level, LogClock::now(), text);
+  } else {
+    spdlog::log(level, "{}", text);
+  }
+}
 
 void log_instance_output(std::string_view tag, int fd, std::string_view line) {
   auto level = fd == 2 ? spdlog::level::warn : spdlog::level::info;

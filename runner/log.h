@@ -14,10 +14,12 @@
 // lines again, one line says "N log lines dropped".
 #pragma once
 
+#include <spdlog/common.h>
 #include <uv.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -58,6 +60,12 @@ bool reopen_log(std::string& error);
 
 // Lines the log could not take since start-up.
 uint64_t log_lines_dropped();
+
+// One line whose message is `parts` joined, at `level`: the same line
+// spdlog::log(level, ...) writes, formatted straight into the batch without
+// spdlog's logger and formatter.  For the lines of every request (FC
+// Invoke Start/End).
+void log_line(spdlog::level::level_enum level, std::initializer_list<std::string_view> parts);
 
 // One line an instance wrote on stdout (fd 1) or stderr (fd 2), under its
 // tag ("function/instance"): JSON lines carry it as "output", never reading

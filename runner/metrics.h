@@ -69,6 +69,10 @@ struct RunnerMetrics {
   uint64_t shed_connections = 0;   // idle runner connections closed to make room
   uint64_t reloads_applied = 0;    // reloads whose config was taken
   uint64_t reloads_refused = 0;    // reloads refused (invalid config); the old one kept serving
+  // Requests naming no defined function (404 FunctionNotFound): one series
+  // (fc_requests_total{function="(unknown)"}) whatever the names, so a
+  // client cannot make series without bound.
+  uint64_t function_not_found = 0;
 };
 
 using Labels = std::vector<std::pair<std::string_view, std::string_view>>;

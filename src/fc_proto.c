@@ -4,7 +4,8 @@
  * Compiled both by CMake (C11) and inside nginx (gcc default std, nginx's
  * warning flags), so: nginx-like style, no C++ keywords as identifiers, no
  * global mutable state, no allocation of its own.  msgpack-c allocates only
- * in its zone while decoding, and the zone is freed before returning.
+ * in its zone while decoding: a zone made and freed per message, or the
+ * caller's, kept across messages and cleared after each (_in_zone).
  */
 
 #include <limits.h>
@@ -218,6 +219,21 @@ fc_writer_write(void *data, const char *buf, size_t len)
 {
     fc_writer_t  *w = data;
 
+    if (w->used <= w->cap && len <= w->cap - w->used) {
+        /* fits (the caller sized buf by the bound): msgpack-c writes most
+         * tokens a byte at a time */
+        if (len == 1) {
+            w->buf[w->used] = (uint8_t) buf[0];
+
+        } else {
+            memcpy(w->buf + w->used, buf, len);
+        }
+
+        w->used += len;
+
+        return 0;
+    }
+
     if (len == 0) {
         return 0;
     }
@@ -248,11 +264,13 @@ fc_writer_init(fc_writer_t *w, msgpack_packer *pk, uint8_t *buf, size_t cap)
 }
 
 
-static void
-fc_pack_key(msgpack_packer *pk, const char *key)
-{
-    size_t  len = strlen(key);
+/* A key of a literal: its length known at compile time. */
+#define fc_pack_key(pk, key)                                                 \
+    fc_pack_key_len(pk, key, sizeof(key) - 1)
 
+static void
+fc_pack_key_len(msgpack_packer *pk, const char *key, size_t len)
+{
     msgpack_pack_str(pk, len);
     msgpack_pack_str_body(pk, key, len);
 }
@@ -651,7 +669,12 @@ fc_msgpack_check(const uint8_t *buf, size_t len)
 }
 
 
-/* Unpacks the one map in payload; the caller destroys the zone on FC_OK. */
+/*
+ * Unpacks the one map in payload into `zone`, which the caller owns: made
+ * for this message (fc_*_decode) or kept across messages and cleared after
+ * each (fc_*_decode_in_zone).  Decoded strings point into the payload,
+ * never into the zone (fc_get_str), so nothing decoded outlives a clear.
+ */
 static int
 fc_unpack_map(const uint8_t *payload, size_t len, msgpack_zone *zone,
     msgpack_object *obj)
@@ -669,20 +692,14 @@ fc_unpack_map(const uint8_t *payload, size_t len, msgpack_zone *zone,
         return rc;
     }
 
-    if (!msgpack_zone_init(zone, 2048)) {
-        return FC_ENOMEM;
-    }
-
     off = 0;
     ret = msgpack_unpack((const char *) payload, len, &off, zone, obj);
 
     if (ret != MSGPACK_UNPACK_SUCCESS) {
-        msgpack_zone_destroy(zone);
         return (ret == MSGPACK_UNPACK_NOMEM_ERROR) ? FC_ENOMEM : FC_EMSGPACK;
     }
 
     if (obj->type != MSGPACK_OBJECT_MAP) {
-        msgpack_zone_destroy(zone);
         return FC_ESCHEMA;
     }
 
@@ -690,9 +707,29 @@ fc_unpack_map(const uint8_t *payload, size_t len, msgpack_zone *zone,
 }
 
 
-/* Returns the index of a string key in names[], or -1 (unknown: ignored). */
+/* A message's known key, with its length (no strlen per lookup). */
+typedef struct {
+    const char  *name;
+    size_t       len;
+} fc_key_t;
+
+#define fc_key(name)  { name, sizeof(name) - 1 }
+
+
 static int
-fc_key_index(const msgpack_object *key, const char *const *names, int n)
+fc_key_is(const fc_key_t *k, const char *s, size_t len)
+{
+    return k->len == len && memcmp(k->name, s, len) == 0;
+}
+
+
+/*
+ * Returns the index of a string key in keys[], or -1 (unknown: ignored).
+ * keys[hint] is tried first: encoders write the keys in table order, so a
+ * lookup is one comparison.
+ */
+static int
+fc_key_index(const msgpack_object *key, const fc_key_t *keys, int n, int hint)
 {
     int          i;
     size_t       len;
@@ -710,8 +747,12 @@ fc_key_index(const msgpack_object *key, const char *const *names, int n)
         return -1;
     }
 
+    if (hint < n && fc_key_is(&keys[hint], s, len)) {
+        return hint;
+    }
+
     for (i = 0; i < n; i++) {
-        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) {
+        if (fc_key_is(&keys[i], s, len)) {
             return i;
         }
     }
@@ -901,22 +942,25 @@ typedef int (*fc_field_pt)(int key, const msgpack_object *v,
  */
 static int
 fc_decode_fields(const msgpack_object *root, const uint8_t *payload,
-    size_t len, const char *const *names, int nkeys, unsigned required,
+    size_t len, const fc_key_t *keys, int nkeys, unsigned required,
     int headers_key, fc_field_pt field, void *out,
     const msgpack_object **headers)
 {
-    int                    rc, key;
+    int                    rc, key, hint;
     uint32_t               i;
     unsigned               seen;
     const msgpack_object  *v;
 
     seen = 0;
+    hint = 0;
 
     for (i = 0; i < root->via.map.size; i++) {
-        key = fc_key_index(&root->via.map.ptr[i].key, names, nkeys);
+        key = fc_key_index(&root->via.map.ptr[i].key, keys, nkeys, hint);
         if (key < 0) {
             continue;
         }
+
+        hint = key + 1;
 
         if (seen & (1u << key)) {
             return FC_ESCHEMA;
@@ -990,13 +1034,15 @@ fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
 
 
 int
-fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
-    fc_alloc_pt alloc, void *alloc_ctx)
+fc_request_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
+    size_t len, fc_request_t *req, fc_alloc_pt alloc, void *alloc_ctx)
 {
-    static const char *const  names[FC_REQ_NKEYS] = {
-        "function", "method", "uri", "version", "headers", "remote_addr",
-        "remote_port", "scheme", "host", "request_id", "content_length",
-        "deadline_ms"
+    static const fc_key_t     keys[FC_REQ_NKEYS] = {
+        fc_key("function"), fc_key("method"), fc_key("uri"),
+        fc_key("version"), fc_key("headers"), fc_key("remote_addr"),
+        fc_key("remote_port"), fc_key("scheme"), fc_key("host"),
+        fc_key("request_id"), fc_key("content_length"),
+        fc_key("deadline_ms")
     };
     static const unsigned     required = (1u << FC_REQ_FUNCTION)
                                          | (1u << FC_REQ_METHOD)
@@ -1004,21 +1050,21 @@ fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
 
     int                    rc;
     fc_request_t           r;
-    msgpack_zone           zone;
     msgpack_object         root;
     const msgpack_object  *headers;
 
-    rc = fc_unpack_map(payload, len, &zone, &root);
-    if (rc != FC_OK) {
-        return rc;
+    rc = fc_unpack_map(payload, len, zone, &root);
+
+    if (rc == FC_OK) {
+        memset(&r, 0, sizeof(fc_request_t));
+        r.content_length = -1;
+        headers = NULL;
+
+        rc = fc_decode_fields(&root, payload, len, keys, FC_REQ_NKEYS,
+                              required, FC_REQ_HEADERS, fc_request_field, &r,
+                              &headers);
     }
 
-    memset(&r, 0, sizeof(fc_request_t));
-    r.content_length = -1;
-    headers = NULL;
-
-    rc = fc_decode_fields(&root, payload, len, names, FC_REQ_NKEYS, required,
-                          FC_REQ_HEADERS, fc_request_field, &r, &headers);
     if (rc == FC_OK) {
         rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
                              &r.headers, &r.nheaders);
@@ -1027,6 +1073,26 @@ fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
     if (rc == FC_OK) {
         *req = r;
     }
+
+    msgpack_zone_clear(zone);
+
+    return rc;
+}
+
+
+int
+fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
+    fc_alloc_pt alloc, void *alloc_ctx)
+{
+    int           rc;
+    msgpack_zone  zone;
+
+    if (!msgpack_zone_init(&zone, FC_ZONE_CHUNK_SIZE)) {
+        return FC_ENOMEM;
+    }
+
+    rc = fc_request_decode_in_zone(&zone, payload, len, req, alloc,
+                                   alloc_ctx);
 
     msgpack_zone_destroy(&zone);
 
@@ -1067,30 +1133,30 @@ fc_response_field(int key, const msgpack_object *v, const uint8_t *payload,
 
 
 int
-fc_response_decode(const uint8_t *payload, size_t len,
-    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx)
+fc_response_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
+    size_t len, fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx)
 {
-    static const char *const  names[FC_RESP_NKEYS] = {
-        "status", "headers", "cold_start", "instance"
+    static const fc_key_t     keys[FC_RESP_NKEYS] = {
+        fc_key("status"), fc_key("headers"), fc_key("cold_start"),
+        fc_key("instance")
     };
 
     int                    rc;
     fc_response_t          r;
-    msgpack_zone           zone;
     msgpack_object         root;
     const msgpack_object  *headers;
 
-    rc = fc_unpack_map(payload, len, &zone, &root);
-    if (rc != FC_OK) {
-        return rc;
+    rc = fc_unpack_map(payload, len, zone, &root);
+
+    if (rc == FC_OK) {
+        memset(&r, 0, sizeof(fc_response_t));
+        headers = NULL;
+
+        rc = fc_decode_fields(&root, payload, len, keys, FC_RESP_NKEYS,
+                              1u << FC_RESP_STATUS, FC_RESP_HEADERS,
+                              fc_response_field, &r, &headers);
     }
 
-    memset(&r, 0, sizeof(fc_response_t));
-    headers = NULL;
-
-    rc = fc_decode_fields(&root, payload, len, names, FC_RESP_NKEYS,
-                          1u << FC_RESP_STATUS, FC_RESP_HEADERS,
-                          fc_response_field, &r, &headers);
     if (rc == FC_OK) {
         rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
                              &r.headers, &r.nheaders);
@@ -1099,6 +1165,26 @@ fc_response_decode(const uint8_t *payload, size_t len,
     if (rc == FC_OK) {
         *resp = r;
     }
+
+    msgpack_zone_clear(zone);
+
+    return rc;
+}
+
+
+int
+fc_response_decode(const uint8_t *payload, size_t len,
+    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx)
+{
+    int           rc;
+    msgpack_zone  zone;
+
+    if (!msgpack_zone_init(&zone, FC_ZONE_CHUNK_SIZE)) {
+        return FC_ENOMEM;
+    }
+
+    rc = fc_response_decode_in_zone(&zone, payload, len, resp, alloc,
+                                    alloc_ctx);
 
     msgpack_zone_destroy(&zone);
 
@@ -1134,31 +1220,49 @@ fc_error_field(int key, const msgpack_object *v, const uint8_t *payload,
 
 
 int
-fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
+fc_error_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
+    size_t len, fc_error_t *err)
 {
-    static const char *const  names[FC_ERR_NKEYS] = {
-        "status", "code", "message"
+    static const fc_key_t     keys[FC_ERR_NKEYS] = {
+        fc_key("status"), fc_key("code"), fc_key("message")
     };
     static const unsigned     required = (1u << FC_ERR_STATUS)
                                          | (1u << FC_ERR_CODE);
 
-    int                    rc;
-    fc_error_t             e;
-    msgpack_zone           zone;
-    msgpack_object         root;
+    int             rc;
+    fc_error_t      e;
+    msgpack_object  root;
 
-    rc = fc_unpack_map(payload, len, &zone, &root);
-    if (rc != FC_OK) {
-        return rc;
+    rc = fc_unpack_map(payload, len, zone, &root);
+
+    if (rc == FC_OK) {
+        memset(&e, 0, sizeof(fc_error_t));
+
+        rc = fc_decode_fields(&root, payload, len, keys, FC_ERR_NKEYS,
+                              required, -1, fc_error_field, &e, NULL);
     }
 
-    memset(&e, 0, sizeof(fc_error_t));
-
-    rc = fc_decode_fields(&root, payload, len, names, FC_ERR_NKEYS, required,
-                          -1, fc_error_field, &e, NULL);
     if (rc == FC_OK) {
         *err = e;
     }
+
+    msgpack_zone_clear(zone);
+
+    return rc;
+}
+
+
+int
+fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
+{
+    int           rc;
+    msgpack_zone  zone;
+
+    if (!msgpack_zone_init(&zone, FC_ZONE_CHUNK_SIZE)) {
+        return FC_ENOMEM;
+    }
+
+    rc = fc_error_decode_in_zone(&zone, payload, len, err);
 
     msgpack_zone_destroy(&zone);
 

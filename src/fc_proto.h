@@ -1,7 +1,7 @@
 /*
  * fc wire protocol v1 (DESIGN §3): the one codec both the nginx module and
  * the runner link.  C11, no allocation of its own except msgpack-c's zone
- * while decoding (freed before returning).
+ * while decoding (freed before returning, or the caller's zone, cleared).
  *
  * Frame = 8-byte header + payload:
  *   byte 0     version (FC_PROTO_VERSION)
@@ -229,6 +229,25 @@ void fc_request_keys_init(fc_request_keys_t *keys);
 int fc_request_encode_span(const fc_request_t *req,
     const fc_request_keys_t *keys, uint8_t *buf, size_t cap,
     size_t *written);
+/*
+ * The same decoders with msgpack-c's zone kept by the caller: one zone
+ * (msgpack_zone_init(zone, FC_ZONE_CHUNK_SIZE), msgpack_zone_destroy at the
+ * end) serves message after message and is cleared before each returns, so
+ * a message that fits in its first chunk costs no malloc/free.  Decoded
+ * strings point into the payload, never into the zone.
+ */
+#define FC_ZONE_CHUNK_SIZE  2048
+
+struct msgpack_zone;
+
+int fc_request_decode_in_zone(struct msgpack_zone *zone,
+    const uint8_t *payload, size_t len, fc_request_t *req, fc_alloc_pt alloc,
+    void *alloc_ctx);
+int fc_response_decode_in_zone(struct msgpack_zone *zone,
+    const uint8_t *payload, size_t len, fc_response_t *resp,
+    fc_alloc_pt alloc, void *alloc_ctx);
+int fc_error_decode_in_zone(struct msgpack_zone *zone,
+    const uint8_t *payload, size_t len, fc_error_t *err);
 
 #ifdef __cplusplus
 }

@@ -129,6 +129,27 @@ TEST_F(AdminTest, SocketIsMode0600AndHealthzIsOk) {
   EXPECT_TRUE(reply.closed);
 }
 
+// A request for a function that does not exist is counted, and every such
+// name lands in the same one series: names chosen by clients make no series.
+TEST_F(AdminTest, UnknownFunctionsCountInOneSeries) {
+  add_function("m", "");
+  gw_.add_server_conf("    location ~ ^/fn/(?<fn>[^/]+)/ { fc_function $fn; }\n");
+  gw_.start();
+  // Valid names (nginx answers a name outside FC's rule itself).
+  for (const char* name : {"nosuch", "other_missing", "Third-1"}) {
+    HttpResponse missing = http_get(gw_.url(std::string("/fn/") + name + "/x"));
+    EXPECT_EQ(missing.status, 404) << name << " " << missing.error;
+    EXPECT_EQ(missing.header("x-fc-error-type"), "FunctionNotFound") << name;
+  }
+  ASSERT_EQ(http_get(gw_.url("/m/fast")).status, 200);
+  auto m = metrics();
+  EXPECT_EQ(m["fc_requests_total{code=FunctionNotFound,function=(unknown)}"], 3);
+  EXPECT_EQ(m["fc_requests_total{code=2xx,function=m}"], 1);
+  size_t series = 0;
+  for (const auto& [name, value] : m) series += name.rfind("fc_requests_total{", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(series, 2u) << "one series for the unknown names, one for m's 2xx";
+}
+
 TEST_F(AdminTest, StatusShowsInstancesWithRealPidsStatesAndInFlight) {
   add_function("s", "    maxInstances: 1\n    minInstances: 0\n");
   gw_.start();

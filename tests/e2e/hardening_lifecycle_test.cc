@@ -341,7 +341,7 @@ TEST_F(HardeningTest, LiveProcessWithoutAListenerIsReplacedOnTheNextRequest) {
   ASSERT_TRUE(pid_alive(pid));
   HttpResponse refused = http_get(gw_.url("/deaf/pid"));
   EXPECT_EQ(refused.status, 502) << refused.body;
-  EXPECT_TRUE(gw_.runner_logged("unhealthy"));
+  EXPECT_TRUE(gw_.runner_logged("unhealthy"));  // the line trails the reply
   EXPECT_TRUE(wait_until([&] { return !pid_alive(pid); }, 8s)) << "the deaf instance still runs";
   pid_t replacement = pid_of("deaf");
   EXPECT_GT(replacement, 0);

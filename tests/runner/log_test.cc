@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <fcntl.h>
@@ -33,6 +34,30 @@ TEST(EscapeControl, EscapesControlCharactersAndDelOnly) {
   EXPECT_EQ(escape_control("a\r\nb\tc\x7f\x01"), "a\\x0d\\x0ab\\x09c\\x7f\\x01");
   EXPECT_EQ(escape_control(std::string("nul\0byte", 8)), "nul\\x00byte");
   EXPECT_EQ(escape_control(""), "");
+}
+
+// Control characters at every offset of a long text (the scan reads 8 bytes
+// at a time): each one escaped, nothing else touched.
+TEST(EscapeControl, FindsControlCharactersAtEveryOffset) {
+  for (size_t at = 0; at < 40; at++) {
+    for (char c : {'\x00', '\x01', '\n', '\x1f', '\x7f'}) {
+      std::string text(40, 'a');
+      text[at] = c;
+      text[39 - at / 2] = ' ';
+      std::string want;
+      for (char ch : text) {
+        if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) {
+          char esc[5];
+          snprintf(esc, sizeof esc, "\\x%02x", static_cast<unsigned char>(ch));
+          want += esc;
+        } else {
+          want += ch;
+        }
+      }
+      EXPECT_EQ(escape_control(text), want) << at << " " << int(c);
+    }
+  }
+  EXPECT_EQ(escape_control(std::string(100, ' ') + "\x80\xff~"), std::string(100, ' ') + "\x80\xff~");
 }
 
 TEST(Printable, CutsAtTheLimitAndSaysSo) {
@@ -75,6 +100,47 @@ TEST_F(LogFileTest, MessagesPastTheLimitAreCut) {
   EXPECT_NE(text.find(std::string(kMaxLogMessage, 'a') + "\n"), std::string::npos);
   EXPECT_NE(text.find(std::string(kMaxLogMessage, 'b') + "... (10 bytes cut)\n"), std::string::npos);
   EXPECT_EQ(text.find(std::string(kMaxLogMessage + 1, 'b')), std::string::npos);
+}
+
+// log_line (the per-request lines) writes what spdlog::info writes, as text
+// and as JSON: same message, same fields, escaped alike.
+TEST_F(LogFileTest, LogLineWritesTheSameLinesAsSpdlog) {
+  for (LogFormat format : {LogFormat::kText, LogFormat::kJson}) {
+    std::string error;
+    std::string file = (dir_ / (format == LogFormat::kJson ? "j.log" : "t.log")).string();
+    ASSERT_TRUE(init_log(file, "info", error, format)) << error;
+    std::string id = "rid-\x01\"q\"";
+    spdlog::info("[{}] FC Invoke End RequestId: {}{}", "hello/c-0123", id, ", Error: Unhandled function error");
+    log_line(spdlog::level::info, {"[", "hello", "/", "c-0123", "] FC Invoke End RequestId: ", id,
+                                   ", Error: Unhandled function error"});
+    spdlog::warn("{}", std::string(kMaxLogMessage + 3, 'z'));
+    log_line(spdlog::level::warn, {std::string(kMaxLogMessage, 'z'), "zzz"});
+    log_line(spdlog::level::debug, {"not at level info"});
+    std::istringstream lines(slurp(file));
+    std::vector<std::string> got;
+    for (std::string line; std::getline(lines, line);) got.push_back(line);
+    ASSERT_EQ(got.size(), 4u) << slurp(file);
+    auto without_time = [format](const std::string& line) {
+      if (format == LogFormat::kText) return line.substr(std::string("2026-12-01 00:00:00.000").size());
+      nlohmann::json j = nlohmann::json::parse(line);
+      EXPECT_EQ(std::string(j["time"]).size(), std::string("2026-12-01T00:00:00.000Z").size());
+      j.erase("time");
+      return j.dump();
+    };
+    EXPECT_EQ(without_time(got[1]), without_time(got[0]));
+    EXPECT_EQ(without_time(got[3]), without_time(got[2]));
+    if (format == LogFormat::kText) {
+      EXPECT_EQ(without_time(got[1]),
+                " info [hello/c-0123] FC Invoke End RequestId: rid-\\x01\"q\", Error: Unhandled function error");
+      EXPECT_EQ(got[0][4], '-');
+      EXPECT_EQ(got[0][10], ' ');
+      EXPECT_EQ(got[0][19], '.');
+    } else {
+      nlohmann::json j = nlohmann::json::parse(got[1]);
+      EXPECT_EQ(j["request_id"], "rid-\x01\"q\"");
+      EXPECT_EQ(j["instance"], "c-0123");
+    }
+  }
 }
 
 TEST_F(LogFileTest, ReopenFollowsARotatedFile) {

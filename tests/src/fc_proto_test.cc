@@ -1182,6 +1182,78 @@ TEST(ResponseZone, SameVerdictAsTheDecoderOnEveryKeyCase) {
       EXPECT_EQ(V(got.headers[h].value), V(want.headers[h].value)) << c;
     }
   }
+// ---- decoding with a kept zone ----------------------------------------------
+
+// One zone for message after message, failures among them: every message
+// decodes as with a zone of its own, and the zone is left cleared after each.
+TEST(KeptZone, DecodesMessageAfterMessageAsTheOneShotDecoders) {
+  msgpack_zone zone;
+  ASSERT_TRUE(msgpack_zone_init(&zone, FC_ZONE_CHUNK_SIZE));
+  auto headers = SampleHeaders();
+  fc_request_t in = SampleRequest(headers);
+  Bytes good = EncodeRequest(in);
+  Bytes bad = RequestWith(1, [](Mp &m) { m.Str("remote_port").Str("x"); });
+  std::vector<fc_header_t> many;
+  std::vector<std::string> names;
+  for (int i = 0; i < FC_MAX_HEADERS; i++) names.push_back("h" + std::to_string(i));
+  for (const auto &n : names) many.push_back({S(n), S("value")});
+  fc_request_t big = SampleRequest(many);
+  Bytes large = EncodeRequest(big);  // needs more than the zone's first chunk
+  for (int round = 0; round < 3; round++) {
+    for (const Bytes *payload : {&good, &bad, &large, &good}) {
+      Arena a1, a2;
+      fc_request_t kept{}, own{};
+      int rc_kept = fc_request_decode_in_zone(&zone, payload->data(), payload->size(), &kept, Arena::Alloc, &a1);
+      int rc_own = DecodeRequest(*payload, &own, &a2);
+      ASSERT_EQ(rc_kept, rc_own) << round;
+      EXPECT_EQ(zone.chunk_list.free, zone.chunk_size) << "cleared";
+      if (rc_own != FC_OK) continue;
+      EXPECT_EQ(V(kept.function), V(own.function));
+      EXPECT_EQ(V(kept.uri), V(own.uri));
+      EXPECT_EQ(V(kept.request_id), V(own.request_id));
+      EXPECT_EQ(kept.content_length, own.content_length);
+      ExpectSameHeaders(kept.headers, kept.nheaders,
+                        std::vector<fc_header_t>(own.headers, own.headers + own.nheaders));
+    }
+  }
+  Bytes response = EncodeResponse(fc_response_t{204, nullptr, 0, 1, S("c-1")});
+  fc_response_t resp{};
+  ASSERT_EQ(fc_response_decode_in_zone(&zone, response.data(), response.size(), &resp, Arena::Alloc, nullptr), FC_OK);
+  EXPECT_EQ(resp.status, 204u);
+  EXPECT_EQ(V(resp.instance), "c-1");
+  fc_error_t err_in{503, S("QueueFull"), S("m")};
+  Bytes error = EncodeError(err_in);
+  fc_error_t err{};
+  ASSERT_EQ(fc_error_decode_in_zone(&zone, error.data(), error.size(), &err), FC_OK);
+  EXPECT_EQ(V(err.code), "QueueFull");
+  msgpack_zone_destroy(&zone);
+}
+
+// The decoder looks keys up in the order encoders write them first; any
+// other order, and a repeated key, still mean what they meant.
+TEST(Request, KeysInAnyOrderDecodeAndARepeatedOneIsASchemaError) {
+  Mp reversed;
+  reversed.Map(5).Str("request_id").Str("rid").Str("uri").Str("/u").Str("unknown").Uint(1)
+      .Str("method").Str("PUT").Str("function").Str("fn");
+  Bytes payload = reversed.bytes();  // the decoded strings point into it
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(V(out.function), "fn");
+  EXPECT_EQ(V(out.method), "PUT");
+  EXPECT_EQ(V(out.uri), "/u");
+  EXPECT_EQ(V(out.request_id), "rid");
+  Mp repeated;
+  repeated.Map(4).Str("function").Str("f").Str("method").Str("GET").Str("uri").Str("/").Str("method").Str("PUT");
+  EXPECT_EQ(DecodeRequest(repeated.bytes(), &out, &arena), FC_ESCHEMA);
+  // A key that is a prefix of a known one, or longer, is unknown.
+  Mp near;
+  near.Map(5).Str("function").Str("f").Str("method").Str("GET").Str("uri").Str("/")
+      .Str("hos").Str("x").Str("hostname").Str("y");
+  Bytes near_payload = near.bytes();
+  fc_request_t n{};
+  ASSERT_EQ(DecodeRequest(near_payload, &n, &arena), FC_OK);
+  EXPECT_EQ(n.host.data, nullptr);
 }
 
 }  // namespace
