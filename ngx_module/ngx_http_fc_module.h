@@ -78,7 +78,7 @@ typedef struct {
     ngx_array_t                    keepalive_pools;  /* of pool pointers */
 
     /* the RESPONSE decoder's msgpack zone, cleared after each message */
-    fc_zone_t                     *zone;
+    struct msgpack_zone           *zone;
 
     /* the REQUEST's keys, packed once */
     fc_request_keys_t              request_keys;

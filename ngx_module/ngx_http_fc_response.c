@@ -196,8 +196,8 @@ ngx_http_fc_process_response(ngx_http_request_t *r, ngx_http_fc_ctx_t *ctx,
 
     fmcf = ngx_http_get_module_main_conf(r, ngx_http_fc_module);
 
-    rc = fc_response_decode_zone(payload, len, &resp, ngx_http_fc_alloc,
-                                 r->pool, fmcf->zone);
+    rc = fc_response_decode_in_zone(fmcf->zone, payload, len, &resp,
+                                    ngx_http_fc_alloc, r->pool);
 
     if (rc != FC_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -1281,13 +1281,6 @@ fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err)
  * kept from message to message and cleared instead of created and freed.
  */
 
-struct fc_zone_s {
-    msgpack_zone  zone;
-};
-
-
-/* One chunk holds the objects of a RESPONSE with a few dozen headers. */
-#define FC_ZONE_CHUNK_SIZE  2048
 
 /* the map header, 8 string headers, 3 integers and the headers array's */
 #define FC_REQUEST_FIXED_SIZE                                                 \
@@ -1298,19 +1291,18 @@ struct fc_zone_s {
 #define FC_HEADER_PAIR_SIZE  (1 + 2 * FC_MP_STR_HDR)
 
 
-fc_zone_t *
+struct msgpack_zone *
 fc_zone_create(void)
 {
-    /* a struct's pointer is its first member's: msgpack-c allocates both */
-    return (fc_zone_t *) msgpack_zone_new(FC_ZONE_CHUNK_SIZE);
+    return msgpack_zone_new(FC_ZONE_CHUNK_SIZE);
 }
 
 
 void
-fc_zone_destroy(fc_zone_t *z)
+fc_zone_destroy(struct msgpack_zone *zone)
 {
-    if (z) {
-        msgpack_zone_free(&z->zone);
+    if (zone) {
+        msgpack_zone_free(zone);
     }
 }
 
@@ -1476,189 +1468,4 @@ fc_request_encode_span(const fc_request_t *req, const fc_request_keys_t *keys,
     *written = (size_t) (s.pos - buf);
 
     return FC_OK;
-}
-
-
-/* A RESPONSE key's index: the four have four lengths, one compare each. */
-static int
-fc_response_key(const msgpack_object *key)
-{
-    size_t       len;
-    const char  *s;
-
-    if (key->type == MSGPACK_OBJECT_STR) {
-        s = key->via.str.ptr;
-        len = key->via.str.size;
-
-    } else if (key->type == MSGPACK_OBJECT_BIN) {
-        s = key->via.bin.ptr;
-        len = key->via.bin.size;
-
-    } else {
-        return -1;
-    }
-
-    switch (len) {
-    case sizeof("status") - 1:
-        return memcmp(s, "status", len) == 0 ? FC_RESP_STATUS : -1;
-    case sizeof("headers") - 1:
-        return memcmp(s, "headers", len) == 0 ? FC_RESP_HEADERS : -1;
-    case sizeof("cold_start") - 1:
-        return memcmp(s, "cold_start", len) == 0 ? FC_RESP_COLD_START : -1;
-    case sizeof("instance") - 1:
-        return memcmp(s, "instance", len) == 0 ? FC_RESP_INSTANCE : -1;
-    default:
-        return -1;
-    }
-}
-
-
-/*
- * fc_check_headers() and fc_copy_headers() in one pass: the array is
- * allocated first, so alloc may have been called for a message that then
- * fails (the module's allocator is the request's pool).
- */
-static int
-fc_zone_headers(const msgpack_object *o, const uint8_t *payload, size_t len,
-    fc_alloc_pt alloc, void *alloc_ctx, fc_response_t *r)
-{
-    int                    rc;
-    uint32_t               i, n;
-    fc_header_t           *h;
-    const msgpack_object  *pair;
-
-    if (o->type != MSGPACK_OBJECT_ARRAY) {
-        return FC_ESCHEMA;
-    }
-
-    n = o->via.array.size;
-
-    if (n > FC_MAX_HEADERS) {
-        return FC_ETOOMANY;
-    }
-
-    if (n == 0) {
-        r->headers = NULL;
-        r->nheaders = 0;
-        return FC_OK;
-    }
-
-    if (alloc == NULL) {
-        return FC_ENOMEM;
-    }
-
-    h = alloc(alloc_ctx, n * sizeof(fc_header_t));
-    if (h == NULL) {
-        return FC_ENOMEM;
-    }
-
-    for (i = 0; i < n; i++) {
-        pair = &o->via.array.ptr[i];
-
-        if (pair->type != MSGPACK_OBJECT_ARRAY || pair->via.array.size != 2) {
-            return FC_ESCHEMA;
-        }
-
-        rc = fc_get_str(&pair->via.array.ptr[0], payload, len, &h[i].name);
-        if (rc != FC_OK) {
-            return rc;
-        }
-
-        rc = fc_get_str(&pair->via.array.ptr[1], payload, len, &h[i].value);
-        if (rc != FC_OK) {
-            return rc;
-        }
-    }
-
-    r->headers = h;
-    r->nheaders = n;
-
-    return FC_OK;
-}
-
-
-/*
- * fc_response_decode()'s checks in the same order (fc_decode_fields(): a
- * known key at most once, unknown ones skipped, status required), with the
- * keys told apart by fc_response_key() instead of a strlen() per name,
- * and the headers checked as they are copied (fc_zone_headers()).
- */
-int
-fc_response_decode_zone(const uint8_t *payload, size_t len,
-    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx, fc_zone_t *z)
-{
-    int                    rc, key;
-    size_t                 off;
-    uint32_t               i;
-    unsigned               seen;
-    fc_response_t          r;
-    msgpack_object         root;
-    const msgpack_object  *v;
-    msgpack_unpack_return  ret;
-
-    if (len > FC_MAX_META_PAYLOAD) {
-        return FC_ETOOBIG;
-    }
-
-    rc = fc_msgpack_check(payload, len);
-    if (rc != FC_OK) {
-        return rc;
-    }
-
-    off = 0;
-    ret = msgpack_unpack((const char *) payload, len, &off, &z->zone, &root);
-
-    if (ret != MSGPACK_UNPACK_SUCCESS) {
-        rc = (ret == MSGPACK_UNPACK_NOMEM_ERROR) ? FC_ENOMEM : FC_EMSGPACK;
-        goto done;
-    }
-
-    if (root.type != MSGPACK_OBJECT_MAP) {
-        rc = FC_ESCHEMA;
-        goto done;
-    }
-
-    memset(&r, 0, sizeof(fc_response_t));
-    seen = 0;
-
-    for (i = 0; i < root.via.map.size; i++) {
-        key = fc_response_key(&root.via.map.ptr[i].key);
-        if (key < 0) {
-            continue;
-        }
-
-        if (seen & (1u << key)) {
-            rc = FC_ESCHEMA;
-            goto done;
-        }
-        seen |= 1u << key;
-
-        v = &root.via.map.ptr[i].val;
-
-        if (key == FC_RESP_HEADERS) {
-            rc = fc_zone_headers(v, payload, len, alloc, alloc_ctx, &r);
-
-        } else {
-            rc = fc_response_field(key, v, payload, len, &r);
-        }
-
-        if (rc != FC_OK) {
-            goto done;
-        }
-    }
-
-    if (!(seen & (1u << FC_RESP_STATUS))) {
-        rc = FC_ESCHEMA;
-        goto done;
-    }
-
-    *resp = r;
-
-done:
-
-    /* the decoded strings point into payload, the headers into alloc's */
-
-    msgpack_zone_clear(&z->zone);
-
-    return rc;
 }

@@ -182,20 +182,6 @@ int fc_error_decode(const uint8_t *payload, size_t len, fc_error_t *err);
 
 /* ---- the nginx module's entry points (issue 11) ---------------------- */
 
-/*
- * A decoder's zone kept by the caller from message to message (one per
- * worker in nginx) and cleared after each, instead of created and freed per
- * message.  NULL when out of memory.
- */
-typedef struct fc_zone_s fc_zone_t;
-
-fc_zone_t *fc_zone_create(void);
-void fc_zone_destroy(fc_zone_t *z);
-
-/* fc_response_decode() with the caller's zone (cleared before returning);
- * alloc may have been called when it fails. */
-int fc_response_decode_zone(const uint8_t *payload, size_t len,
-    fc_response_t *resp, fc_alloc_pt alloc, void *alloc_ctx, fc_zone_t *z);
 
 /*
  * An upper bound of a REQUEST payload from what the caller sums while it
@@ -239,6 +225,12 @@ int fc_request_encode_span(const fc_request_t *req,
 #define FC_ZONE_CHUNK_SIZE  2048
 
 struct msgpack_zone;
+
+/* A zone for the *_in_zone decoders (msgpack_zone_new with
+ * FC_ZONE_CHUNK_SIZE), for callers that do not include msgpack.h; NULL when
+ * out of memory. */
+struct msgpack_zone *fc_zone_create(void);
+void fc_zone_destroy(struct msgpack_zone *zone);
 
 int fc_request_decode_in_zone(struct msgpack_zone *zone,
     const uint8_t *payload, size_t len, fc_request_t *req, fc_alloc_pt alloc,
