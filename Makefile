@@ -21,10 +21,10 @@ FC_WERROR  ?= 0
 CTEST_ARGS ?=
 
 DEB_PACKAGES := build-essential cmake pkg-config nginx nginx-dev python3-prometheus-client \
-	libuv1-dev libmsgpack-dev libspdlog-dev libyaml-cpp-dev libhttp-parser-dev \
+	libuv1-dev libmsgpack-dev libspdlog-dev libyaml-cpp-dev libyaml-dev libhttp-parser-dev \
 	googletest libgtest-dev libcurl4-openssl-dev curl nlohmann-json3-dev python3-msgpack \
 	python3 python3-flask python3-django python3-websockets gunicorn nodejs wrk \
-	clang libclang-rt-14-dev iproute2 procps python3-dev uwsgi uwsgi-plugin-python3 valgrind libssl-dev \
+	clang libclang-rt-14-dev iproute2 procps python3-dev uwsgi uwsgi-plugin-python3 valgrind libssl-dev nettle-dev \
 	golang-go nftables
 
 MODULE_SOURCES := config $(wildcard ngx_module/*.c ngx_module/*.h) src/fc_proto.c src/fc_proto.h src/fc_limits.h

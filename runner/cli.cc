@@ -1,6 +1,7 @@
 #include "cli.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include <random>
 #include <regex>
 #include <sstream>
+#include <type_traits>
 #include <vector>
 
 #include "config.h"
@@ -212,42 +214,83 @@ size_t collect_body(char* data, size_t size, size_t n, void* userp) {
   return len;
 }
 
+// libcurl is loaded when a CLI command runs, not linked: linked, its
+// dependency tree (GnuTLS, OpenSSL, Kerberos, LDAP ...) was mapped and
+// initialized in every fc-runner daemon too, some 5 MB resident that the
+// daemon never uses.
+struct LibCurl {
+  decltype(&curl_global_init) global_init = nullptr;
+  decltype(&curl_easy_init) easy_init = nullptr;
+  decltype(&curl_easy_cleanup) easy_cleanup = nullptr;
+  decltype(&curl_easy_setopt) easy_setopt = nullptr;
+  decltype(&curl_easy_perform) easy_perform = nullptr;
+  decltype(&curl_easy_strerror) easy_strerror = nullptr;
+  decltype(&curl_easy_getinfo) easy_getinfo = nullptr;
+  std::string error;  // why it is not usable
+};
+
+const LibCurl& libcurl() {
+  static const LibCurl lib = [] {
+    LibCurl l;
+    void* so = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
+    if (!so) {
+      const char* why = dlerror();
+      l.error = std::string("cannot load libcurl (Debian: libcurl4): ") + (why ? why : "dlopen failed");
+      return l;
+    }
+    auto symbol = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(so, name));
+      if (!fn && l.error.empty()) l.error = std::string("libcurl has no ") + name;
+    };
+    symbol(l.global_init, "curl_global_init");
+    symbol(l.easy_init, "curl_easy_init");
+    symbol(l.easy_cleanup, "curl_easy_cleanup");
+    symbol(l.easy_setopt, "curl_easy_setopt");
+    symbol(l.easy_perform, "curl_easy_perform");
+    symbol(l.easy_strerror, "curl_easy_strerror");
+    symbol(l.easy_getinfo, "curl_easy_getinfo");
+    if (l.error.empty() && l.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) l.error = "libcurl did not initialize";
+    return l;
+  }();
+  return lib;
+}
+
 AdminReply admin_request(const Address& admin, const char* method, const std::string& path, long timeout_ms) {
-  static const bool initialized = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  const LibCurl& lib = libcurl();
   AdminReply reply;
-  if (!initialized) {
-    reply.error = "libcurl did not initialize";
+  if (!lib.error.empty()) {
+    reply.error = lib.error;
     return reply;
   }
-  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+  std::unique_ptr<CURL, decltype(lib.easy_cleanup)> curl(lib.easy_init(), lib.easy_cleanup);
   std::string url;
   if (admin.kind == Address::Kind::kUnix) {
-    curl_easy_setopt(curl.get(), CURLOPT_UNIX_SOCKET_PATH, admin.path.c_str());
+    lib.easy_setopt(curl.get(), CURLOPT_UNIX_SOCKET_PATH, admin.path.c_str());
     url = "http://localhost" + path;
   } else {
     bool v6 = admin.host.find(':') != std::string::npos;
     url = fmt::format("http://{}{}{}:{}{}", v6 ? "[" : "", admin.host, v6 ? "]" : "", admin.port, path);
   }
   char curl_error[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, curl_error);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_NOPROXY, "*");  // the admin API is local, never via a proxy
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, collect_body);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &reply.body);
+  lib.easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  lib.easy_setopt(curl.get(), CURLOPT_ERRORBUFFER, curl_error);
+  lib.easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  lib.easy_setopt(curl.get(), CURLOPT_NOPROXY, "*");  // the admin API is local, never via a proxy
+  lib.easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, timeout_ms);
+  lib.easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, collect_body);
+  lib.easy_setopt(curl.get(), CURLOPT_WRITEDATA, &reply.body);
   if (std::strcmp(method, "POST") == 0) {
-    curl_easy_setopt(curl.get(), CURLOPT_POST, 1L);
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, 0L);
+    lib.easy_setopt(curl.get(), CURLOPT_POST, 1L);
+    lib.easy_setopt(curl.get(), CURLOPT_POSTFIELDS, "");
+    lib.easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, 0L);
   }
-  CURLcode rc = curl_easy_perform(curl.get());
+  CURLcode rc = lib.easy_perform(curl.get());
   if (rc != CURLE_OK) {
-    reply.error = curl_error[0] ? curl_error : curl_easy_strerror(rc);
+    reply.error = curl_error[0] ? curl_error : lib.easy_strerror(rc);
     reply.status = 0;
     return reply;
   }
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
+  lib.easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
   return reply;
 }
 

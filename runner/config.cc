@@ -11,7 +11,6 @@
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cctype>
@@ -23,13 +22,16 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <span>
 #include <sstream>
 #include <string_view>
 #include <system_error>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "admin.h"  // is_loopback_host
+#include "yaml_tree.h"
 
 namespace fc {
 
@@ -136,9 +138,9 @@ std::string join(std::span<const std::string_view> items) {
 // ---------------------------------------------------------------------------
 // Scalars.
 
-int line_of(const YAML::Node& node) { return node.Mark().line + 1; }
+int line_of(const yaml::Node& node) { return node.line; }
 
-bool is_quoted(const YAML::Node& node) { return node.Tag() != "?"; }  // "!" or an explicit tag
+bool is_quoted(const yaml::Node& node) { return node.quoted; }  // quoted, or an explicit tag
 
 bool parse_int(std::string_view text, long long& out, bool& overflow) {
   overflow = false;
@@ -179,19 +181,18 @@ bool is_bool_literal(std::string text) {
 }
 
 // What a node is, for "expected X, got Y".
-std::string describe(const YAML::Node& node) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
+std::string describe(const yaml::Node& node) {
+  switch (node.type) {
+    case yaml::Node::Type::kNull:
       return "an empty value";
-    case YAML::NodeType::Sequence:
+    case yaml::Node::Type::kSequence:
       return "a list";
-    case YAML::NodeType::Map:
+    case yaml::Node::Type::kMap:
       return "a map";
-    case YAML::NodeType::Scalar:
+    case yaml::Node::Type::kScalar:
       break;
   }
-  const std::string& text = node.Scalar();
+  const std::string& text = node.scalar;
   if (!is_quoted(node)) {
     double ignored;
     if (parse_double(text, ignored)) return "the number " + text;
@@ -215,14 +216,14 @@ struct Entry {
   std::string key;
   std::string path;  // "functions.hello.timeout", "...command[0]"
   int line = 0;      // the key's line (the item's, for list items)
-  YAML::Node value;
+  const yaml::Node* value = nullptr;
 };
 
 class Parser {
  public:
   Parser(std::string file, fs::path base_dir) : file_(std::move(file)), base_dir_(std::move(base_dir)) {}
 
-  RunnerConfig parse_document(const YAML::Node& root);
+  RunnerConfig parse_document(const yaml::Node& root);
 
  private:
   [[noreturn]] void fail(int line, const std::string& path, const std::string& reason) const {
@@ -235,7 +236,7 @@ class Parser {
   // The entries of `map` in file order.  Unknown keys (when `known` is not
   // empty), non-scalar keys and duplicates are errors.  Keys in `ignored`
   // are dropped (and appended to `ignored_seen` when given).
-  std::vector<Entry> entries(const YAML::Node& map, const std::string& path,
+  std::vector<Entry> entries(const yaml::Node& map, const std::string& path,
                              std::span<const std::string_view> known,
                              std::span<const std::string_view> ignored = {},
                              std::vector<std::string>* ignored_seen = nullptr) const;
@@ -266,24 +267,32 @@ class Parser {
   static std::string program_problem(const std::string& program, const std::string& code_dir,
                                      const std::string& search_path);
 
+  // What stat() said about each directory and program, per file read:
+  // functions that share a codeUri and a command (the common case in a
+  // config of many) cost one look each, not one per function.
+  std::string cached_program_problem(const std::string& program, const std::string& code_dir,
+                                     const std::string& search_path) const;
+
   std::string file_;
   fs::path base_dir_;
+  mutable std::unordered_map<std::string, std::string> code_dir_problems_;
+  mutable std::unordered_map<std::string, std::string> program_problems_;
 };
 
-std::vector<Entry> Parser::entries(const YAML::Node& map, const std::string& path,
+std::vector<Entry> Parser::entries(const yaml::Node& map, const std::string& path,
                                    std::span<const std::string_view> known,
                                    std::span<const std::string_view> ignored,
                                    std::vector<std::string>* ignored_seen) const {
   std::vector<Entry> out;
   std::unordered_set<std::string> seen;
-  for (const auto& item : map) {
-    const YAML::Node& key_node = item.first;
+  for (size_t i = 0; i < map.map_size(); i++) {
+    const yaml::Node& key_node = map.key(i);
     int line = line_of(key_node);
     std::string prefix = path.empty() ? "" : path + ".";
-    if (!key_node.IsScalar()) {
+    if (!key_node.is_scalar()) {
       fail(line, path, "keys must be plain names, got " + describe(key_node) + " as a key");
     }
-    std::string key = key_node.Scalar();
+    std::string key = key_node.scalar;
     std::string key_path = prefix + key;
     if (!seen.insert(key).second) fail(line, key_path, "duplicate key");
     if (contains(ignored, key)) {
@@ -296,21 +305,21 @@ std::vector<Entry> Parser::entries(const YAML::Node& map, const std::string& pat
       if (!suggestion.empty()) reason += " (did you mean " + in_quotes(suggestion) + "?)";
       fail(line, key_path, reason);
     }
-    out.push_back(Entry{std::move(key), std::move(key_path), line, item.second});
+    out.push_back(Entry{std::move(key), std::move(key_path), line, &map.value(i)});
   }
   return out;
 }
 
 std::vector<Entry> Parser::map_entries(const Entry& entry, std::span<const std::string_view> known,
                                        std::span<const std::string_view> ignored) const {
-  if (entry.value.IsNull()) return {};
-  if (!entry.value.IsMap()) fail(entry, "expected a map, got " + describe(entry.value));
-  return entries(entry.value, entry.path, known, ignored);
+  if (entry.value->is_null()) return {};
+  if (!entry.value->is_map()) fail(entry, "expected a map, got " + describe(*entry.value));
+  return entries(*entry.value, entry.path, known, ignored);
 }
 
 std::string Parser::as_string(const Entry& entry) const {
-  if (!entry.value.IsScalar()) fail(entry, "expected a string, got " + describe(entry.value));
-  return entry.value.Scalar();
+  if (!entry.value->is_scalar()) fail(entry, "expected a string, got " + describe(*entry.value));
+  return entry.value->scalar;
 }
 
 std::string Parser::as_nonempty_string(const Entry& entry) const {
@@ -320,24 +329,24 @@ std::string Parser::as_nonempty_string(const Entry& entry) const {
 }
 
 long long Parser::as_int(const Entry& entry, long long min, long long max) const {
-  const YAML::Node& node = entry.value;
-  if (!node.IsScalar() || is_quoted(node)) fail(entry, "expected an integer, got " + describe(node));
+  const yaml::Node& node = *entry.value;
+  if (!node.is_scalar() || is_quoted(node)) fail(entry, "expected an integer, got " + describe(node));
   long long value = 0;
   bool overflow = false;
   double number = 0;
-  bool is_int = parse_int(node.Scalar(), value, overflow);
-  if (!is_int && !parse_double(node.Scalar(), number)) fail(entry, "expected an integer, got " + describe(node));
+  bool is_int = parse_int(node.scalar, value, overflow);
+  if (!is_int && !parse_double(node.scalar, number)) fail(entry, "expected an integer, got " + describe(node));
   if (!is_int || overflow || value < min || value > max) {
     fail(entry, "must be an integer between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
-                    node.Scalar());
+                    node.scalar);
   }
   return value;
 }
 
 double Parser::as_seconds(const Entry& entry, double min, double max, bool min_exclusive) const {
-  const YAML::Node& node = entry.value;
+  const yaml::Node& node = *entry.value;
   double value;
-  if (!node.IsScalar() || is_quoted(node) || !parse_double(node.Scalar(), value)) {
+  if (!node.is_scalar() || is_quoted(node) || !parse_double(node.scalar, value)) {
     fail(entry, "expected a number (seconds), got " + describe(node));
   }
   bool ok = std::isfinite(value) && (min_exclusive ? value > min : value >= min) && value <= max;
@@ -352,11 +361,11 @@ double Parser::as_seconds(const Entry& entry, double min, double max, bool min_e
 }
 
 std::vector<std::string> Parser::as_string_list(const Entry& entry) const {
-  if (!entry.value.IsSequence()) fail(entry, "expected a list of strings, got " + describe(entry.value));
+  if (!entry.value->is_sequence()) fail(entry, "expected a list of strings, got " + describe(*entry.value));
   std::vector<std::string> out;
   size_t index = 0;
-  for (const YAML::Node& item : entry.value) {
-    Entry item_entry{"", entry.path + "[" + std::to_string(index++) + "]", line_of(item), item};
+  for (const yaml::Node* item : entry.value->children) {
+    Entry item_entry{"", entry.path + "[" + std::to_string(index++) + "]", line_of(*item), item};
     out.push_back(as_string(item_entry));
   }
   return out;
@@ -373,8 +382,8 @@ Address Parser::as_address(const Entry& entry) const {
 
 void Parser::parse_port_range(const Entry& entry, int& first, int& last) const {
   const std::string reason = "must be a port range FIRST-LAST between 1024 and 65535 (e.g. \"20000-29999\")";
-  if (!entry.value.IsScalar()) fail(entry, reason + ", got " + describe(entry.value));
-  std::string text = entry.value.Scalar();
+  if (!entry.value->is_scalar()) fail(entry, reason + ", got " + describe(*entry.value));
+  std::string text = entry.value->scalar;
   size_t dash = text.find('-');
   std::string_view a = std::string_view(text).substr(0, dash);
   std::string_view b = dash == std::string::npos ? a : std::string_view(text).substr(dash + 1);
@@ -391,10 +400,10 @@ void Parser::parse_port_range(const Entry& entry, int& first, int& last) const {
 
 // Octal string ("0660", "660" quoted, "0o660") or an int; see README.
 int Parser::as_mode(const Entry& entry) const {
-  const YAML::Node& node = entry.value;
+  const yaml::Node& node = *entry.value;
   const std::string reason = "must be a file mode between 0000 and 0777, written in octal (e.g. \"0660\")";
-  if (!node.IsScalar()) fail(entry, "expected an octal string like \"0660\", got " + describe(node));
-  std::string_view text = node.Scalar();
+  if (!node.is_scalar()) fail(entry, "expected an octal string like \"0660\", got " + describe(node));
+  std::string_view text = node.scalar;
   bool octal = is_quoted(node) || text.starts_with("0");
   if (text.starts_with("0o")) text.remove_prefix(2);
   if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
@@ -403,7 +412,7 @@ int Parser::as_mode(const Entry& entry) const {
   long value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value, octal ? 8 : 10);
   if (ec != std::errc() || end != text.data() + text.size() || value < 0 || value > 0777) {
-    fail(entry, reason + ", got " + node.Scalar());
+    fail(entry, reason + ", got " + node.scalar);
   }
   return static_cast<int>(value);
 }
@@ -437,38 +446,24 @@ int group_id(const std::string& name) {
   return gr ? static_cast<int>(gr->gr_gid) : -1;
 }
 
-// A uid of its own for every function without `user` (gid: the same number),
-// stable per name (a hash into the range; a clash with another function or a
-// uid in the passwd database takes the next free one, functions taken in name
-// order so the result depends on the set of names only).
-void assign_instance_uids(RunnerConfig& config, const std::string& file) {
-  const long long size = static_cast<long long>(config.instance_uid_last) - config.instance_uid_first + 1;
-  std::vector<FunctionConfig*> dynamic;
-  std::unordered_set<int> taken;
-  for (FunctionConfig& fn : config.functions) {
-    if (fn.user.empty()) {
-      dynamic.push_back(&fn);
-    } else if (fn.uid >= 0) {
-      taken.insert(fn.uid);
-    }
+// The uids inside instanceUids that are never handed out (instance_uids.h):
+// accounts of the passwd database (one pass over it, not a lookup per
+// function: with NSS modules a lookup is some thirty system calls) and the
+// uids of named `user:`s.
+std::vector<int> reserved_instance_uids(const RunnerConfig& config) {
+  std::unordered_set<int> reserved;
+  auto in_range = [&](long long uid) { return uid >= config.instance_uid_first && uid <= config.instance_uid_last; };
+  setpwent();
+  while (const passwd* pw = getpwent()) {
+    if (in_range(pw->pw_uid)) reserved.insert(static_cast<int>(pw->pw_uid));
   }
-  std::sort(dynamic.begin(), dynamic.end(), [](auto* a, auto* b) { return a->name < b->name; });
-  for (FunctionConfig* fn : dynamic) {
-    uint64_t hash = 0xcbf29ce484222325ULL;
-    for (unsigned char c : fn->name) hash = (hash ^ c) * 0x100000001b3ULL;
-    for (long long step = 0; step < size; step++) {
-      int uid = static_cast<int>(config.instance_uid_first + static_cast<long long>((hash + step) % size));
-      if (taken.count(uid) || getpwuid(static_cast<uid_t>(uid)) != nullptr) continue;
-      taken.insert(uid);
-      fn->uid = uid;
-      if (fn->group.empty()) fn->gid = uid;
-      break;
-    }
-    if (fn->uid < 0) {
-      fn->problems.emplace_back(file, fn->line, "functions." + fn->name,
-                                "no free uid left in instanceUids for this function");
-    }
+  endpwent();
+  for (const FunctionConfig& fn : config.functions) {
+    if (!fn.user.empty() && in_range(fn.uid)) reserved.insert(fn.uid);
   }
+  std::vector<int> out(reserved.begin(), reserved.end());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string Parser::as_code_dir(const Entry& entry, std::string& problem) const {
@@ -477,6 +472,11 @@ std::string Parser::as_code_dir(const Entry& entry, std::string& problem) const 
   path = path.lexically_normal();
   std::string text = path.string();
   while (text.size() > 1 && text.back() == '/') text.pop_back();
+  auto cached = code_dir_problems_.find(text);
+  if (cached != code_dir_problems_.end()) {
+    problem = cached->second;
+    return text;
+  }
   std::error_code ec;
   fs::file_status status = fs::status(text, ec);
   if (ec || !fs::exists(status)) {
@@ -484,7 +484,25 @@ std::string Parser::as_code_dir(const Entry& entry, std::string& problem) const 
   } else if (!fs::is_directory(status)) {
     problem = text + " is not a directory";
   }
+  code_dir_problems_.emplace(text, problem);
   return text;
+}
+
+std::string Parser::cached_program_problem(const std::string& program, const std::string& code_dir,
+                                           const std::string& search_path) const {
+  std::string key = program;
+  key.push_back('\0');
+  // Where the program is looked for depends on codeUri only for relative
+  // names and empty PATH entries.
+  bool needs_dir = program.find('/') == std::string::npos || !fs::path(program).is_absolute();
+  if (needs_dir) key += code_dir;
+  key.push_back('\0');
+  if (program.find('/') == std::string::npos) key += search_path;
+  auto cached = program_problems_.find(key);
+  if (cached != program_problems_.end()) return cached->second;
+  std::string problem = program_problem(program, code_dir, search_path);
+  program_problems_.emplace(std::move(key), problem);
+  return problem;
 }
 
 // execvp's view: a name with a slash is a path (relative ones from the
@@ -608,7 +626,7 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
     fail(entry, "invalid function name: it must start with a letter or _, contain only letters, "
                 "digits, _ and -, and be at most 128 characters");
   }
-  if (!entry.value.IsMap()) fail(entry, "expected a map of function settings, got " + describe(entry.value));
+  if (!entry.value->is_map()) fail(entry, "expected a map of function settings, got " + describe(*entry.value));
 
   const Entry* runtime = nullptr;
   const Entry* code_uri = nullptr;
@@ -626,7 +644,7 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
   bool code_dir_ok = false;
 
   std::vector<Entry> fields =
-      entries(entry.value, entry.path, kFunctionKeys, kIgnoredFunctionKeys, &fn.ignored_keys);
+      entries(*entry.value, entry.path, kFunctionKeys, kIgnoredFunctionKeys, &fn.ignored_keys);
   for (const Entry& field : fields) {
     const std::string& key = field.key;
     if (key == "name") {
@@ -695,10 +713,10 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
           fail(var, "invalid environment variable name (empty, or contains = or NUL)");
         }
         std::string value;
-        if (var.value.IsScalar()) {
-          value = var.value.Scalar();
-        } else if (!var.value.IsNull()) {
-          fail(var, "expected a string, number or boolean, got " + describe(var.value));
+        if (var.value->is_scalar()) {
+          value = var.value->scalar;
+        } else if (!var.value->is_null()) {
+          fail(var, "expected a string, number or boolean, got " + describe(*var.value));
         }
         if (value.find('\0') != std::string::npos) fail(var, "value contains a NUL byte");
         fn.environment.emplace_back(var.key, std::move(value));
@@ -805,10 +823,10 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
     }
     if (fn.runtime == Runtime::kCustom) {
       if (command) {
-        std::string why = program_problem(fn.command.front(), fn.code_uri, search_path);
+        std::string why = cached_program_problem(fn.command.front(), fn.code_uri, search_path);
         if (!why.empty()) problem(command->line, command->path, why);
       } else {
-        std::string why = program_problem("./bootstrap", fn.code_uri, search_path);
+        std::string why = cached_program_problem("./bootstrap", fn.code_uri, search_path);
         int line = custom_runtime_config ? custom_runtime_config->line : entry.line;
         if (!why.empty()) {
           problem(line, entry.path + ".customRuntimeConfig.command",
@@ -816,19 +834,19 @@ FunctionConfig Parser::parse_function(const Entry& entry) const {
         }
       }
     } else if (interpreter) {
-      std::string why = program_problem(fn.interpreter, fn.code_uri, search_path);
+      std::string why = cached_program_problem(fn.interpreter, fn.code_uri, search_path);
       if (!why.empty()) problem(interpreter->line, interpreter->path, why);
     }
   }
   return fn;
 }
 
-RunnerConfig Parser::parse_document(const YAML::Node& root) {
+RunnerConfig Parser::parse_document(const yaml::Node& root) {
   RunnerConfig config;
   config.listen = parse_address(std::string(kDefaultListen));
 
-  if (root.IsNull()) fail(1, "functions", "required; the file is empty");
-  if (!root.IsMap()) fail(line_of(root), "", "expected a map of settings at the top level, got " + describe(root));
+  if (root.is_null()) fail(1, "functions", "required; the file is empty");
+  if (!root.is_map()) fail(line_of(root), "", "expected a map of settings at the top level, got " + describe(root));
 
   const Entry* admin = nullptr;
   bool has_functions = false;
@@ -884,8 +902,8 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
       parse_port_range(field, config.instance_port_first, config.instance_port_last);
     } else if (key == "functions") {
       has_functions = true;
-      if (!field.value.IsNull() && !field.value.IsMap()) {
-        fail(field, "expected a map of function name to settings, got " + describe(field.value));
+      if (!field.value->is_null() && !field.value->is_map()) {
+        fail(field, "expected a map of function name to settings, got " + describe(*field.value));
       }
       for (const Entry& function : map_entries(field, {})) config.functions.push_back(parse_function(function));
     }
@@ -893,7 +911,7 @@ RunnerConfig Parser::parse_document(const YAML::Node& root) {
   if (!has_functions) {
     fail(line_of(root), "functions", "required (a map of function name to settings; it may be empty: {})");
   }
-  assign_instance_uids(config, file_);
+  config.reserved_instance_uids = reserved_instance_uids(config);
   if (admin && config.admin->to_string() == config.listen.to_string()) {
     fail(*admin, "must differ from listen (" + config.listen.to_string() + ")");
   }
@@ -1116,24 +1134,18 @@ const FunctionConfig* RunnerConfig::find(std::string_view name) const {
 RunnerConfig parse_config(const std::string& yaml_text, const std::string& path) {
   fs::path absolute = absolute_path(path);
   Parser parser(path, absolute.parent_path());
-  std::vector<YAML::Node> documents;
+  std::unique_ptr<yaml::Stream> stream;
   try {
-    documents = YAML::LoadAll(yaml_text);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(path, e.mark.line + 1, "", "YAML syntax error: " + e.msg);
-  } catch (const YAML::Exception& e) {
-    throw ConfigError(path, e.mark.line + 1, "", "YAML error: " + e.msg);
+    stream = std::make_unique<yaml::Stream>(yaml_text);
+  } catch (const yaml::SyntaxError& e) {
+    throw ConfigError(path, e.line(), "", std::string("YAML syntax error: ") + e.what());
   }
+  const std::vector<const yaml::Node*>& documents = stream->documents();
   if (documents.size() > 1) {
     throw ConfigError(path, 0, "", "expected one YAML document, found " + std::to_string(documents.size()));
   }
-  RunnerConfig config;
-  try {
-    config = parser.parse_document(documents.empty() ? YAML::Node() : documents.front());
-  } catch (const YAML::Exception& e) {
-    // Defensive: the parser checks types before reading values.
-    throw ConfigError(path, e.mark.line + 1, "", "YAML error: " + e.msg);
-  }
+  static const yaml::Node kEmptyDocument;  // null
+  RunnerConfig config = parser.parse_document(documents.empty() ? kEmptyDocument : *documents.front());
   config.path = absolute.string();
   return config;
 }

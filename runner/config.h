@@ -122,9 +122,11 @@ struct FunctionConfig {
   double max_queue_time_s = 10;
 
   // Extensions: isolation (issue 9, docs/isolation.md).  `user`/`group` as
-  // written; uid/gid are what the instances run as when the runner is root:
-  // the named ones, else a uid of the function's own from instanceUids
-  // (assign_instance_uids), with gid = uid.  `root` only when named.
+  // written; uid/gid are the named ones (-1 when not named).  Without
+  // `user`, the instances run as a uid of the function's own from
+  // instanceUids, handed out at its first instance start (UidPool,
+  // instance_uids.h), with gid = that uid unless `group` names one.
+  // `root` only when named.
   std::string user;
   std::string group;
   int uid = -1;
@@ -161,6 +163,9 @@ struct RunnerConfig {
   // (systemd's DynamicUser range by default).
   int instance_uid_first = 61184;
   int instance_uid_last = 65519;
+  // The uids of that range never handed out: the passwd database's
+  // accounts and named `user:`s (sorted).
+  std::vector<int> reserved_instance_uids;
   // extension `readWritePaths` at the top level: bound writable into every
   // function's instances (the function's own list adds to it).
   std::vector<std::string> read_write_paths;

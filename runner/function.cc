@@ -1,5 +1,7 @@
 #include "function.h"
 
+#include <unistd.h>
+
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -460,6 +462,21 @@ void Function::start_instance(const std::shared_ptr<FunctionVersion>& version) {
     network.watch_default_port = version->port_mode == PortMode::kUnknown;
   }
   network.marked = !network.own_netns && runner_.instance_ports().guarded();
+  if (!uid_lease_ && geteuid() == 0 && version->config.user.empty()) {
+    UidPool& uids = instance_uid_pool();
+    uid_lease_ = uids.acquire(name_);
+    if (!uid_lease_) {
+      version->last_failure = fmt::format(
+          "function '{}' cannot start an instance: no free uid in instanceUids {}, each held by a function with "
+          "instances: widen instanceUids (or name a user: for some functions)",
+          name_, uids.describe());
+      spdlog::error("{}", version->last_failure);
+      version->backoff.on_failure(uv_now(loop_));
+      // Waiting requests get this reason while the backoff lasts (dispatch_once).
+      if (version == candidate_) fail_candidate(version->last_failure);
+      return;
+    }
+  }
   auto instance = std::make_unique<Instance>(*this, version, loop_, new_instance_id(), std::move(network));
   Instance* raw = instance.get();
   instances_.push_back(std::move(instance));
@@ -620,6 +637,7 @@ void Function::remove(Instance& instance) {
   // Its last connection's close callback is on the stack.
   deleter().defer(std::move(*it));
   instances_.erase(it);
+  if (instances_.empty()) uid_lease_.reset();  // the uid goes back to instanceUids
   if (stopping_) {
     if (instances_.empty() && on_stopped_) {
       auto done = std::move(on_stopped_);

@@ -18,6 +18,7 @@
 #include "deferred_delete.h"
 #include "frames.h"
 #include "instance.h"
+#include "instance_uids.h"
 #include "metrics.h"
 #include "scheduler.h"
 #include "uv_handle.h"
@@ -199,6 +200,9 @@ class Function final : public DeferredDeletable {
 
   std::deque<Exchange*> queue_;
   std::vector<std::unique_ptr<Instance>> instances_;
+  // The uid of its own its instances run as (instanceUids): held from the
+  // first instance start until the last instance is gone.
+  std::shared_ptr<UidPool::Lease> uid_lease_;
   HandlePtr<Timer> queue_timer_;
   HandlePtr<Timer> idle_timer_;
   HandlePtr<Timer> restart_timer_;

@@ -17,6 +17,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "instance_uids.h"
 #include "runtimes.h"
 
 namespace fc {
@@ -203,7 +204,11 @@ void Isolation::cleanup() {
 bool Isolation::namespaces_available() { return g_namespaces; }
 bool Isolation::pids_cgroup_available() { return !g_pids_base.empty(); }
 
-int Isolation::instance_uid(const FunctionConfig& fn) { return g_root ? fn.uid : -1; }
+int Isolation::instance_uid(const FunctionConfig& fn) {
+  if (!g_root) return -1;
+  // Without user: the uid its Function holds from instanceUids (instance_uids.h).
+  return fn.user.empty() ? instance_uid_pool().held(fn.name) : fn.uid;
+}
 
 std::vector<std::string> Isolation::guard_args(const FunctionConfig& fn, const std::string& pids_cgroup) {
   std::vector<std::string> args;
@@ -211,9 +216,9 @@ std::vector<std::string> Isolation::guard_args(const FunctionConfig& fn, const s
     args.emplace_back(option);
     args.push_back(value);
   };
-  if (g_root && fn.uid >= 0) {
-    add("--uid", std::to_string(fn.uid));
-    add("--gid", std::to_string(fn.gid >= 0 ? fn.gid : fn.uid));
+  if (int uid = instance_uid(fn); uid >= 0) {
+    add("--uid", std::to_string(uid));
+    add("--gid", std::to_string(fn.gid >= 0 ? fn.gid : uid));
   }
   // RLIMIT_NPROC counts every task of the uid, so with a pids cgroup per
   // instance it only bounds the function as a whole (and stays out of the

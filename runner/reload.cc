@@ -1,7 +1,7 @@
 #include "reload.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
+#include <nettle/sha2.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,14 +23,13 @@ namespace {
 // Files are read in pieces of this size (one buffer per walk).
 constexpr size_t kReadChunkBytes = 64 * 1024;
 
-struct EvpCtxFree {
-  void operator()(EVP_MD_CTX* ctx) const { EVP_MD_CTX_free(ctx); }
-};
-
+// SHA-256 from nettle: plain functions on a context of our own.  (OpenSSL's
+// EVP, used before, loads its providers at the first digest: some 3 MB of
+// libcrypto pages resident in the runner for its whole life.)
 class Sha256 {
  public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr); }
-  void add(const void* data, size_t len) { EVP_DigestUpdate(ctx_.get(), data, len); }
+  Sha256() { sha256_init(&ctx_); }
+  void add(const void* data, size_t len) { sha256_update(&ctx_, len, static_cast<const uint8_t*>(data)); }
   // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
   void add_field(std::string_view text) {
     uint64_t n = text.size();
@@ -38,12 +37,11 @@ class Sha256 {
     add(text.data(), text.size());
   }
   std::string hex(size_t bytes) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(ctx_.get(), out, &len);
+    uint8_t out[SHA256_DIGEST_SIZE];
+    sha256_digest(&ctx_, sizeof out, out);
     static const char* kDigits = "0123456789abcdef";
     std::string text;
-    for (size_t i = 0; i < std::min<size_t>(bytes, len); i++) {
+    for (size_t i = 0; i < std::min<size_t>(bytes, sizeof out); i++) {
       text.push_back(kDigits[out[i] >> 4]);
       text.push_back(kDigits[out[i] & 15]);
     }
@@ -51,7 +49,7 @@ class Sha256 {
   }
 
  private:
-  std::unique_ptr<EVP_MD_CTX, EvpCtxFree> ctx_;
+  sha256_ctx ctx_;
 };
 
 bool skipped_directory(const fs::path& name) { return name == "__pycache__" || name == ".git"; }
@@ -151,8 +149,13 @@ void mark_unservable_functions(RunnerConfig& config) {
 
 std::map<std::string, CodeHash> hash_code_trees(const RunnerConfig& config) {
   std::map<std::string, CodeHash> hashes;
+  // Functions that share a codeUri share its tree: read once per load.
+  std::map<std::string, CodeHash> by_dir;
   for (const FunctionConfig& fn : config.functions) {
-    if (fn.problems.empty()) hashes[fn.name] = hash_code_tree(fn.code_uri);
+    if (!fn.problems.empty()) continue;
+    auto it = by_dir.find(fn.code_uri);
+    if (it == by_dir.end()) it = by_dir.emplace(fn.code_uri, hash_code_tree(fn.code_uri)).first;
+    hashes[fn.name] = it->second;
   }
   return hashes;
 }

@@ -1,5 +1,6 @@
 #include "runner.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cstring>
 
 #include <algorithm>
+#include <unordered_set>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/fmt/fmt.h>
@@ -16,6 +18,7 @@
 #include "admin.h"
 #include "function.h"
 #include "instance_ports.h"
+#include "instance_uids.h"
 #include "listener.h"
 #include "log.h"
 #include "reload.h"
@@ -63,6 +66,7 @@ bool Runner::start() {
     }
   });
 
+  configure_instance_uids();
   for (const auto& fn : config_.functions) {
     functions_.emplace(fn.name, std::make_unique<Function>(*this, loop_, fn));
   }
@@ -112,13 +116,20 @@ bool Runner::start() {
   auto started = std::make_shared<RunnerConfig>(config_);
   auto hashes = std::make_shared<std::map<std::string, CodeHash>>();
   run_in_background(
-      loop_, [started, hashes] { *hashes = hash_code_trees(*started); },
+      loop_,
+      [started, hashes] {
+        *hashes = hash_code_trees(*started);
+        *started = RunnerConfig();  // the copy is not needed any more
+      },
       [this, hashes] {
         loading_ = false;
         for (const auto& [name, hash] : *hashes) {
           if (!hash.error.empty()) spdlog::warn("function {}: {}", name, hash.error);
           if (Function* fn = find(name)) fn->set_code_hash(1, hash.digest);
         }
+        // The config copy the hashes were made from is freed by now: its
+        // pages go back too (main.cc's trim came before).
+        malloc_trim(0);
         maybe_start_load();
       },
       alive_);
@@ -305,6 +316,7 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
     summary.push_back("removed " + name);
   }
   config_ = std::move(next);
+  configure_instance_uids();
   metrics_.reloads_applied++;
   std::string said;
   for (const std::string& item : summary) said += (said.empty() ? "" : "; ") + item;
@@ -319,6 +331,11 @@ void Runner::apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters)
                {"applied_live", std::move(live)},
                {"restart_required", std::move(restart)},
                {"warnings", std::move(warnings)}});
+}
+
+void Runner::configure_instance_uids() {
+  std::unordered_set<int> reserved(config_.reserved_instance_uids.begin(), config_.reserved_instance_uids.end());
+  instance_uid_pool().configure(config_.instance_uid_first, config_.instance_uid_last, std::move(reserved));
 }
 
 void Runner::on_function_gone(Function* function) {

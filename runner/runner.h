@@ -80,6 +80,8 @@ class Runner {
   void maybe_start_load();
   void apply_reload(LoadedConfig& loaded, std::vector<ReloadDone> waiters);
   void on_function_gone(Function* function);
+  // instanceUids and the uids it must not hand out, from config_ (start, reload).
+  void configure_instance_uids();
 
   uv_loop_t* loop_;
   RunnerConfig config_;

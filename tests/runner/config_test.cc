@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <gtest/gtest.h>
+#include <pwd.h>
 #include <stdlib.h>
 
 #include <filesystem>
@@ -884,29 +885,35 @@ TEST_F(ConfigTest, IsolationDefaults) {
   EXPECT_EQ(config.instance_uid_first, 61184);
   EXPECT_EQ(config.instance_uid_last, 65519);
   EXPECT_EQ(config.listen_gid, -1);
-  EXPECT_GE(fn.uid, 61184);
-  EXPECT_LE(fn.uid, 65519);
-  EXPECT_EQ(fn.gid, fn.uid);
+  // A uid of its own comes at the first instance start (UidPool), not here.
+  EXPECT_EQ(fn.uid, -1);
+  EXPECT_EQ(fn.gid, -1);
   EXPECT_EQ(fn.max_processes, 1024);
   EXPECT_EQ(fn.max_open_files, 1024);
   EXPECT_EQ(fn.tmp_size_mb, 512);
 }
 
-TEST_F(ConfigTest, PerFunctionUidsAreStableAndDistinct) {
-  std::string text = "instanceUids: 61184-61185\nfunctions:\n"
-                     "  a: { runtime: python3, codeUri: ./fn }\n"
-                     "  b: { runtime: python3, codeUri: ./fn }\n";
-  RunnerConfig first = load(text);
-  RunnerConfig again = load(text);
-  EXPECT_NE(first.functions[0].uid, first.functions[1].uid);
-  EXPECT_EQ(first.functions[0].uid, again.functions[0].uid);
-  EXPECT_EQ(first.functions[1].uid, again.functions[1].uid);
-  // A range of one uid has room for one function: the other cannot be served.
-  RunnerConfig full = load("instanceUids: 61184-61184\nfunctions:\n"
-                           "  a: { runtime: python3, codeUri: ./fn }\n"
-                           "  b: { runtime: python3, codeUri: ./fn }\n");
-  EXPECT_EQ(full.problems().size(), 1u);
-  EXPECT_NE(std::string(full.problems()[0]->what()).find("no free uid left in instanceUids"), std::string::npos);
+TEST_F(ConfigTest, MoreFunctionsThanInstanceUidsLoad) {
+  // Uids are handed out per running function (instance_uids_test.cc): a
+  // range of one uid takes any number of functions.
+  RunnerConfig config = load("instanceUids: 61184-61184\nfunctions:\n"
+                             "  a: { runtime: python3, codeUri: ./fn }\n"
+                             "  b: { runtime: python3, codeUri: ./fn }\n"
+                             "  c: { runtime: python3, codeUri: ./fn, user: nobody }\n");
+  EXPECT_TRUE(config.problems().empty()) << config.problems()[0]->what();
+  EXPECT_EQ(config.functions.size(), 3u);
+}
+
+TEST_F(ConfigTest, ReservedInstanceUidsAreAccountsAndNamedUsersInTheRange) {
+  const passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  int account = static_cast<int>(nobody->pw_uid);
+  int named = account + 1;  // a number no account has: named as user:, kept out too
+  ASSERT_EQ(getpwuid(static_cast<uid_t>(named)), nullptr);
+  std::string range = std::to_string(account - 1) + "-" + std::to_string(named + 1);
+  RunnerConfig config = load("instanceUids: " + range + "\n" +
+                             with_function_keys("    user: \"" + std::to_string(named) + "\"\n"));
+  EXPECT_EQ(config.reserved_instance_uids, (std::vector<int>{account, named}));
 }
 
 TEST_F(ConfigTest, IsolationKeysAtTheirLimits) {
