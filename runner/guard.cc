@@ -1,6 +1,5 @@
 #include "guard.h"
 
-#include "memory_limit.h"
 #include "sandbox.h"
 
 #include <dirent.h>
@@ -10,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -79,6 +79,14 @@ std::vector<pid_t> group_members() {
   }
   closedir(proc);
   return pids;
+}
+
+// Without a memory cgroup: memorySize as RLIMIT_AS (inherited by the app).
+bool apply_address_space_limit(long megabytes) {
+  if (megabytes <= 0) return true;
+  rlimit limit{};
+  limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(megabytes) * 1024 * 1024;
+  return setrlimit(RLIMIT_AS, &limit) == 0;
 }
 
 bool join_cgroup(const std::string& procs_path, pid_t pid) {
@@ -201,7 +209,7 @@ int run_guard(int argc, char** argv) {
       close(status_pipe[0]);
       close(pid_pipe[1]);
       // Without a cgroup: RLIMIT_AS, inherited by the app.
-      if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
+      if (cgroup == nullptr && !apply_address_space_limit(memory_mb)) {
         std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
         _exit(1);
       }
@@ -211,7 +219,7 @@ int run_guard(int argc, char** argv) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != guard) _exit(1);
     // Without a cgroup: RLIMIT_AS, set here for the app only.
-    if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
+    if (cgroup == nullptr && !apply_address_space_limit(memory_mb)) {
       std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
       _exit(1);
     }

@@ -183,11 +183,9 @@ bool Instance::start(std::string& error) {
   stdio[2].data.stream = stderr_->stream();
 
   uv_process_options_t options{};
-  // The guard is this binary (the inode running, even if the file was
-  // replaced). FC_RUNNER_GUARD_EXE names it instead, for a runner under
-  // valgrind, whose /proc/self/exe is the tool (tests/bench/instructions.sh).
-  const char* guard_exe = std::getenv("FC_RUNNER_GUARD_EXE");
-  options.file = guard_exe && *guard_exe ? guard_exe : "/proc/self/exe";
+  // The guard (isolation.h: fc-instance-guard, a small static program that
+  // execs in well under a millisecond).
+  options.file = Isolation::guard_program().c_str();
   options.args = argv.data();
   options.env = envp.data();
   options.cwd = fn.code_uri.c_str();

@@ -166,21 +166,4 @@ bool MemoryLimit::oom_killed() const {
   return counter(read_file(path_ + "/memory.oom_control"), "oom_kill") > 0;
 }
 
-bool apply_memory_limit_in_child(const char* cgroup, long megabytes) {
-  if (cgroup != nullptr && cgroup[0] != '\0') {
-    std::string procs = std::string(cgroup) + "/cgroup.procs";
-    int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return false;
-    char pid[32];
-    int n = std::snprintf(pid, sizeof(pid), "%d", static_cast<int>(getpid()));
-    bool ok = ::write(fd, pid, static_cast<size_t>(n)) == n;
-    ::close(fd);
-    return ok;
-  }
-  if (megabytes <= 0) return true;
-  rlimit limit{};
-  limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(megabytes) * 1024 * 1024;
-  return setrlimit(RLIMIT_AS, &limit) == 0;
-}
-
 }  // namespace fc

@@ -40,8 +40,4 @@ class MemoryLimit {
   int megabytes_;
 };
 
-// For the guard (child side): joins `cgroup` (when not empty), else sets
-// RLIMIT_AS to `megabytes`.  Returns false with errno on failure.
-bool apply_memory_limit_in_child(const char* cgroup, long megabytes);
-
 }  // namespace fc
