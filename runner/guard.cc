@@ -98,9 +98,9 @@ bool join_cgroup(const std::string& procs_path, pid_t pid) {
 
 // Moves the app into its memory cgroup, then whatever it forked before the
 // move took effect (a shell's command, a pre-fork master's first workers),
-// until a pass finds nobody left outside.  Every move waits for an RCU grace
-// period (10-20 ms on cgroup v1), so this runs while the app is already
-// starting, not before its exec: cold starts do not pay for it.
+// until a pass finds nobody left outside.  Only without namespaces (with
+// them the init joins before the app starts): each pass reads every
+// /proc/PID/stat of the host, CPU the app's own start would compete with.
 void move_group_into_cgroup(const char* cgroup, pid_t app) {
   const std::string procs_path = std::string(cgroup) + "/cgroup.procs";
   if (!join_cgroup(procs_path, app)) {
@@ -161,6 +161,7 @@ int run_guard(int argc, char** argv) {
                  "[--nproc N] [--nofile N] [--pids-cgroup DIR] -- COMMAND [ARGS...]\n");
     return 2;
   }
+  if (sandbox.namespaces && cgroup != nullptr) sandbox.memory_cgroup = cgroup;  // joined by the init
   if (sandbox.namespaces && sandbox.code_dir.empty()) {
     std::fprintf(stderr, "fc-runner guard: --sandbox needs --code\n");
     return 2;
@@ -239,9 +240,9 @@ int run_guard(int argc, char** argv) {
     close(pid_pipe[1]);
   }
 
-  // The app goes into its memory cgroup; the guard stays outside, so an OOM
-  // kill cannot take it.
-  if (cgroup != nullptr) move_group_into_cgroup(cgroup, app);
+  // Without namespaces the app goes into its memory cgroup here (with them
+  // the init joined it); the guard stays outside, so an OOM kill cannot take it.
+  if (cgroup != nullptr && !sandbox.namespaces) move_group_into_cgroup(cgroup, app);
 
   // The runner signals the group; the app handles those, the guard waits.
   signal(SIGTERM, SIG_IGN);
