@@ -69,8 +69,11 @@ uninstall_module() {
 
 install_runner() {
   need "$build/fc-runner"
+  need "$build/fc-instance-guard"
   need "$build/runtimes/python3/_fcruntime.abi3.so"
   install -D -m 0755 "$build/fc-runner" "$(d "$BINDIR")/fc-runner"
+  # The instance guard every cold start execs (fc-runner finds it here, relative to itself).
+  install -D -m 0755 "$build/fc-instance-guard" "$(d "$PREFIX")/lib/fc-runner/fc-instance-guard"
   local rt; rt=$(d "$RUNTIMES_DIR")
   install -D -m 0644 -t "$rt/nodejs" "$root/runner/runtimes/nodejs/bootstrap.js" "$root/runner/runtimes/nodejs/fc.js"
   install -D -m 0644 -t "$rt/python3" "$root/runner/runtimes/python3/bootstrap.py" \

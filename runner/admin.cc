@@ -438,6 +438,12 @@ std::string AdminServer::status_json() const {
       item["uid"] = Isolation::instance_uid(fc) >= 0 ? json(Isolation::instance_uid(fc)) : json(nullptr);
       item["refused_forks"] = inst->refused_forks();  // forks refused at maxProcesses
       item["max_processes"] = fc.max_processes;
+      // maxOpenFiles and tmpSize as last sampled (limit_watch.h), and every limit it reached.
+      item["open_files"] = inst->open_files() >= 0 ? json(inst->open_files()) : json(nullptr);
+      item["max_open_files"] = fc.max_open_files;
+      item["tmp_used_bytes"] = inst->tmp_used_bytes() >= 0 ? json(inst->tmp_used_bytes()) : json(nullptr);
+      item["tmp_size_mb"] = fc.tmp_size_mb;
+      item["limits_hit"] = inst->limits_hit();
       item["memory_source"] = memory >= 0 ? json(source) : json(nullptr);
       instances.push_back(std::move(item));
     }
@@ -588,9 +594,10 @@ std::string AdminServer::metrics_text() const {
                  }
                });
   per_function("fc_instance_limit_hits_total", "counter",
-               "Instances that reached a limit: processes (maxProcesses: a fork was refused), memory (memorySize).",
+               "Instances that reached a limit: processes (maxProcesses: a fork was refused), memory (memorySize), "
+               "open_files (maxOpenFiles), tmp (tmpSize: /tmp full).",
                [&](std::string_view fname, const Function& fn) {
-                 for (const char* limit : {"processes", "memory"}) {
+                 for (const char* limit : {"processes", "memory", "open_files", "tmp"}) {
                    auto it = fn.metrics().limit_hits.find(limit);
                    uint64_t n = it == fn.metrics().limit_hits.end() ? 0 : it->second;
                    out.sample("fc_instance_limit_hits_total", {{"function", fname}, {"limit", limit}}, n);

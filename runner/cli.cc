@@ -802,6 +802,10 @@ std::string format_status(const json& status, const std::map<std::string, uint64
     if (inst_versions) irows[0].push_back("VERSION");
     for (const char* h : {"STATE", "PID", "IN-FLIGHT", "SERVED", "COLD START", "UP", "MEMORY"})
       irows[0].push_back(h);
+    // The limits an instance reached (memory, processes, open_files, tmp), when any did.
+    bool any_limit = false;
+    for (const auto& inst : instances) any_limit = any_limit || !field(inst, "limits_hit").empty();
+    if (any_limit) irows[0].push_back("LIMITS HIT");
     for (const auto& inst : instances) {
       std::vector<std::string> row{scalar_text(field(inst, "id"))};
       if (inst_versions) row.push_back(scalar_text(field(inst, "version")));
@@ -814,6 +818,11 @@ std::string format_status(const json& status, const std::map<std::string, uint64
       const json at = field(inst, "started_at");
       row.push_back(at.is_number() && now > 0 ? duration_text(now - at.get<double>()) : "-");
       row.push_back(bytes_text(field(inst, "memory_bytes")));
+      if (any_limit) {
+        std::string hit;
+        for (const auto& name : field(inst, "limits_hit")) hit += (hit.empty() ? "" : ",") + scalar_text(name);
+        row.push_back(hit.empty() ? "-" : hit);
+      }
       irows.push_back(std::move(row));
     }
     out += table(irows, "  ");

@@ -1,6 +1,5 @@
 #include "guard.h"
 
-#include "memory_limit.h"
 #include "sandbox.h"
 
 #include <dirent.h>
@@ -10,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +81,14 @@ std::vector<pid_t> group_members() {
   return pids;
 }
 
+// Without a memory cgroup: memorySize as RLIMIT_AS (inherited by the app).
+bool apply_address_space_limit(long megabytes) {
+  if (megabytes <= 0) return true;
+  rlimit limit{};
+  limit.rlim_cur = limit.rlim_max = static_cast<rlim_t>(megabytes) * 1024 * 1024;
+  return setrlimit(RLIMIT_AS, &limit) == 0;
+}
+
 bool join_cgroup(const std::string& procs_path, pid_t pid) {
   FILE* procs = std::fopen(procs_path.c_str(), "w");
   if (procs == nullptr) return false;
@@ -90,9 +98,9 @@ bool join_cgroup(const std::string& procs_path, pid_t pid) {
 
 // Moves the app into its memory cgroup, then whatever it forked before the
 // move took effect (a shell's command, a pre-fork master's first workers),
-// until a pass finds nobody left outside.  Every move waits for an RCU grace
-// period (10-20 ms on cgroup v1), so this runs while the app is already
-// starting, not before its exec: cold starts do not pay for it.
+// until a pass finds nobody left outside.  Only without namespaces (with
+// them the init joins before the app starts): each pass reads every
+// /proc/PID/stat of the host, CPU the app's own start would compete with.
 void move_group_into_cgroup(const char* cgroup, pid_t app) {
   const std::string procs_path = std::string(cgroup) + "/cgroup.procs";
   if (!join_cgroup(procs_path, app)) {
@@ -153,6 +161,7 @@ int run_guard(int argc, char** argv) {
                  "[--nproc N] [--nofile N] [--pids-cgroup DIR] -- COMMAND [ARGS...]\n");
     return 2;
   }
+  if (sandbox.namespaces && cgroup != nullptr) sandbox.memory_cgroup = cgroup;  // joined by the init
   if (sandbox.namespaces && sandbox.code_dir.empty()) {
     std::fprintf(stderr, "fc-runner guard: --sandbox needs --code\n");
     return 2;
@@ -201,7 +210,7 @@ int run_guard(int argc, char** argv) {
       close(status_pipe[0]);
       close(pid_pipe[1]);
       // Without a cgroup: RLIMIT_AS, inherited by the app.
-      if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
+      if (cgroup == nullptr && !apply_address_space_limit(memory_mb)) {
         std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
         _exit(1);
       }
@@ -211,7 +220,7 @@ int run_guard(int argc, char** argv) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != guard) _exit(1);
     // Without a cgroup: RLIMIT_AS, set here for the app only.
-    if (cgroup == nullptr && !apply_memory_limit_in_child(nullptr, memory_mb)) {
+    if (cgroup == nullptr && !apply_address_space_limit(memory_mb)) {
       std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
       _exit(1);
     }
@@ -231,9 +240,9 @@ int run_guard(int argc, char** argv) {
     close(pid_pipe[1]);
   }
 
-  // The app goes into its memory cgroup; the guard stays outside, so an OOM
-  // kill cannot take it.
-  if (cgroup != nullptr) move_group_into_cgroup(cgroup, app);
+  // Without namespaces the app goes into its memory cgroup here (with them
+  // the init joined it); the guard stays outside, so an OOM kill cannot take it.
+  if (cgroup != nullptr && !sandbox.namespaces) move_group_into_cgroup(cgroup, app);
 
   // The runner signals the group; the app handles those, the guard waits.
   signal(SIGTERM, SIG_IGN);

@@ -18,6 +18,7 @@
 #include "instance_connection.h"
 #include "instance_ports.h"
 #include "isolation.h"
+#include "limit_watch.h"
 #include "listening_ports.h"
 #include "log.h"
 #include "memory_limit.h"
@@ -183,11 +184,9 @@ bool Instance::start(std::string& error) {
   stdio[2].data.stream = stderr_->stream();
 
   uv_process_options_t options{};
-  // The guard is this binary (the inode running, even if the file was
-  // replaced). FC_RUNNER_GUARD_EXE names it instead, for a runner under
-  // valgrind, whose /proc/self/exe is the tool (tests/bench/instructions.sh).
-  const char* guard_exe = std::getenv("FC_RUNNER_GUARD_EXE");
-  options.file = guard_exe && *guard_exe ? guard_exe : "/proc/self/exe";
+  // The guard (isolation.h: fc-instance-guard, a small static program that
+  // execs in well under a millisecond).
+  options.file = Isolation::guard_program().c_str();
   options.args = argv.data();
   options.env = envp.data();
   options.cwd = fn.code_uri.c_str();
@@ -214,6 +213,8 @@ bool Instance::start(std::string& error) {
                fmt::join(args.begin() + static_cast<long>(command_at), args.end(), " "));
   start_stream(stdout_, stdout_lines_, 1);
   start_stream(stderr_, stderr_lines_, 2);
+  limit_watch_ = std::make_unique<LimitWatch>(loop_, Isolation::namespaces_available(),
+                                              [this](const LimitSample& sample) { on_limit_sample(sample); });
 
   probe_timer_ = Timer::create(loop_);
   start_deadline_ = Timer::create(loop_);
@@ -358,6 +359,7 @@ void Instance::transition(Event event) {
 
     case Kind::kExited: {
       exit_reason_ = event.why;
+      limit_watch_.reset();  // nothing left to sample
       // Whatever is left of the group (the app's children) goes with it.
       process_->kill_group(SIGKILL);
       probe_.reset();
@@ -642,6 +644,7 @@ std::string Instance::where_it_listens() {
 
 void Instance::assign(Exchange& exchange) {
   in_flight_++;
+  if (limit_watch_) limit_watch_->set_busy(true, pid());
   exchange.start(*this, idle_connection());
   transition({Event::Kind::kSlotsChanged, {}});
 }
@@ -651,6 +654,10 @@ void Instance::on_connection_released(InstanceConnection& conn, Outcome outcome,
   in_flight_--;
   uint64_t now = uv_now(loop_);
   if (in_flight_ == 0) idle_since_ms_ = now;
+  if (limit_watch_) {
+    limit_watch_->sample(pid());  // what the request left behind
+    if (in_flight_ == 0) limit_watch_->set_busy(false, pid());
+  }
   switch (outcome) {
     case Outcome::kComplete:
       consecutive_failures_ = 0;
@@ -701,6 +708,34 @@ void Instance::begin_drain(const std::string& why) { transition({Event::Kind::kD
 bool Instance::out_of_memory() const { return memory_ && memory_->oom_killed(); }
 
 long Instance::refused_forks() const { return processes_ ? processes_->refused_forks() : 0; }
+
+void Instance::on_limit_sample(const LimitSample& sample) {
+  const FunctionConfig& fn = config();
+  if (sample.open_files >= 0) open_files_ = sample.open_files;
+  if (sample.tmp_used_bytes >= 0) tmp_used_bytes_ = sample.tmp_used_bytes;
+  // RLIMIT_NOFILE refuses the descriptor that would make maxOpenFiles + 1.
+  if (!open_files_hit_ && fn.max_open_files > 0 && sample.open_files >= fn.max_open_files) {
+    open_files_hit_ = true;
+    function_.metrics().limit_hits["open_files"]++;
+    spdlog::warn("[{}] open-file limit reached: {} descriptors open at maxOpenFiles {} (EMFILE inside)", tag_,
+                 sample.open_files, fn.max_open_files);
+  }
+  if (!tmp_full_hit_ && sample.tmp_full) {
+    tmp_full_hit_ = true;
+    function_.metrics().limit_hits["tmp"]++;
+    spdlog::warn("[{}] /tmp is full: {} bytes used of tmpSize {} MB (ENOSPC inside)", tag_, sample.tmp_used_bytes,
+                 fn.tmp_size_mb);
+  }
+}
+
+std::vector<std::string> Instance::limits_hit() const {
+  std::vector<std::string> hit;
+  if (out_of_memory()) hit.emplace_back("memory");
+  if (refused_forks() > 0) hit.emplace_back("processes");
+  if (open_files_hit_) hit.emplace_back("open_files");
+  if (tmp_full_hit_) hit.emplace_back("tmp");
+  return hit;
+}
 
 void Instance::begin_replace(const std::string& why) { transition({Event::Kind::kReplace, why}); }
 

@@ -160,6 +160,15 @@ class Instance final : public DeferredDeletable {
   std::string failure_detail() const;
   bool out_of_memory() const;   // the kernel OOM-killed something of it (memorySize)
   long refused_forks() const;   // forks refused at maxProcesses (pids cgroup)
+  // maxOpenFiles and tmpSize, as last sampled (limit_watch.h): the most
+  // descriptors one of its processes holds (-1: not sampled yet), the private
+  // /tmp's use (-1: none or not sampled), and whether each was seen at its limit.
+  long open_files() const { return open_files_; }
+  long long tmp_used_bytes() const { return tmp_used_bytes_; }
+  bool open_files_hit() const { return open_files_hit_; }
+  bool tmp_full_hit() const { return tmp_full_hit_; }
+  // The limits it reached: "memory", "processes", "open_files", "tmp".
+  std::vector<std::string> limits_hit() const;
 
  private:
   class ControlCall;
@@ -225,6 +234,12 @@ class Instance final : public DeferredDeletable {
 
   std::unique_ptr<class MemoryLimit> memory_;
   std::unique_ptr<class ProcessLimit> processes_;  // maxProcesses (isolation.h)
+  std::unique_ptr<class LimitWatch> limit_watch_;  // maxOpenFiles, tmpSize (limit_watch.h)
+  long open_files_ = -1;
+  long long tmp_used_bytes_ = -1;
+  bool open_files_hit_ = false;
+  bool tmp_full_hit_ = false;
+  void on_limit_sample(const struct LimitSample& sample);
   HandlePtr<Process> process_;
   HandlePtr<Pipe> stdout_;
   HandlePtr<Pipe> stderr_;

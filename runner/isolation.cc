@@ -1,6 +1,7 @@
 #include "isolation.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -13,10 +14,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
+#include "cgroup.h"
 #include "instance_uids.h"
 #include "runtimes.h"
 
@@ -27,27 +26,11 @@ namespace {
 bool g_root = false;
 bool g_namespaces = false;
 std::string g_namespace_problem;
-std::string g_pids_base;  // the runner's directory for instance pids cgroups
-bool g_pids_v2 = false;
+cgroup::RunnerBase g_pids;  // the runner's directory for instance pids cgroups
 // From the config at start: readWritePaths for every function, and the file
 // the instances must not see.
 std::vector<std::string> g_read_write_paths;
 std::string g_config_path;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool write_text(const std::string& path, const std::string& value) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-  ::close(fd);
-  return ok;
-}
 
 // Whether the guard will be able to make its namespaces: tried once in a
 // child, the way the guard does (a user namespace first when unprivileged).
@@ -88,69 +71,6 @@ bool probe_namespaces(std::string& problem) {
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-void remove_tree(const std::string& dir) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
-    if (entry.is_directory(ec)) ::rmdir(entry.path().c_str());
-  }
-  ::rmdir(dir.c_str());
-}
-
-// Leftovers of runners that died without cleaning up (SIGKILL).
-void sweep_dead_runners(const std::string& parent) {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(parent, ec)) {
-    std::string name = entry.path().filename().string();
-    if (name.rfind("fc-runner-", 0) != 0) continue;
-    long pid = std::strtol(name.c_str() + 10, nullptr, 10);
-    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) remove_tree(entry.path().string());
-  }
-}
-
-// The pids controller: v1 (/sys/fs/cgroup/pids) or v2 with pids delegated.
-void init_pids_cgroup() {
-  std::istringstream lines(read_text("/proc/self/cgroup"));
-  std::string line, v1_path, v2_path;
-  bool have_v2 = false;
-  while (std::getline(lines, line)) {
-    size_t a = line.find(':'), b = line.find(':', a + 1);
-    if (a == std::string::npos || b == std::string::npos) continue;
-    std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
-    if (controllers.empty() && line.compare(0, a, "0") == 0) {
-      have_v2 = true;
-      v2_path = path;
-    }
-    std::istringstream cs(controllers);
-    std::string c;
-    while (std::getline(cs, c, ',')) {
-      if (c == "pids") v1_path = path;
-    }
-  }
-  auto try_base = [](const std::string& parent, bool v2) {
-    if (::access(parent.c_str(), W_OK) != 0) return false;
-    sweep_dead_runners(parent);
-    std::string base = fmt::format("{}/fc-runner-{}", parent, getpid());
-    if (::mkdir(base.c_str(), 0755) != 0 && errno != EEXIST) return false;
-    if (v2) {
-      write_text(base + "/cgroup.subtree_control", "+pids");
-      std::string probe = base + "/probe";
-      bool ok = ::mkdir(probe.c_str(), 0755) == 0 && ::access((probe + "/pids.max").c_str(), W_OK) == 0;
-      ::rmdir(probe.c_str());
-      if (!ok) {
-        ::rmdir(base.c_str());
-        return false;
-      }
-    }
-    g_pids_base = base;
-    g_pids_v2 = v2;
-    return true;
-  };
-  if (!v1_path.empty() && try_base("/sys/fs/cgroup/pids" + (v1_path == "/" ? "" : v1_path), false)) return;
-  if (have_v2 && read_text("/sys/fs/cgroup/cgroup.controllers").find("pids") != std::string::npos) {
-    try_base("/sys/fs/cgroup" + (v2_path == "/" ? "" : v2_path), true);
-  }
-}
-
 }  // namespace
 
 std::vector<std::string> Isolation::init(const RunnerConfig& config) {
@@ -158,7 +78,7 @@ std::vector<std::string> Isolation::init(const RunnerConfig& config) {
   g_read_write_paths = config.read_write_paths;
   g_config_path = config.path;
   g_namespaces = probe_namespaces(g_namespace_problem);
-  init_pids_cgroup();
+  g_pids = cgroup::make_runner_base("pids", "pids.max");
   std::vector<std::string> lines;
   std::string uids;
   if (g_root) {
@@ -168,6 +88,15 @@ std::vector<std::string> Isolation::init(const RunnerConfig& config) {
     uids = fmt::format("the runner is not root: instances run as its uid {}", geteuid());
   }
   lines.push_back(fmt::format("isolation: {}; no_new_privs; RLIMIT_NOFILE (maxOpenFiles)", uids));
+  {
+    char target[PATH_MAX];
+    ssize_t n = ::readlink(guard_program().c_str(), target, sizeof(target) - 1);
+    std::string shown = n > 0 ? std::string(target, static_cast<size_t>(n)) : guard_program();
+    lines.push_back(fmt::format("isolation: instance guard {}{}", shown,
+                                guard_program() == "/proc/self/exe"
+                                    ? " --exec-instance (fc-instance-guard not found: ~30 ms slower cold starts)"
+                                    : ""));
+  }
   if (g_namespaces) {
     lines.push_back(fmt::format(
         "isolation: private view{}: own pid, mount, IPC and UTS namespaces; codeUri read-only at its path and "
@@ -179,9 +108,9 @@ std::vector<std::string> Isolation::init(const RunnerConfig& config) {
         "isolation: NO private view (the instances see the runner's file system and processes): {}",
         g_namespace_problem.empty() ? "namespaces unavailable" : g_namespace_problem));
   }
-  if (!g_pids_base.empty()) {
+  if (!g_pids.path.empty()) {
     lines.push_back(fmt::format("isolation: maxProcesses enforced by a pids cgroup ({}) under {} and RLIMIT_NPROC",
-                                g_pids_v2 ? "v2" : "v1", g_pids_base));
+                                g_pids.version == cgroup::Version::kV2 ? "v2" : "v1", g_pids.path));
   } else {
     lines.push_back(std::string("isolation: maxProcesses enforced by RLIMIT_NPROC only (no writable pids cgroup)") +
                     (g_root ? ", which counts all instances of a function's uid together"
@@ -198,11 +127,33 @@ std::vector<std::string> Isolation::init(const RunnerConfig& config) {
 }
 
 void Isolation::cleanup() {
-  if (!g_pids_base.empty()) remove_tree(g_pids_base);
+  if (!g_pids.path.empty()) cgroup::remove_tree(g_pids.path);
 }
 
 bool Isolation::namespaces_available() { return g_namespaces; }
-bool Isolation::pids_cgroup_available() { return !g_pids_base.empty(); }
+bool Isolation::pids_cgroup_available() { return !g_pids.path.empty(); }
+
+const std::string& Isolation::guard_program() {
+  static const std::string program = [] {
+    const char* named = std::getenv("FC_RUNNER_GUARD_EXE");
+    if (named != nullptr && *named != '\0') return std::string(named);
+    char exe[PATH_MAX];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n > 0) {
+      std::string self(exe, static_cast<size_t>(n));
+      std::string dir = self.substr(0, self.rfind('/') + 1);
+      for (const char* candidate : {"fc-instance-guard", "../lib/fc-runner/fc-instance-guard"}) {
+        std::string path = dir + candidate;
+        if (::access(path.c_str(), X_OK) != 0) continue;
+        // O_PATH: exec'able through /proc/self/fd, and the inode stays ours.
+        int fd = ::open(path.c_str(), O_PATH | O_CLOEXEC);
+        if (fd >= 0) return fmt::format("/proc/self/fd/{}", fd);
+      }
+    }
+    return std::string("/proc/self/exe");
+  }();
+  return program;
+}
 
 int Isolation::instance_uid(const FunctionConfig& fn) {
   if (!g_root) return -1;
@@ -245,10 +196,10 @@ std::vector<std::string> Isolation::guard_args(const FunctionConfig& fn, const s
 }
 
 ProcessLimit::ProcessLimit(const std::string& instance_id, int max_processes) : max_(max_processes) {
-  if (g_pids_base.empty() || max_processes <= 0) return;
-  std::string path = g_pids_base + "/" + instance_id;
+  if (g_pids.path.empty() || max_processes <= 0) return;
+  std::string path = g_pids.path + "/" + instance_id;
   if (::mkdir(path.c_str(), 0755) != 0) return;
-  if (!write_text(path + "/pids.max", std::to_string(max_processes))) {
+  if (!cgroup::write_file(path + "/pids.max", std::to_string(max_processes))) {
     ::rmdir(path.c_str());
     return;
   }
@@ -262,13 +213,7 @@ ProcessLimit::~ProcessLimit() {
 long ProcessLimit::refused_forks() const {
   if (path_.empty()) return 0;
   // "max N": forks refused because pids.max was reached.
-  std::istringstream in(read_text(path_ + "/pids.events"));
-  std::string key;
-  long value = 0;
-  while (in >> key >> value) {
-    if (key == "max") return value;
-  }
-  return 0;
+  return cgroup::counter(cgroup::read_file(path_ + "/pids.events"), "max");
 }
 
 }  // namespace fc

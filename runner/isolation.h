@@ -24,6 +24,13 @@ class Isolation {
   // The guard options for one instance of `fn` (everything before "--").
   // readWritePaths of the top level and the config path are the ones init() saw.
   static std::vector<std::string> guard_args(const FunctionConfig& fn, const std::string& pids_cgroup);
+  // The program uv_spawn runs for every instance (the guard): "/proc/self/fd/N"
+  // of fc-instance-guard, opened once (next to this binary in the build tree,
+  // PREFIX/lib/fc-runner when installed), so an upgrade that replaces the file
+  // does not change it under a running runner; else this binary itself
+  // (/proc/self/exe --exec-instance, ~30 ms slower per cold start).
+  // FC_RUNNER_GUARD_EXE names another (a runner under valgrind).
+  static const std::string& guard_program();
   // The uid the instances of `fn` run as (-1: the runner's own).
   static int instance_uid(const FunctionConfig& fn);
 };

@@ -40,26 +40,6 @@ std::string read_small_file(const std::string& path) {
   return text;
 }
 
-// `root` and its descendants, from /proc/PID/task/TID/children.
-std::vector<int> process_tree(int root) {
-  std::vector<int> pids = {root};
-  for (size_t i = 0; i < pids.size() && pids.size() < kMaxProcesses; i++) {
-    std::string task_dir = "/proc/" + std::to_string(pids[i]) + "/task";
-    DIR* tasks = opendir(task_dir.c_str());
-    if (tasks == nullptr) continue;
-    while (dirent* task = readdir(tasks)) {
-      if (task->d_name[0] == '.') continue;
-      std::string children = read_small_file(task_dir + "/" + task->d_name + "/children");
-      const char* p = children.c_str();
-      char* end = nullptr;
-      for (long pid; (pid = std::strtol(p, &end, 10)) > 0 && end != p; p = end) {
-        if (pids.size() < kMaxProcesses) pids.push_back(static_cast<int>(pid));
-      }
-    }
-    closedir(tasks);
-  }
-  return pids;
-}
 
 // Inodes of the sockets the processes hold ("socket:[12345]").
 std::set<unsigned long> socket_inodes(const std::vector<int>& pids) {
@@ -115,6 +95,26 @@ void dump_listeners(int nl, int family, const std::set<unsigned long>& wanted, s
 }
 
 }  // namespace
+
+std::vector<int> process_tree(int root) {
+  std::vector<int> pids = {root};
+  for (size_t i = 0; i < pids.size() && pids.size() < kMaxProcesses; i++) {
+    std::string task_dir = "/proc/" + std::to_string(pids[i]) + "/task";
+    DIR* tasks = opendir(task_dir.c_str());
+    if (tasks == nullptr) continue;
+    while (dirent* task = readdir(tasks)) {
+      if (task->d_name[0] == '.') continue;
+      std::string children = read_small_file(task_dir + "/" + task->d_name + "/children");
+      const char* p = children.c_str();
+      char* end = nullptr;
+      for (long pid; (pid = std::strtol(p, &end, 10)) > 0 && end != p; p = end) {
+        if (pids.size() < kMaxProcesses) pids.push_back(static_cast<int>(pid));
+      }
+    }
+    closedir(tasks);
+  }
+  return pids;
+}
 
 std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns) {
   std::vector<ListeningPort> ports;

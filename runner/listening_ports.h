@@ -29,6 +29,10 @@ std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns);
 // that cannot be told (its /proc/PID/fd or netlink is not readable).
 bool holds_listener(int root_pid, bool own_netns, int port);
 
+// `root_pid` and its descendants (host pids, from /proc/PID/task/TID/children),
+// breadth first, at most 256 (a fork bomb must not make a walk expensive).
+std::vector<int> process_tree(int root_pid);
+
 // "5000 (0.0.0.0:5000), 8080 (127.0.0.1:8080)"; "" for none.
 std::string describe(const std::vector<ListeningPort>& ports);
 

@@ -1,9 +1,10 @@
 // memorySize per instance (issue 3): a memory cgroup per instance where the
 // runner can make one (cgroup v2 memory.max or v1 memory.limit_in_bytes,
 // under the runner's own cgroup), else RLIMIT_AS set by the guard.  The
-// guard moves the app into the cgroup while it starts, then whatever the app
-// forked before the move took effect, so the app and all its children of the
-// process group end up inside.  cgroupfs reads and writes are kernel calls, not
+// guard's pid namespace init joins the cgroup before it starts the app (with
+// isolation's namespaces; without, the guard moves the app in while it starts,
+// then whatever the app forked before the move took effect), so the app and
+// all its children end up inside.  cgroupfs reads and writes are kernel calls, not
 // disk I/O, so they are done on the loop.
 #pragma once
 
@@ -39,9 +40,5 @@ class MemoryLimit {
   std::string path_;
   int megabytes_;
 };
-
-// For the guard (child side): joins `cgroup` (when not empty), else sets
-// RLIMIT_AS to `megabytes`.  Returns false with errno on failure.
-bool apply_memory_limit_in_child(const char* cgroup, long megabytes);
 
 }  // namespace fc

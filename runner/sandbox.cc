@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,6 +43,10 @@ constexpr const char* kDevices[] = {"null", "zero", "full", "random", "urandom",
 // Symlinks in codeUri (this deep) that point outside it get their target
 // bound read-only (node_modules linked in from elsewhere).
 constexpr int kSymlinkScanDepth = 2;
+// The old root's detach (RootBuilder::detach_old_root): polled this often,
+// given up (the instance fails to start) after this long.
+constexpr long kDetachPollNs = 20 * 1000;
+constexpr long kDetachWaitNs = 2000L * 1000 * 1000;
 
 void say(const char* what, const std::string& path) {
   std::fprintf(stderr, "fc-runner guard: %s %s: %s\n", what, path.c_str(), std::strerror(errno));
@@ -153,7 +158,7 @@ class RootBuilder {
     }
     for (const char* secret : kSecrets) mask(secret);
     for (const std::string& path : spec_.hidden) mask(path);
-    if (!make_read_only()) return false;
+    if (!make_read_only()) return false; 
 
     std::string proc = std::string(kNewRoot) + "/proc";
     if (!mkdirs(proc) || ::mount("proc", proc.c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) {
@@ -165,7 +170,7 @@ class RootBuilder {
     // Into the new root; the scratch root and the old tree go.
     if (::chdir(kNewRoot) != 0) return fail("chdir", kNewRoot);
     if (syscall(SYS_pivot_root, ".", ".") != 0) return fail("pivot_root to", kNewRoot);
-    if (::umount2(".", MNT_DETACH) != 0) return fail("detach the old root", "/");
+    if (!detach_old_root()) return false; 
     if (::chdir(spec_.code_dir.c_str()) != 0) return fail("chdir", spec_.code_dir);
     return true;
   }
@@ -174,6 +179,47 @@ class RootBuilder {
   bool fail(const char* what, const std::string& path) {
     say(what, path);
     return false;
+  }
+
+  // The old root is stacked on the new one at "/" (pivot_root(".", ".")).
+  // umount2(MNT_DETACH) takes it out of the mount namespace at once, then
+  // waits for an RCU grace period before it returns (~11 ms here, the
+  // largest part of the view's cold-start cost): a child makes the call and
+  // waits, while the init goes on once the mount is gone from its namespace
+  // (/proc/self/mountinfo shows one mount at "/", no longer two).
+  bool detach_old_root() {
+    pid_t detacher = fork();
+    if (detacher < 0) {
+      if (::umount2(".", MNT_DETACH) != 0) return fail("detach the old root", "/");
+      return true;
+    }
+    if (detacher == 0) _exit(::umount2(".", MNT_DETACH) == 0 ? 0 : 1);
+    const timespec pause{0, kDetachPollNs};
+    for (long waited_ns = 0; waited_ns < kDetachWaitNs; waited_ns += kDetachPollNs) {
+      int roots = mounts_at_root();
+      if (roots == 1) return true;
+      int status = 0;
+      if (roots < 0 || (waitpid(detacher, &status, WNOHANG) == detacher && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))) {
+        break;
+      }
+      nanosleep(&pause, nullptr);
+    }
+    errno = ETIMEDOUT;
+    return fail("detach the old root", "/");
+  }
+
+  // How many mounts /proc/self/mountinfo shows at "/" (-1: unreadable).
+  static int mounts_at_root() {
+    FILE* f = std::fopen("/proc/self/mountinfo", "re");
+    if (f == nullptr) return -1;
+    int roots = 0;
+    char line[8192];
+    while (std::fgets(line, sizeof(line), f)) {
+      char point[8];
+      if (std::sscanf(line, "%*s %*s %*s %*s %7s", point) == 1 && std::strcmp(point, "/") == 0) roots++;
+    }
+    std::fclose(f);
+    return roots;
   }
 
   std::string old_path(const std::string& path) const { return kOldRoot + path; }
@@ -408,15 +454,17 @@ class RootBuilder {
   std::vector<std::string> visible_ = {"/usr", "/etc", "/sys", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin"};
 };
 
-bool join_pids_cgroup(const std::string& cgroup) {
+bool join_cgroup(const std::string& cgroup, const char* limit) {
   if (cgroup.empty()) return true;
   // "0" is the writer itself (v1 and v2).
   if (!write_text(cgroup + "/cgroup.procs", "0")) {
-    say("cannot apply maxProcesses: join", cgroup);
+    say((std::string("cannot apply ") + limit + ": join").c_str(), cgroup);
     return false;
   }
   return true;
 }
+
+bool join_pids_cgroup(const std::string& cgroup) { return join_cgroup(cgroup, "maxProcesses"); }
 
 bool drop_privileges(const SandboxSpec& spec) {
   if (geteuid() != 0 || spec.uid < 0) return true;
@@ -541,7 +589,18 @@ void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& a
   prctl(PR_SET_NAME, "fc-init");
   // The guard's death ends the init, and with it the namespace.
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (!join_pids_cgroup(spec.pids_cgroup)) _exit(1);
+  // The init is in the memory cgroup with the app: never the OOM killer's
+  // choice (it is tiny anyway, and without it the namespace ends); the app
+  // gets the runner's score back.  Lowering it needs privilege: best effort.
+  char oom_score[16] = "0";
+  {
+    int fd = ::open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? ::read(fd, oom_score, sizeof(oom_score) - 1) : -1;
+    if (n > 0) oom_score[n] = '\0';
+    if (fd >= 0) ::close(fd);
+    if (!spec.memory_cgroup.empty()) write_text("/proc/self/oom_score_adj", "-1000");
+  }
+  if (!join_pids_cgroup(spec.pids_cgroup) || !join_cgroup(spec.memory_cgroup, "memorySize")) _exit(1);
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS) != 0) {
     say("unshare", "CLONE_NEWNS|CLONE_NEWIPC|CLONE_NEWUTS");
     _exit(1);
@@ -562,6 +621,7 @@ void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& a
   }
   if (app == 0) {
     prctl(PR_SET_NAME, "fc-app");
+    if (!spec.memory_cgroup.empty()) write_text("/proc/self/oom_score_adj", oom_score);
     if (!restrict_app_process(spec, false)) _exit(1);
     // After the uid change, which clears it.
     prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -40,6 +40,10 @@ struct SandboxSpec {
   long max_processes = 0;     // --nproc: RLIMIT_NPROC
   long max_open_files = 0;    // --nofile: RLIMIT_NOFILE
   std::string pids_cgroup;    // --pids-cgroup: joined before the app starts
+  // The guard's --cgroup (memorySize): with namespaces the init joins it
+  // before it starts the app, so the app and all it forks are inside from
+  // their first instruction (no scan of /proc to move them afterwards).
+  std::string memory_cgroup;
 };
 
 // Parses one guard option at argv[i] (advancing i past its value); false when

@@ -85,6 +85,7 @@ TEST(Install, MakeInstallIntoADestdirGivesDebiansLayoutAndUninstallRemovesIt) {
       "usr/share/nginx/modules-available/mod-http-fc.conf",
       "etc/nginx/modules-enabled/50-mod-http-fc.conf",
       "usr/bin/fc-runner",
+      "usr/lib/fc-runner/fc-instance-guard",
       "usr/lib/fc-runner/runtimes/nodejs/bootstrap.js",
       "usr/lib/fc-runner/runtimes/nodejs/fc.js",
       "usr/lib/fc-runner/runtimes/python3/bootstrap.py",

@@ -324,6 +324,60 @@ TEST_F(IsolationTest, ForkBombIsBoundedAndOthersKeepServing) {
       << metrics();
 }
 
+// Issue 9: the maxOpenFiles and tmpSize hits (EMFILE, ENOSPC inside the
+// instance) are named in /status (limits_hit), the log and the limit-hits
+// metric, for that function only; another function is unaffected.
+TEST_F(IsolationTest, OpenFileAndTmpLimitHitsAreNamed) {
+  add_function("a", "    minInstances: 1\n    maxOpenFiles: 64\n    tmpSize: 4\n");
+  add_function("b", "    minInstances: 1\n");
+  gw_.start();
+  require_private_view();
+  expect_b_serving();
+  auto limits_of = [&](const std::string& fn) {
+    std::vector<std::string> hit;
+    json status = admin_status();  // kept: the loop's range refers into it
+    for (const auto& f : status["functions"]) {
+      if (f["name"] != fn) continue;
+      for (const auto& i : f["instances"]) {
+        for (const auto& name : i["limits_hit"]) hit.push_back(name.get<std::string>());
+      }
+    }
+    std::sort(hit.begin(), hit.end());
+    return hit;
+  };
+  EXPECT_TRUE(limits_of("a").empty());
+
+  json filled = get_json("/a/fill-tmp");
+  EXPECT_EQ(filled["error"].get<std::string>().rfind("ENOSPC", 0), 0u) << filled;
+  EXPECT_GT(filled["written"].get<long>(), 0) << filled;
+  EXPECT_LE(filled["written"].get<long>(), 4L << 20) << filled;
+  // Held for 2 s, then closed (the instance must accept connections again).
+  json opened = get_json("/a/open-files?hold=2");
+  EXPECT_EQ(opened["error"].get<std::string>().rfind("EMFILE", 0), 0u) << opened;
+  EXPECT_GT(opened["opened"].get<long>(), 32) << opened;
+  EXPECT_LT(opened["opened"].get<long>(), 64) << opened;
+
+  ASSERT_TRUE(wait_until([&] { return limits_of("a") == std::vector<std::string>{"open_files", "tmp"}; }, 5s))
+      << admin_status().dump(1) << gw_.runner_log();
+  std::string m = metrics();
+  EXPECT_NE(m.find("fc_instance_limit_hits_total{function=\"a\",limit=\"open_files\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("fc_instance_limit_hits_total{function=\"a\",limit=\"tmp\"} 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("fc_instance_limit_hits_total{function=\"b\",limit=\"open_files\"} 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("fc_instance_limit_hits_total{function=\"b\",limit=\"tmp\"} 0"), std::string::npos) << m;
+  std::string log = gw_.runner_log();
+  EXPECT_NE(log.find("open-file limit reached: "), std::string::npos) << log;
+  EXPECT_NE(log.find("descriptors open at maxOpenFiles 64 (EMFILE inside)"), std::string::npos) << log;
+  EXPECT_NE(log.find("/tmp is full"), std::string::npos) << log;
+  EXPECT_NE(log.find("of tmpSize 4 MB"), std::string::npos) << log;
+
+  // b is unaffected; a serves again once its descriptors are closed.
+  EXPECT_TRUE(limits_of("b").empty());
+  expect_b_serving();
+  std::this_thread::sleep_for(2500ms);
+  HttpResponse again = http_get(gw_.url("/a/ping"));
+  EXPECT_EQ(again.status, 200) << again.body << again.error;
+}
+
 // An unprivileged runner: the instances run as its uid, with no_new_privs
 // and the same private view inside a user namespace that maps only that uid.
 TEST_F(IsolationTest, UnprivilegedRunnerIsolatesInAUserNamespace) {

@@ -10,6 +10,9 @@
   /ping               "pong"
   /forkbomb?seconds=S every process forks as fast as it can until S seconds passed;
                       the request never gets an answer (the function's timeout ends it)
+  /open-files?hold=S  open /dev/null until EMFILE, answer {"opened": N, "error": "EMFILE ..."},
+                      close them S seconds later (the instance then serves again)
+  /fill-tmp           write /tmp/fill in 1 MiB steps until ENOSPC: {"written": BYTES, "error": "ENOSPC ..."}
 """
 import errno
 import json
@@ -17,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -71,6 +75,34 @@ def fork_bomb(seconds):
             pass  # EAGAIN at the limit: try again
 
 
+def open_files_until_emfile(hold):
+    files = []
+    error = None
+    while error is None:
+        try:
+            files.append(os.open("/dev/null", os.O_RDONLY))
+        except OSError as e:
+            error = failure(e)["error"]
+    def close_later():
+        time.sleep(hold)
+        for fd in files:
+            os.close(fd)
+    threading.Thread(target=close_later, daemon=True).start()
+    return {"opened": len(files), "error": error}
+
+
+def fill_tmp():
+    written = 0
+    chunk = b"x" * (1 << 20)
+    try:
+        with open("/tmp/fill", "wb", buffering=0) as f:
+            while True:
+                written += f.write(chunk)
+    except OSError as e:
+        return {"written": written, "error": failure(e)["error"]}
+    return {"written": written, "error": None}
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -119,6 +151,10 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+        elif url.path == "/open-files":
+            self.reply(open_files_until_emfile(float(q.get("hold", "1"))))
+        elif url.path == "/fill-tmp":
+            self.reply(fill_tmp())
         elif url.path == "/forkbomb":
             fork_bomb(float(q.get("seconds", "30")))
             os._exit(0)
