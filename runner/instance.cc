@@ -655,7 +655,7 @@ void Instance::on_connection_released(InstanceConnection& conn, Outcome outcome,
   uint64_t now = uv_now(loop_);
   if (in_flight_ == 0) idle_since_ms_ = now;
   if (limit_watch_) {
-    limit_watch_->sample(pid());  // what the request left behind
+    limit_watch_->sample_soon(pid());  // what the request left behind
     if (in_flight_ == 0) limit_watch_->set_busy(false, pid());
   }
   switch (outcome) {

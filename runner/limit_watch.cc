@@ -87,6 +87,30 @@ void LimitWatch::sample(int guard_pid) {
     return;
   }
   running_ = job;
+  last_sample_ms_ = uv_now(loop_);
+}
+
+void LimitWatch::sample_soon(int guard_pid) {
+  uint64_t now = uv_now(loop_);
+  if (last_sample_ms_ == 0 || now - last_sample_ms_ >= kSampleIntervalMs) {
+    sample(guard_pid);
+    return;
+  }
+  trailing_pid_ = guard_pid;
+  if (trailing_armed_) return;
+  if (!trailing_) trailing_ = Timer::create(loop_);
+  trailing_armed_ = true;
+  arm_trailing(last_sample_ms_ + kSampleIntervalMs - now);
+}
+
+void LimitWatch::arm_trailing(uint64_t ms) {
+  trailing_->start(ms, [this] {
+    // The sample before may still run: this one must not be folded into
+    // it, it is about what came after.
+    if (running_) return arm_trailing(kSampleIntervalMs / 4);
+    trailing_armed_ = false;
+    sample(trailing_pid_);
+  });
 }
 
 void LimitWatch::set_busy(bool busy, int guard_pid) {

@@ -3,8 +3,10 @@
 // the open descriptors of each process of the instance (/proc/PID/fd, against
 // RLIMIT_NOFILE = maxOpenFiles) and reads the private /tmp's free space
 // (statfs of /proc/PID/root/tmp).  Sampled on libuv's thread pool, never on
-// the loop: when a request ends and every kSampleIntervalMs while requests
-// run (docs/isolation.md, "Limits when they are hit").
+// the loop: after a request ends (at most once per kSampleIntervalMs, so a
+// busy instance costs the pool five samples a second, not one per request)
+// and every kSampleIntervalMs while requests run (docs/isolation.md,
+// "Limits when they are hit").
 #pragma once
 
 #include <uv.h>
@@ -37,6 +39,10 @@ class LimitWatch {
   // One sample now (at most one runs at a time; a request while one runs
   // is folded into it).
   void sample(int guard_pid);
+  // What a request left behind: a sample now, or kSampleIntervalMs after
+  // the last one began when that was sooner (one trailing sample however
+  // many requests end meanwhile).
+  void sample_soon(int guard_pid);
   // Sampling every kSampleIntervalMs while `busy` (requests in flight).
   void set_busy(bool busy, int guard_pid);
 
@@ -47,9 +53,14 @@ class LimitWatch {
   Done done_;
   Job* running_ = nullptr;
   HandlePtr<Timer> timer_;
+  HandlePtr<Timer> trailing_;  // sample_soon()'s deferred sample
+  bool trailing_armed_ = false;
+  int trailing_pid_ = 0;
+  uint64_t last_sample_ms_ = 0;  // uv_now() when the last sample was queued; 0: none yet
   bool busy_ = false;
   int busy_pid_ = 0;
   void arm();
+  void arm_trailing(uint64_t ms);
 };
 
 // The thread pool side, for tests: one sample of the tree under `guard_pid`.

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <functional>
+
 namespace fc {
 namespace {
 
@@ -46,6 +48,40 @@ TEST(LimitWatch, NothingForAGoneTree) {
   LimitSample sample = sample_limits(0, true);
   EXPECT_EQ(sample.open_files, -1);
   EXPECT_EQ(sample.tmp_used_bytes, -1);
+}
+
+// Requests ending back to back (a busy instance) cost one sample, then one
+// trailing sample kSampleIntervalMs after it, however many end meanwhile.
+TEST(LimitWatch, RequestEndsBackToBackAreSampledOncePerInterval) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  {
+    int samples = 0;
+    uint64_t last_ms = 0;
+    LimitWatch watch(&loop, false, [&](const LimitSample&) {
+      samples++;
+      last_ms = uv_now(&loop);
+    });
+    uint64_t start_ms = uv_now(&loop);
+    HandlePtr<Timer> ends = Timer::create(&loop);
+    int ended = 0;
+    // 100 request ends, one per millisecond.
+    std::function<void()> end_one = [&] {
+      watch.sample_soon(getpid());
+      if (++ended < 100) ends->start(1, end_one);
+    };
+    ends->start(0, end_one);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    EXPECT_EQ(ended, 100);
+    // One at the first end; the ends within 200 ms of it fold into one
+    // trailing sample at +200 ms; the rest (100 ms on a slow machine) at most
+    // one more interval's worth.
+    EXPECT_GE(samples, 2);
+    EXPECT_LE(samples, 2 + static_cast<int>((last_ms - start_ms) / LimitWatch::kSampleIntervalMs));
+    EXPECT_LT(samples, 10);
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
 }  // namespace
