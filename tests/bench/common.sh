@@ -65,3 +65,17 @@ wait_for() {
   tail -n 20 "$work"/*.log
   exit 1
 }
+
+# trivial_function_yaml: the runner's `trivial` function (backend.sh as a
+# custom runtime, one instance taking every request), indented for
+# `functions:`; the fc rows of run.sh and instructions.sh serve it.
+trivial_function_yaml() {
+  cat <<YAML
+  trivial:
+    runtime: custom
+    codeUri: $here
+    customRuntimeConfig: { command: [$here/backend.sh] }
+    instanceConcurrency: 100
+    maxInstances: 1
+YAML
+}

@@ -28,15 +28,8 @@ cg=(valgrind --tool=callgrind --compress-strings=no --compress-pos=no)
 
 setsid "$here/backend.sh" "$backend" >"$work/backend.log" 2>&1 & pids+=($!)
 
-cat > "$work/fc-runner.yaml" <<YAML
-listen: unix:$work/fc.sock
-functions:
-  trivial:
-    runtime: custom
-    codeUri: $here
-    customRuntimeConfig: { command: [$here/backend.sh] }
-    instanceConcurrency: 100
-    maxInstances: 1
+{ echo "listen: unix:$work/fc.sock"; echo "functions:"; trivial_function_yaml; } > "$work/fc-runner.yaml"
+cat >> "$work/fc-runner.yaml" <<YAML
   python:
     runtime: python3
     codeUri: $here/python

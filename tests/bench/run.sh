@@ -22,18 +22,8 @@ front=$(free_port); backend=$(free_port)
 
 setsid "$here/backend.sh" "$backend" >"$work/backend.log" 2>&1 & pids+=($!)
 
-cat > "$work/fc-runner.yaml" <<YAML
-listen: unix:$work/fc.sock
-functions:
-  trivial:
-    runtime: custom
-    codeUri: $here
-    customRuntimeConfig: { command: [$here/backend.sh] }
-    instanceConcurrency: 100
-    maxInstances: 1
-YAML
+{ echo "listen: unix:$work/fc.sock"; echo "functions:"; trivial_function_yaml; } > "$work/fc-runner.yaml"
 # One function per cold-start run, so each first request is a real cold start.
-cold_runs=${BENCH_COLD_RUNS:-20}
 for i in $(seq 0 $((cold_runs - 1))); do
   cat >> "$work/fc-runner.yaml" <<YAML
   cold$i:
@@ -42,20 +32,13 @@ for i in $(seq 0 $((cold_runs - 1))); do
     customRuntimeConfig: { command: [/usr/bin/python3], args: [server.py] }
 YAML
 done
-setsid "$root/build/fc-runner" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
+setsid "${FC_RUNNER:-$root/build/fc-runner}" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 
 # The middle hop of the floor: nginx proxying to the backend.
-mkdir -p "$work/middle/tmp"
-cat > "$work/middle/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/middle/nginx.pid;
-error_log $work/middle/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/middle/tmp;
-  proxy_temp_path $work/middle/tmp;
+mkdir -p "$work/middle"
+{
+  nginx_conf_head "$work/middle" "worker_processes 1;"
+  cat <<CONF
   upstream backend { server 127.0.0.1:$backend; keepalive 32; }
   server {
     listen unix:$work/middle.sock;
@@ -64,18 +47,11 @@ http {
   }
 }
 CONF
+} > "$work/middle/nginx.conf"
 
-cat > "$work/nginx.conf" <<CONF
-load_module $root/build/ngx_http_fc_module.so;
-worker_processes 1;
-daemon off;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp;
-  proxy_temp_path $work/tmp;
+{
+  nginx_conf_head "$work" "worker_processes 1;" "$root/build/ngx_http_fc_module.so"
+  cat <<CONF
   upstream middle { server unix:$work/middle.sock; keepalive 32; }
   upstream runner { server unix:$work/fc.sock; keepalive 32; }
   server {
@@ -89,19 +65,21 @@ http {
   }
 }
 CONF
-user=()
-[ "$(id -u)" = 0 ] && user=(-g "user root;")
-setsid /usr/sbin/nginx -p "$work/middle/" -c "$work/middle/nginx.conf" "${user[@]}" >"$work/middle.log" 2>&1 & pids+=($!)
-setsid /usr/sbin/nginx -p "$work/" -c "$work/nginx.conf" "${user[@]}" >"$work/nginx.log" 2>&1 & pids+=($!)
+} > "$work/nginx.conf"
+start_nginx "$work/middle" "$work/middle.log"
+start_nginx "$work" "$work/nginx.log"
 
-for i in $(seq 100); do
-  curl -sf "http://127.0.0.1:$front/fc" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+wait_for "http://127.0.0.1:$front/fc"
 targets=(direct 2hop fc fc-default)
-for t in "${targets[@]}"; do
-  curl -sf "http://127.0.0.1:$front/$t" >/dev/null || { echo "bench: /$t does not answer"; cat "$work"/*.log; exit 1; }
-done
+for t in "${targets[@]}"; do wait_for "http://127.0.0.1:$front/$t" 1; done
+
+# BENCH_COLD_ONLY=1: only the cold-start row (FC_RUNNER=path: another
+# runner build, for a before/after pair).
+if [ "${BENCH_COLD_ONLY:-0}" = 1 ]; then
+  uptime | sed 's/^/machine: /'
+  python3 "$here/coldstart.py" "$front" cold "$cold_runs" "$root/conf-examples/quickstart/functions/hello"
+  exit 0
+fi
 
 results="$work/results.txt"
 : > "$results"
