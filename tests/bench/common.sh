@@ -79,3 +79,23 @@ trivial_function_yaml() {
     maxInstances: 1
 YAML
 }
+
+# middle_nginx_conf PROCESS_LINE BACKEND_PORT: the two-hop floor's middle
+# nginx (proxy_pass with keepalive to the backend, on $work/middle.sock),
+# written to $work/middle/nginx.conf; run.sh and instructions.sh measure it.
+middle_nginx_conf() {
+  local process=$1 backend_port=$2
+  mkdir -p "$work/middle"
+  {
+    nginx_conf_head "$work/middle" "$process"
+    cat <<CONF
+  upstream backend { server 127.0.0.1:$backend_port; keepalive 32; }
+  server {
+    listen unix:$work/middle.sock;
+    keepalive_requests 1000000;
+    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+  } > "$work/middle/nginx.conf"
+}

@@ -40,19 +40,7 @@ FC_RUNNER_GUARD_EXE=$runner_bin setsid "${cg[@]}" --callgrind-out-file="$work/cg
   "$runner_bin" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 runner_pid=$!
 
-mkdir -p "$work/middle"
-{
-  nginx_conf_head "$work/middle" "master_process off;"
-  cat <<CONF
-  upstream backend { server 127.0.0.1:$backend; keepalive 32; }
-  server {
-    listen unix:$work/middle.sock;
-    keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-} > "$work/middle/nginx.conf"
+middle_nginx_conf "master_process off;" "$backend"
 {
   nginx_conf_head "$work" "master_process off;" "$root/build/ngx_http_fc_module.so"
   cat <<CONF

@@ -35,19 +35,7 @@ done
 setsid "${FC_RUNNER:-$root/build/fc-runner}" --config "$work/fc-runner.yaml" >"$work/runner.log" 2>&1 & pids+=($!)
 
 # The middle hop of the floor: nginx proxying to the backend.
-mkdir -p "$work/middle"
-{
-  nginx_conf_head "$work/middle" "worker_processes 1;"
-  cat <<CONF
-  upstream backend { server 127.0.0.1:$backend; keepalive 32; }
-  server {
-    listen unix:$work/middle.sock;
-    keepalive_requests 1000000;
-    location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-CONF
-} > "$work/middle/nginx.conf"
+middle_nginx_conf "worker_processes 1;" "$backend"
 
 {
   nginx_conf_head "$work" "worker_processes 1;" "$root/build/ngx_http_fc_module.so"
