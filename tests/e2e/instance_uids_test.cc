@@ -26,7 +26,9 @@ class InstanceUidsTest : public GatewayFixture {};
 TEST_F(InstanceUidsTest, MoreFunctionsThanUidsRunWhileAtMostThatManyHaveInstances) {
   ASSERT_EQ(geteuid(), 0u) << "uids of their own need a root runner";
   gw_.add_runner_yaml("instanceUids: 61184-61186\n");
-  add_app_function("f1", "isolation_app.py", "    idleTimeout: 1\n");
+  // Long enough that f1 still holds its uid after f2's and f3's cold starts
+  // on a loaded machine (0.5-1.1 s each at a load of 14), short enough to wait for.
+  add_app_function("f1", "isolation_app.py", "    idleTimeout: 4\n");
   for (const char* name : {"f2", "f3", "f4", "f5"}) add_app_function(name, "isolation_app.py", "");
   gw_.start();
 
@@ -49,7 +51,7 @@ TEST_F(InstanceUidsTest, MoreFunctionsThanUidsRunWhileAtMostThatManyHaveInstance
   EXPECT_TRUE(gw_.runner_logged("function 'f4' cannot start an instance: no free uid in instanceUids"))
       << gw_.runner_log();
 
-  // f1's instance is reaped after its idleTimeout of 1 s: its uid goes back,
+  // f1's instance is reaped after its idleTimeout of 4 s: its uid goes back,
   // and f4 gets one (the restart backoff of f4's refusal may delay it).
   bool served = wait_until(
       [&] {
