@@ -1,8 +1,9 @@
 // The instance guard: `fc-runner --exec-instance RUNNER_PID [--netns] -- CMD ARGS...`.
 //
-// The runner spawns every instance through its own binary (/proc/self/exe)
-// in a new session (uv_spawn with UV_PROCESS_DETACHED: setsid, so the
-// instance is a process group of its own).  The guard stays as the group
+// The runner spawns every instance through the guard (fc-instance-guard,
+// else its own binary) in a new session (posix_spawn with
+// POSIX_SPAWN_SETSID, uv_handle.h's Process: the instance is a process group
+// of its own).  The guard stays as the group
 // leader and the runner's direct child:
 //   - it forks the app, which sets PR_SET_PDEATHSIG(SIGKILL) on the guard and
 //     execvp()s CMD with the environment the runner prepared;

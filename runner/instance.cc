@@ -1,6 +1,7 @@
 #include "instance.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <spdlog/fmt/fmt.h>
@@ -174,30 +175,38 @@ bool Instance::start(std::string& error) {
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
 
-  stdout_ = Pipe::create(loop_);
-  stderr_ = Pipe::create(loop_);
-  uv_stdio_container_t stdio[3];
-  stdio[0].flags = UV_IGNORE;
-  stdio[1].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[1].data.stream = stdout_->stream();
-  stdio[2].flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | UV_WRITABLE_PIPE);
-  stdio[2].data.stream = stderr_->stream();
-
-  uv_process_options_t options{};
-  // The guard (isolation.h: fc-instance-guard, a small static program that
-  // execs in well under a millisecond).
-  options.file = Isolation::guard_program().c_str();
-  options.args = argv.data();
-  options.env = envp.data();
-  options.cwd = fn.code_uri.c_str();
-  options.flags = UV_PROCESS_DETACHED;  // setsid(): its own process group
-  options.stdio_count = 3;
-  options.stdio = stdio;
-
-  process_ = Process::create(loop_);
-  int rc = process_->spawn(options, [this](int64_t st, int sig) {
-    transition({Event::Kind::kExited, describe_exit(st, sig) + failure_detail()});
-  });
+  // The instance's stdout and stderr: socketpairs, as uv_spawn made them.
+  int out[2] = {-1, -1}, err[2] = {-1, -1};
+  int rc = uv_socketpair(SOCK_STREAM, 0, out, 0, 0);
+  if (rc == 0) rc = uv_socketpair(SOCK_STREAM, 0, err, 0, 0);
+  if (rc == 0) {
+    stdout_ = Pipe::create(loop_);
+    stderr_ = Pipe::create(loop_);
+    rc = stdout_->open(out[0]);
+    if (rc == 0) {
+      out[0] = -1;
+      rc = stderr_->open(err[0]);
+      if (rc == 0) err[0] = -1;
+    }
+  }
+  if (rc == 0) {
+    Process::Options options;
+    // The guard (isolation.h: fc-instance-guard, a small static program that
+    // execs in well under a millisecond).
+    options.file = Isolation::guard_program().c_str();
+    options.args = argv.data();
+    options.env = envp.data();
+    options.cwd = fn.code_uri.c_str();
+    options.stdout_fd = out[1];
+    options.stderr_fd = err[1];
+    process_ = Process::create(loop_);
+    rc = process_->spawn(options, [this](int64_t st, int sig) {
+      transition({Event::Kind::kExited, describe_exit(st, sig) + failure_detail()});
+    });
+  }
+  for (int fd : {out[0], out[1], err[0], err[1]}) {
+    if (fd >= 0) ::close(fd);
+  }
   if (rc != 0) {
     // Never started: the Function drops it at once.
     error = fmt::format("cannot spawn {}: {}", args[command_at], uv_strerror(rc));

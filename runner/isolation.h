@@ -24,7 +24,7 @@ class Isolation {
   // The guard options for one instance of `fn` (everything before "--").
   // readWritePaths of the top level and the config path are the ones init() saw.
   static std::vector<std::string> guard_args(const FunctionConfig& fn, const std::string& pids_cgroup);
-  // The program uv_spawn runs for every instance (the guard): "/proc/self/fd/N"
+  // The program spawned for every instance (the guard): "/proc/self/fd/N"
   // of fc-instance-guard, opened once (next to this binary in the build tree,
   // PREFIX/lib/fc-runner when installed), so an upgrade that replaces the file
   // does not change it under a running runner; else this binary itself

@@ -47,6 +47,18 @@ constexpr int kSymlinkScanDepth = 2;
 // given up (the instance fails to start) after this long.
 constexpr long kDetachPollNs = 20 * 1000;
 constexpr long kDetachWaitNs = 2000L * 1000 * 1000;
+// The stack of the child that makes the detach call (detach_old_root): it
+// runs one system call.
+constexpr size_t kDetacherStackBytes = 16 * 1024;
+
+// The detacher's body: it shares the init's memory, so it makes only the
+// two system calls (syscall() writes errno only if the detach fails, and
+// then the init gives up anyway).
+int detach_cwd_mount(void*) {
+  long rc = syscall(SYS_umount2, ".", MNT_DETACH);
+  syscall(SYS_exit, rc == 0 ? 0 : 1);
+  return 0;
+}
 
 void say(const char* what, const std::string& path) {
   std::fprintf(stderr, "fc-runner guard: %s %s: %s\n", what, path.c_str(), std::strerror(errno));
@@ -187,13 +199,18 @@ class RootBuilder {
   // largest part of the view's cold-start cost): a child makes the call and
   // waits, while the init goes on once the mount is gone from its namespace
   // (/proc/self/mountinfo shows one mount at "/", no longer two).
+  // The child shares the init's memory and working directory
+  // (CLONE_VM|CLONE_FS, as posix_spawn's vfork-style child does, but the
+  // init goes on): no copy of the page tables, ~1.5 ms of a fork on this
+  // VM.  The init changes directory only once the mount is gone, so the
+  // child's "." is still the new root when it resolves it.
   bool detach_old_root() {
-    pid_t detacher = fork();
+    alignas(16) static char stack[kDetacherStackBytes];
+    pid_t detacher = ::clone(detach_cwd_mount, stack + sizeof(stack), CLONE_VM | CLONE_FS | SIGCHLD, nullptr);
     if (detacher < 0) {
       if (::umount2(".", MNT_DETACH) != 0) return fail("detach the old root", "/");
       return true;
     }
-    if (detacher == 0) _exit(::umount2(".", MNT_DETACH) == 0 ? 0 : 1);
     const timespec pause{0, kDetachPollNs};
     for (long waited_ns = 0; waited_ns < kDetachWaitNs; waited_ns += kDetachPollNs) {
       int roots = mounts_at_root();

@@ -1,8 +1,13 @@
 #include "uv_handle.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <spawn.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <signal.h>
 
@@ -392,31 +397,94 @@ HandlePtr<Pipe> Pipe::create(uv_loop_t* loop) {
 
 int Pipe::bind(const std::string& path) { return uv_pipe_bind(&h_, path.c_str()); }
 
+int Pipe::open(int fd) { return uv_pipe_open(&h_, fd); }
+
 // ---- Process -----------------------------------------------------------------------------
 
 HandlePtr<Process> Process::create(uv_loop_t* loop) { return HandlePtr<Process>(new Process(loop)); }
 
-int Process::spawn(const uv_process_options_t& options, ExitCb cb) {
+int Process::spawn(const Options& options, ExitCb cb) {
+  posix_spawn_file_actions_t actions;
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawnattr_init(&attr);
+  // As uv_spawn's child did: stdin from /dev/null, the pipes on 1 and 2,
+  // every signal at its default and none blocked, a session of its own.
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  if (options.stdout_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, options.stdout_fd, 1);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  }
+  if (options.stderr_fd >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, options.stderr_fd, 2);
+  } else {
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  }
+  if (options.cwd != nullptr) posix_spawn_file_actions_addchdir_np(&actions, options.cwd);
+  sigset_t all, none;
+  sigfillset(&all);
+  sigemptyset(&none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = 0;
+  int rc = posix_spawn(&pid, options.file, &actions, &attr, options.args, options.env);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return -rc;
+
+  // The child is ours until waited for, so its pid cannot be reused before
+  // the pidfd refers to it.
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  int poll_rc = pidfd >= 0 ? uv_poll_init(loop_, &h_, pidfd) : -errno;
+  if (poll_rc == 0) {
+    set_initialized();
+    h_.data = this;
+    pidfd_ = pidfd;
+    poll_rc = uv_poll_start(&h_, UV_READABLE, &Process::on_pidfd);
+  }
+  if (poll_rc != 0) {
+    // Cannot watch it: it must not run unwatched.
+    ::kill(-pid, SIGKILL);
+    ::kill(pid, SIGKILL);
+    while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+    if (pidfd >= 0 && pidfd_ < 0) ::close(pidfd);
+    exited_ = true;
+    return poll_rc;
+  }
+  pid_ = pid;
   exit_cb_ = std::move(cb);
-  uv_process_options_t opts = options;
-  opts.exit_cb = &Process::on_exit;
-  h_.data = this;
-  int rc = uv_spawn(loop_, &h_, &opts);
-  // uv_spawn initializes the handle even when it fails, and it must be closed.
-  set_initialized();
-  h_.data = this;
-  if (rc != 0) exited_ = true;
-  return rc;
+  return 0;
+}
+
+Process::~Process() {
+  // After uv_close: libuv no longer polls the descriptor.
+  if (pidfd_ >= 0) ::close(pidfd_);
+  // Dropped before its exit was seen: reap it if it is a zombie already.
+  if (!exited_ && pid_ > 0) waitpid(pid_, nullptr, WNOHANG);
 }
 
 int Process::kill_group(int signum) const {
-  if (h_.pid <= 0) return UV_ESRCH;
-  return ::kill(-h_.pid, signum) == 0 ? 0 : -errno;
+  if (pid_ <= 0) return UV_ESRCH;
+  return ::kill(-pid_, signum) == 0 ? 0 : -errno;
 }
 
-void Process::on_exit(uv_process_t* p, int64_t exit_status, int term_signal) {
+void Process::on_pidfd(uv_poll_t* p, int, int) {
   auto* self = static_cast<Process*>(p->data);
+  if (self->exited_) return;
+  int status = 0;
+  pid_t done = waitpid(self->pid_, &status, WNOHANG);
+  if (done == 0 || (done < 0 && errno == EINTR)) return;  // not yet
   self->exited_ = true;
+  uv_poll_stop(&self->h_);
+  int64_t exit_status = 0;
+  int term_signal = 0;
+  if (done == self->pid_) {
+    if (WIFEXITED(status)) exit_status = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) term_signal = WTERMSIG(status);
+  }
   if (!self->closing() && self->exit_cb_) {
     auto cb = std::move(self->exit_cb_);
     self->exit_cb_ = nullptr;

@@ -1,6 +1,7 @@
 #include "uv_handle.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -140,6 +141,84 @@ TEST_F(UvHandleTest, ReadChunksGoBackToThePoolUnlessHeld) {
   held.clear();
   readers.clear();
   for (int fd : writers) close(fd);
+}
+
+// Process: posix_spawn in a session of its own, stdout on the given
+// descriptor, the exit (status or signal) seen through its pidfd.
+struct Spawned {
+  int64_t status = -1;
+  int signal = -1;
+  std::string output;
+};
+
+Spawned run_process(uv_loop_t* loop, std::vector<std::string> args, bool kill_it = false) {
+  Spawned result;
+  int out[2];
+  EXPECT_EQ(uv_socketpair(SOCK_STREAM, 0, out, 0, 0), 0);
+  auto reader = Pipe::create(loop);
+  EXPECT_EQ(reader->open(out[0]), 0);
+  reader->read_start([&](const ChunkRef&, const char* data, size_t len) { result.output.append(data, len); },
+                     [&](int) { reader.reset(); });
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  char* envp[] = {nullptr};
+  Process::Options options;
+  options.file = argv[0];
+  options.args = argv.data();
+  options.env = envp;
+  options.cwd = "/";
+  options.stdout_fd = out[1];
+  auto process = Process::create(loop);
+  int rc = process->spawn(options, [&](int64_t status, int signal) {
+    result.status = status;
+    result.signal = signal;
+  });
+  close(out[1]);
+  EXPECT_EQ(rc, 0);
+  if (rc == 0 && kill_it) {
+    EXPECT_EQ(process->kill_group(SIGTERM), 0);
+  }
+  uv_run(loop, UV_RUN_DEFAULT);
+  EXPECT_TRUE(process->exited());
+  return result;
+}
+
+TEST_F(UvHandleTest, ProcessRunsInItsOwnSessionAndReportsItsExitStatus) {
+  // $$ is the process group and the session: setsid() ran.
+  Spawned done = run_process(&loop_, {"/bin/sh", "-c", "echo $$ $(ps -o pgid= -p $$) $(ps -o sid= -p $$) $(pwd); exit 3"});
+  EXPECT_EQ(done.status, 3);
+  EXPECT_EQ(done.signal, 0);
+  std::vector<std::string> words;
+  for (size_t at = 0; at < done.output.size();) {
+    size_t end = done.output.find_first_of(" \n", at);
+    if (end == std::string::npos) end = done.output.size();
+    if (end > at) words.push_back(done.output.substr(at, end - at));
+    at = end + 1;
+  }
+  ASSERT_EQ(words.size(), 4u) << done.output;
+  EXPECT_EQ(words[1], words[0]) << "its own process group";
+  EXPECT_EQ(words[2], words[0]) << "its own session";
+  EXPECT_EQ(words[3], "/") << "the working directory given";
+}
+
+TEST_F(UvHandleTest, ProcessKilledThroughItsGroupReportsTheSignal) {
+  Spawned done = run_process(&loop_, {"/bin/sleep", "30"}, true);
+  EXPECT_EQ(done.signal, SIGTERM);
+}
+
+TEST_F(UvHandleTest, ProcessThatCannotBeExecutedIsASpawnError) {
+  char missing[] = "/nonexistent/program";
+  char* argv[] = {missing, nullptr};
+  char* envp[] = {nullptr};
+  Process::Options options;
+  options.file = missing;
+  options.args = argv;
+  options.env = envp;
+  auto process = Process::create(&loop_);
+  EXPECT_EQ(process->spawn(options, [](int64_t, int) { ADD_FAILURE() << "no exit of what never ran"; }), UV_ENOENT);
+  process.reset();
+  uv_run(&loop_, UV_RUN_DEFAULT);
 }
 
 }  // namespace
