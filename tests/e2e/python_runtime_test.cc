@@ -154,7 +154,11 @@ TEST_F(PythonRuntimeTest, LogLinesCarryTheRequestIdAndPrintReachesTheRunnerLog) 
   std::string request_id = r.body;
   ASSERT_FALSE(request_id.empty());
   const std::string stamp = R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z )";
-  std::string log = gw_.runner_log();
+  // The instance's stdout is a pipe of its own: the runner may relay the
+  // response before it reads the lines written just before it.
+  std::string log;
+  EXPECT_TRUE(wait_until([&] { return (log = gw_.runner_log()).find("] from print") != std::string::npos; }, 5s))
+      << log;
   EXPECT_TRUE(std::regex_search(log, std::regex(stamp + request_id + R"( \[INFO\] from context\.logger)"))) << log;
   EXPECT_TRUE(std::regex_search(log, std::regex(stamp + request_id + R"( \[WARNING\] from logging\.getLogger)")))
       << log;
