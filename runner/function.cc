@@ -42,7 +42,11 @@ FunctionVersion::FunctionVersion(int number_, FunctionConfig config_, std::strin
       config(std::move(config_)),
       code_hash(std::move(code_hash_)),
       config_hash(config.digest()),
-      header_lines(function_header_lines(config)),
+      // The built-in runtimes read these from their environment
+      // (FC_FUNCTION_NAME, ...), once: per request they were ~170 bytes
+      // to write, parse and, in node, turn into strings.  Custom runtimes
+      // keep FC's headers.
+      header_lines(config.runtime == Runtime::kCustom ? function_header_lines(config) : std::string()),
       scheduler(config.instance_concurrency, std::max(1, config.max_instances)) {
   using Network = FunctionConfig::Network;
   if (config.network == Network::kPrivate) {

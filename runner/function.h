@@ -96,7 +96,8 @@ class Function final : public DeferredDeletable {
   }
   const std::string& name() const { return name_; }
   uv_loop_t* loop() const { return loop_; }
-  // The FC headers every call of the serving version carries (function_header_lines).
+  // The FC headers every call of the serving version carries (function_header_lines;
+  // none for the built-in runtimes, which have them in their environment).
   const std::string& header_lines() const { return serving_->header_lines; }
   int max_instances() const { return serving_->scheduler.max_instances(); }
   // Why max_instances is below the config's maxInstances, or empty.

@@ -191,30 +191,35 @@ async function onInvoke(handler, req, res) {
   res.end(bytes);
 }
 
+// A throw or a rejection of an HTTP handler: FC's error body, or the
+// response cut short when it is under way.
+function httpHandlerFailed(req, res, requestId, err) {
+  const body = fc.errorBody(err);
+  fc.logFunctionError(requestId, body);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const bytes = Buffer.from(JSON.stringify(body), 'utf8');
+  res.writeHead(500, {'content-type': 'application/json', 'content-length': bytes.length});
+  res.end(bytes);
+}
+
 function onHttpInvoke(handler, withContext, req, res) {
   const requestId = requestIdOf(req);
   const context = fc.makeContext(requestId);
   req.fcContext = context;
-  const failed = (err) => {
-    const body = fc.errorBody(err);
-    fc.logFunctionError(requestId, body);
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    const bytes = Buffer.from(JSON.stringify(body), 'utf8');
-    res.writeHead(500, {'content-type': 'application/json', 'content-length': bytes.length});
-    res.end(bytes);
-  };
   let returned;
   try {
     returned = withContext ? handler(req, res, context) : handler(req, res);
   } catch (err) {
-    failed(err);
+    httpHandlerFailed(req, res, requestId, err);
     return;
   }
+  // Only an async handler's promise needs a closure (most handlers return
+  // nothing: no allocation per request for them).
   if (returned !== null && typeof returned === 'object' && typeof returned.then === 'function') {
-    returned.then(undefined, failed);
+    returned.then(undefined, (err) => httpHandlerFailed(req, res, requestId, err));
   }
 }
 

@@ -60,6 +60,11 @@ class Logger {
   }
 }
 
+// process.env is a lookup in C++ on every read: read once.
+const region = env.FC_REGION || '';
+const accountId = env.FC_ACCOUNT_ID || '';
+const instanceId = env.FC_INSTANCE_ID || '';
+
 function makeContext(requestId) {
   return {
     requestId,
@@ -67,9 +72,9 @@ function makeContext(requestId) {
     credentials,
     function: functionInfo,
     service: serviceInfo,
-    region: env.FC_REGION || '',
-    accountId: env.FC_ACCOUNT_ID || '',
-    instanceId: env.FC_INSTANCE_ID || '',
+    region,
+    accountId,
+    instanceId,
     logger: new Logger(requestId),
   };
 }

@@ -8,6 +8,7 @@
 # logging alone costs more than the whole bootstrap, so FC's log format is
 # installed when the user's code first imports logging (or touches
 # context.logger), not before.
+import gc
 import os
 import sys
 import time
@@ -18,11 +19,11 @@ class _Record:
 
     def __repr__(self):
         return "%s(%s)" % (type(self).__name__, ", ".join(
-            "%s=%r" % (k, getattr(self, k)) for k in self.__slots__))
+            "%s=%r" % (k, getattr(self, k)) for k in self._fields))
 
 
 class Credentials(_Record):
-    __slots__ = ("access_key_id", "access_key_secret", "security_token")
+    __slots__ = _fields = ("access_key_id", "access_key_secret", "security_token")
 
     def __init__(self):
         # No cloud account here: FC's fields, empty.
@@ -32,7 +33,7 @@ class Credentials(_Record):
 
 
 class FunctionMeta(_Record):
-    __slots__ = ("name", "handler", "memory", "timeout", "initializer", "initialization_timeout")
+    __slots__ = _fields = ("name", "handler", "memory", "timeout", "initializer", "initialization_timeout")
 
     def __init__(self, env):
         self.name = env.get("FC_FUNCTION_NAME", "")
@@ -44,7 +45,7 @@ class FunctionMeta(_Record):
 
 
 class ServiceMeta(_Record):
-    __slots__ = ("name", "log_project", "log_store", "qualifier", "version_id")
+    __slots__ = _fields = ("name", "log_project", "log_store", "qualifier", "version_id")
 
     def __init__(self, env):
         self.name = env.get("FC_SERVICE_NAME", "")
@@ -55,17 +56,15 @@ class ServiceMeta(_Record):
 
 
 class Context(_Record):
-    """FC's context argument: one per invocation."""
-    __slots__ = ("request_id", "credentials", "function", "service", "region", "account_id", "instance_id")
+    """FC's context argument: one per invocation.  Only the request id is
+    its own; what every invocation of the instance shares is set on the
+    class by main(), so making one (per request, by the native host) is a
+    single attribute store."""
+    __slots__ = ("request_id",)
+    _fields = ("request_id", "credentials", "function", "service", "region", "account_id", "instance_id")
 
     def __init__(self, request_id):
         self.request_id = request_id
-        self.credentials = _CREDENTIALS
-        self.function = _FUNCTION
-        self.service = _SERVICE
-        self.region = _REGION
-        self.account_id = _ACCOUNT_ID
-        self.instance_id = _INSTANCE_ID
 
     @property
     def logger(self):
@@ -142,10 +141,6 @@ def _load(spec, what):
     return target
 
 
-def make_context(request_id):
-    return Context(request_id)
-
-
 def initialize(context):
     if _INITIALIZER_ERROR is not None:
         raise _INITIALIZER_ERROR
@@ -185,7 +180,7 @@ def report_error(kind, exc_type, exc, tb):
 
 def main(fcruntime, threads, pre_stop_handler=""):
     global _fcruntime, _initializer, _INITIALIZER_ERROR, _PRE_STOP_HANDLER
-    global _CREDENTIALS, _FUNCTION, _SERVICE, _REGION, _ACCOUNT_ID, _INSTANCE_ID
+    global _FUNCTION
     _fcruntime = fcruntime
     _PRE_STOP_HANDLER = pre_stop_handler
     env = os.environ
@@ -193,12 +188,12 @@ def main(fcruntime, threads, pre_stop_handler=""):
     # The bootstrap's own directory must not shadow the user's modules.
     sys.path[0:1] = [code, os.path.join(code, "python")]
 
-    _CREDENTIALS = Credentials()
-    _FUNCTION = FunctionMeta(env)
-    _SERVICE = ServiceMeta(env)
-    _REGION = env.get("FC_REGION", "")
-    _ACCOUNT_ID = env.get("FC_ACCOUNT_ID", "")
-    _INSTANCE_ID = env.get("FC_INSTANCE_ID", "")
+    Context.credentials = Credentials()
+    Context.function = _FUNCTION = FunctionMeta(env)
+    Context.service = ServiceMeta(env)
+    Context.region = env.get("FC_REGION", "")
+    Context.account_id = env.get("FC_ACCOUNT_ID", "")
+    Context.instance_id = env.get("FC_INSTANCE_ID", "")
     if "logging" in sys.modules:  # imported by a sitecustomize
         _configure_logging(sys.modules["logging"])
     else:
@@ -215,6 +210,11 @@ def main(fcruntime, threads, pre_stop_handler=""):
             _initializer = _load(_FUNCTION.initializer, "initializer")
         except BaseException as e:  # reported by initialize()
             _INITIALIZER_ERROR = e
+    # What the imports made lives as long as the instance: out of the
+    # collector's generations (gc.freeze), a full collection that the
+    # app's own garbage sets off does not walk all of it, a pause at the
+    # tail of the latency (Flask, Django: tens of thousands of objects).
+    gc.freeze()
     port = int(env.get("FC_SERVER_PORT") or env.get("FC_CUSTOM_LISTEN_PORT") or 9000)
-    _fcruntime.serve(port, threads, handler, make_context, report_error, initialize, pre_stop)
+    _fcruntime.serve(port, threads, handler, Context, report_error, initialize, pre_stop)
 

@@ -84,6 +84,7 @@ static int g_epoll = -1;
 static int g_listen = -1;
 static int g_threads = 1;
 static int g_port;
+static char g_port_digits[8];
 static PyObject *g_server_port_str;
 
 /* Interned environ keys and constant values. */
@@ -243,9 +244,7 @@ static int feed(conn_t *c) {
   return 0;
 }
 
-/* Reads and parses the next request head. 1: a head; 0: the runner closed
- * the connection between requests; -1: broken. */
-static int read_head(conn_t *c) {
+static void begin_request(conn_t *c) {
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->url = NULL;
@@ -254,6 +253,27 @@ static int read_head(conn_t *c) {
   c->too_many_headers = 0;
   c->head_done = c->message_done = c->discard_body = 0;
   c->bstart = c->bend = 0;
+}
+
+/* Reads and parses the next request head. 1: a head; 0: the runner closed
+ * the connection between requests; -1: broken. */
+static int read_head(conn_t *c) {
+  /* The runner writes a head in one piece: the bytes of one recv usually
+   * hold all of it, so they are parsed at once, without a scan for its end
+   * first.  A partial head (its pointers would not survive the buffer
+   * moving) is parsed again once its end is in the buffer. */
+  if (c->rpos == c->rend) {
+    c->rpos = c->rend = 0;
+    ssize_t n = recv_some(c, c->rbuf, sizeof c->rbuf);
+    if (n <= 0) return n == 0 ? 0 : -1;
+    c->rend = (size_t)n;
+  }
+  size_t start = c->rpos;
+  begin_request(c);
+  if (feed(c) < 0) return -1;
+  if (c->head_done) return c->too_many_headers ? -1 : 1;
+  c->rpos = start;
+  begin_request(c);
   size_t scanned = c->rpos;
   for (;;) {
     size_t from = scanned >= c->rpos + 3 ? scanned - 3 : c->rpos;
@@ -653,14 +673,18 @@ static PyObject *start_response_call(PyObject *self, PyObject *args, PyObject *k
     return NULL;
   }
   Py_ssize_t n = PySequence_Size(seq);
-  PyObject *parts = PyList_New(0);
+  /* The header lines go straight into one buffer, then one bytes object. */
+  char stack_lines[2048];
+  char *lines = stack_lines;
+  size_t cap = sizeof stack_lines, used = 0;
+  int ok = 1;
   int has_length = 0;
-  for (Py_ssize_t i = 0; parts && i < n; i++) {
+  for (Py_ssize_t i = 0; ok && i < n; i++) {
     PyObject *item = PyList_Check(seq) ? PyList_GetItem(seq, i) : PyTuple_GetItem(seq, i);
     if (!PyTuple_Check(item) || PyTuple_Size(item) != 2 || !PyUnicode_Check(PyTuple_GetItem(item, 0)) ||
         !PyUnicode_Check(PyTuple_GetItem(item, 1))) {
       PyErr_SetString(PyExc_TypeError, "response_headers must be a list of (str, str) tuples");
-      Py_CLEAR(parts);
+      ok = 0;
       break;
     }
     PyObject *name = PyUnicode_AsLatin1String(PyTuple_GetItem(item, 0));
@@ -675,27 +699,40 @@ static PyObject *start_response_call(PyObject *self, PyObject *args, PyObject *k
       if (value) PyErr_SetString(PyExc_ValueError, "a response header name or value has a forbidden character");
       Py_XDECREF(name);
       Py_XDECREF(value);
-      Py_CLEAR(parts);
+      ok = 0;
       break;
     }
     if (nl == 14 && strncasecmp(ns, "content-length", 14) == 0) has_length = 1;
     /* Hop-by-hop framing is this server's business. */
     int dropped = (nl == 17 && strncasecmp(ns, "transfer-encoding", 17) == 0) ||
                   (nl == 10 && strncasecmp(ns, "connection", 10) == 0);
-    PyObject *line = dropped ? NULL : PyBytes_FromFormat("%s: %s\r\n", ns, vs);
+    size_t line_len = (size_t)nl + 2 + (size_t)vl + 2;
+    if (!dropped && used + line_len > cap) {
+      size_t grown_cap = cap * 2;
+      while (grown_cap < used + line_len) grown_cap *= 2;
+      char *grown = lines == stack_lines ? malloc(grown_cap) : realloc(lines, grown_cap);
+      if (!grown) {
+        PyErr_NoMemory();
+        ok = 0;
+      } else {
+        if (lines == stack_lines) memcpy(grown, stack_lines, used);
+        lines = grown;
+        cap = grown_cap;
+      }
+    }
+    if (ok && !dropped) {
+      memcpy(lines + used, ns, (size_t)nl);
+      memcpy(lines + used + nl, ": ", 2);
+      memcpy(lines + used + nl + 2, vs, (size_t)vl);
+      memcpy(lines + used + nl + 2 + vl, "\r\n", 2);
+      used += line_len;
+    }
     Py_DECREF(name);
     Py_DECREF(value);
-    if (!dropped && (!line || PyList_Append(parts, line) < 0)) Py_CLEAR(parts);
-    Py_XDECREF(line);
   }
   Py_DECREF(seq);
-  PyObject *joined = NULL;
-  if (parts) {
-    PyObject *sep = PyBytes_FromStringAndSize("", 0);
-    joined = sep ? PyObject_CallMethod(sep, "join", "O", parts) : NULL;
-    Py_XDECREF(sep);
-    Py_DECREF(parts);
-  }
+  PyObject *joined = ok ? PyBytes_FromStringAndSize(lines, (Py_ssize_t)used) : NULL;
+  if (lines != stack_lines) free(lines);
   if (!joined) {
     Py_DECREF(status_bytes);
     return NULL;
@@ -908,6 +945,8 @@ static PyObject *build_environ(conn_t *c, PyObject *input, PyObject *ctx) {
   }
 
   /* SERVER_NAME / SERVER_PORT from Host. */
+  const char *name = "localhost", *port = g_port_digits;
+  size_t name_len = 9, port_len = strlen(g_port_digits);
   if (host && host->value_len > 0) {
     const char *hv = host->value;
     size_t hl = host->value_len;
@@ -918,12 +957,14 @@ static PyObject *build_environ(conn_t *c, PyObject *input, PyObject *ctx) {
     } else {
       colon = memchr(hv, ':', hl);
     }
-    if (set_item(env, k_SERVER_NAME, latin1(hv, colon ? (size_t)(colon - hv) : hl)) < 0) goto fail;
-    if (set_item(env, k_SERVER_PORT, colon ? latin1(colon + 1, hl - (size_t)(colon - hv) - 1)
-                                           : PyUnicode_FromString("80")) < 0)
-      goto fail;
+    name = hv;
+    name_len = colon ? (size_t)(colon - hv) : hl;
+    port = colon ? colon + 1 : "80";
+    port_len = colon ? hl - (size_t)(colon - hv) - 1 : 2;
+    if (set_item(env, k_SERVER_NAME, latin1(name, name_len)) < 0) goto fail;
+    if (set_item(env, k_SERVER_PORT, latin1(port, port_len)) < 0) goto fail;
   } else {
-    if (set_item(env, k_SERVER_NAME, PyUnicode_FromString("localhost")) < 0) goto fail;
+    if (set_item(env, k_SERVER_NAME, latin1(name, name_len)) < 0) goto fail;
     if (PyDict_SetItem(env, k_SERVER_PORT, g_server_port_str) < 0) goto fail;
   }
   /* REMOTE_ADDR: the client's address when the runner passes it, else the
@@ -946,12 +987,23 @@ static PyObject *build_environ(conn_t *c, PyObject *input, PyObject *ctx) {
   if (PyDict_SetItem(env, k_wsgi_run_once, Py_False) < 0) goto fail;
   if (PyDict_SetItem(env, k_fc_context, ctx) < 0) goto fail;
   {
-    PyObject *server_name = PyDict_GetItem(env, k_SERVER_NAME);
-    PyObject *server_port = PyDict_GetItem(env, k_SERVER_PORT);
-    PyObject *uri = latin1(url, url_len);
-    PyObject *full = uri ? PyUnicode_FromFormat("http://%U:%U%U", server_name, server_port, uri) : NULL;
-    Py_XDECREF(uri);
-    if (set_item(env, k_fc_request_uri, full) < 0) goto fail;
+    /* http://SERVER_NAME:SERVER_PORT/raw/url, put together here rather than
+     * by PyUnicode_FromFormat (a third of the environ's cost). */
+    char stack_uri[1024];
+    size_t uri_len = 7 + name_len + 1 + port_len + url_len;
+    char *uri = uri_len <= sizeof stack_uri ? stack_uri : malloc(uri_len);
+    if (!uri) {
+      PyErr_NoMemory();
+      goto fail;
+    }
+    memcpy(uri, "http://", 7);
+    memcpy(uri + 7, name, name_len);
+    uri[7 + name_len] = ':';
+    memcpy(uri + 8 + name_len, port, port_len);
+    memcpy(uri + 8 + name_len + port_len, url, url_len);
+    rc = set_item(env, k_fc_request_uri, latin1(uri, uri_len));
+    if (uri != stack_uri) free(uri);
+    if (rc < 0) goto fail;
   }
   return env;
 fail:
@@ -1287,6 +1339,7 @@ static PyObject *fc_serve(PyObject *self, PyObject *args, PyObject *kwargs) {
   g_threads = threads;
   g_port = port;
   g_server_port_str = PyUnicode_FromFormat("%d", port);
+  snprintf(g_port_digits, sizeof g_port_digits, "%d", port);
 
   g_listen = open_listener(port);
   if (g_listen < 0) return PyErr_SetFromErrno(PyExc_OSError);
