@@ -43,6 +43,25 @@ ngx_http_fc_body_output_filter(void *data, ngx_chain_t *in)
         return NGX_ERROR;
     }
 
+    if (!ctx->request_sent && ctx->request_ends && in && in->next == NULL
+        && in->buf == ctx->request_frame)
+    {
+        /*
+         * A request without a body: create_request put the stream's end in
+         * the REQUEST frame's buffer, which goes out as it is, with no
+         * chain of ours to keep (the writer copies the link).
+         */
+
+        ctx->request_sent = 1;
+        ctx->output_closed = 1;
+
+        rc = ngx_chain_writer(&r->upstream->writer, in);
+
+        ctx->output_blocked = (rc == NGX_AGAIN);
+
+        return rc;
+    }
+
     if (in) {
         if (ngx_chain_add_copy(r->pool, &ctx->in, in) != NGX_OK) {
             return NGX_ERROR;

@@ -522,6 +522,54 @@ static const u_char  ngx_http_fc_name_lowcase[256] = {
 #define ngx_http_fc_bad_value_char(c)                                        \
     ((c) <= CR && ((c) == '\0' || (c) == CR || (c) == LF))
 
+/* eight bytes at a time: whether any of them is 0, or equal to c */
+#define ngx_http_fc_ones        0x0101010101010101ULL
+#define ngx_http_fc_highs       0x8080808080808080ULL
+#define ngx_http_fc_has_zero(v)                                              \
+    (((v) - ngx_http_fc_ones) & ~(v) & ngx_http_fc_highs)
+#define ngx_http_fc_has_byte(v, c)                                           \
+    ngx_http_fc_has_zero((v) ^ (ngx_http_fc_ones * (c)))
+#define ngx_http_fc_bad_value_word(v)                                        \
+    (ngx_http_fc_has_zero(v) | ngx_http_fc_has_byte(v, CR)                   \
+     | ngx_http_fc_has_byte(v, LF))
+
+
+/*
+ * Whether a value has no NUL, CR or LF: eight bytes a step (the last step
+ * overlapping the one before), a byte a step only below eight bytes.
+ */
+
+static ngx_uint_t
+ngx_http_fc_valid_value(u_char *p, size_t len)
+{
+    uint64_t   v;
+    u_char    *last;
+
+    if (len < 8) {
+        for (last = p + len; p < last; p++) {
+            if (ngx_http_fc_bad_value_char(*p)) {
+                return 0;
+            }
+        }
+
+        return 1;
+    }
+
+    last = p + len - 8;
+
+    for ( /* void */ ; p < last; p += 8) {
+        ngx_memcpy(&v, p, 8);
+
+        if (ngx_http_fc_bad_value_word(v)) {
+            return 0;
+        }
+    }
+
+    ngx_memcpy(&v, last, 8);
+
+    return ngx_http_fc_bad_value_word(v) ? 0 : 1;
+}
+
 
 /*
  * A response header line: copied out of u->buffer (NUL-terminated, as
@@ -565,19 +613,15 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
     h->value.data = h->key.data + name->len + 1;
     h->lowcase_key = h->key.data + name->len + 1 + value->len + 1;
 
-    /* the name: copied, checked, lowercased and hashed in one pass */
+    /* the name: checked, lowercased and hashed in one pass */
 
     hash = 0;
     src = name->data;
     last = src + name->len;
-    dst = h->key.data;
     low = h->lowcase_key;
 
     while (src < last) {
-        c = *src++;
-        *dst++ = c;
-
-        c = ngx_http_fc_name_lowcase[c];
+        c = ngx_http_fc_name_lowcase[*src++];
         if (c == 0) {
             return NGX_DECLINED;
         }
@@ -586,24 +630,16 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
         *low++ = c;
     }
 
+    dst = ngx_cpymem(h->key.data, name->data, name->len);
     *dst = '\0';
 
-    /* the value: copied and checked in one pass */
+    /* the value */
 
-    src = value->data;
-    last = src + value->len;
-    dst = h->value.data;
-
-    while (src < last) {
-        c = *src++;
-
-        if (ngx_http_fc_bad_value_char(c)) {
-            return NGX_DECLINED;
-        }
-
-        *dst++ = c;
+    if (!ngx_http_fc_valid_value(value->data, value->len)) {
+        return NGX_DECLINED;
     }
 
+    dst = ngx_cpymem(h->value.data, value->data, value->len);
     *dst = '\0';
 
     h->hash = hash;

@@ -1347,12 +1347,28 @@ fc_span_write(void *data, const char *buf, size_t len)
     p = s->pos;
     s->pos += len;
 
-    /* most writes are a type byte or a short string: no call for those */
+    /*
+     * most writes are a type byte or a short string: no call for those, and
+     * no loop either: two overlapping fixed-size copies cover 2..16 bytes
+     */
 
-    if (len <= 8) {
-        while (len--) {
-            *p++ = (uint8_t) *buf++;
+    if (len == 1) {
+        *p = (uint8_t) *buf;
+
+    } else if (len <= 3) {
+        if (len) {
+            p[0] = (uint8_t) buf[0];
+            p[len - 1] = (uint8_t) buf[len - 1];
+            p[len >> 1] = (uint8_t) buf[len >> 1];
         }
+
+    } else if (len <= 8) {
+        memcpy(p, buf, 4);
+        memcpy(p + len - 4, buf + len - 4, 4);
+
+    } else if (len <= 16) {
+        memcpy(p, buf, 8);
+        memcpy(p + len - 8, buf + len - 8, 8);
 
     } else {
         memcpy(p, buf, len);

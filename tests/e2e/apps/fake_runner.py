@@ -15,6 +15,7 @@ Functions:
   status    ?code=N: that status, body "status N\\n" (nothing for 204/304/HEAD,
             which still get the empty DATA END_STREAM frame).
   cookies   two Set-Cookie headers.
+  header    ?name=N&value=V (percent-decoded): that one header, body "ok\n".
   split     a RESPONSE + body written one byte at a time.
   sse       "data: one", 1 s pause, "data: two".
   abort     RESPONSE, some DATA, then ERROR (the exchange is aborted).
@@ -160,6 +161,11 @@ def exchange(conn, req):
                                     ["Set-Cookie", "b=2; Path=/"],
                                     ["Content-Type", "text/plain"]], fn))
         send_body(conn, b"" if no_body else b"cookies\n")
+    elif fn == "header":
+        name = query.get("name", ["X-Test"])[0]
+        value = query.get("value", [""])[0]
+        conn.sendall(response(200, [[name, value]], fn))
+        send_body(conn, b"" if no_body else b"ok\n")
     elif fn == "split":
         data = response(200, [["Content-Type", "text/plain"],
                               ["X-Split", "yes"]], fn)
