@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace fc {
 
@@ -15,11 +16,20 @@ bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
+// One line "name: value\r\n", grown once and copied (not four appends:
+// a request head is a dozen of these, per request).
 void add(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
+  size_t at = out.size();
+  out.resize(at + name.size() + value.size() + 4);
+  char* p = out.data() + at;
+  if (!name.empty()) std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  *p++ = ':';
+  *p++ = ' ';
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  *p++ = '\r';
+  *p = '\n';
 }
 
 // Header values must not smuggle a line break into the head.
@@ -118,6 +128,11 @@ std::string function_header_lines(const FunctionConfig& fn) {
 std::string build_request_head(const InstanceCall& call, std::string_view function_headers) {
   std::string out;
   out.reserve(512);
+  append_request_head(out, call, function_headers);
+  return out;
+}
+
+void append_request_head(std::string& out, const InstanceCall& call, std::string_view function_headers) {
   out.append(call.method);
   out.push_back(' ');
   out.append(call.uri);
@@ -164,7 +179,6 @@ std::string build_request_head(const InstanceCall& call, std::string_view functi
       break;
   }
   out.append("\r\n");
-  return out;
 }
 
 }  // namespace fc
