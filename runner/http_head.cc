@@ -32,11 +32,27 @@ void add(std::string& out, std::string_view name, std::string_view value) {
   *p = '\n';
 }
 
-// Header values must not smuggle a line break into the head.
-// (A loop, not find_first_of("\r\n"), which calls memchr per byte.)
+// True when one of the 8 bytes of `word` is `byte` ("haszero" of the xor).
+bool has_byte(uint64_t word, char byte) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  uint64_t x = word ^ (kOnes * static_cast<unsigned char>(byte));
+  return ((x - kOnes) & ~x & kHighs) != 0;
+}
+
+// Header values must not smuggle a line break into the head.  (Eight bytes
+// at a time, not find_first_of("\r\n"), which calls memchr per byte: every
+// forwarded name and value is checked, per request.)
 bool safe(std::string_view s) {
-  for (char c : s) {
-    if (c == '\r' || c == '\n') return false;
+  const char* p = s.data();
+  const char* end = p + s.size();
+  for (; end - p >= 8; p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    if (has_byte(word, '\r') || has_byte(word, '\n')) return false;
+  }
+  for (; p < end; p++) {
+    if (*p == '\r' || *p == '\n') return false;
   }
   return true;
 }
