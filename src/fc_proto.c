@@ -222,18 +222,11 @@ fc_writer_write(void *data, const char *buf, size_t len)
     if (w->used <= w->cap && len <= w->cap - w->used) {
         /* fits (the caller sized buf by the bound): msgpack-c writes most
          * tokens a byte at a time */
-        uint8_t  *p = w->buf + w->used;
-
-        if (len <= 8) {
-            /* a type byte or a short string: no call for those */
-            size_t  n = len;
-
-            while (n--) {
-                *p++ = (uint8_t) *buf++;
-            }
+        if (len == 1) {
+            w->buf[w->used] = (uint8_t) buf[0];
 
         } else {
-            memcpy(p, buf, len);
+            memcpy(w->buf + w->used, buf, len);
         }
 
         w->used += len;
