@@ -206,7 +206,7 @@ int ClientConnection::on_header(fc_parser_t* p, const fc_frame_header_t* hdr) {
       }
       self->state_ = State::kRequestMeta;
       self->meta_.clear();
-      self->meta_.reserve(hdr->length);
+      self->meta_in_chunk_ = {};
       return 0;
     case State::kRequestBody:
       if (hdr->type != FC_FRAME_DATA) {
@@ -226,7 +226,18 @@ int ClientConnection::on_payload(fc_parser_t* p, const uint8_t* data, size_t len
   auto* self = static_cast<ClientConnection*>(p->data);
   const char* bytes = reinterpret_cast<const char*>(data);
   if (self->state_ == State::kRequestMeta) {
-    self->meta_.append(bytes, len);
+    if (self->meta_.empty() && self->meta_in_chunk_.empty() && len == self->frame_.length) {
+      // The whole payload in this read: decoded where it is (the chunk
+      // outlives this parse), not copied.
+      self->meta_in_chunk_ = std::string_view(bytes, len);
+    } else {
+      if (!self->meta_in_chunk_.empty()) {
+        self->meta_.append(self->meta_in_chunk_);
+        self->meta_in_chunk_ = {};
+      }
+      if (self->meta_.empty()) self->meta_.reserve(self->frame_.length);
+      self->meta_.append(bytes, len);
+    }
   } else if (self->state_ == State::kRequestBody && self->exchange_ && self->current_chunk_) {
     self->exchange_->on_request_body(*self->current_chunk_, bytes, len);
   }
@@ -250,8 +261,10 @@ int ClientConnection::on_frame_end(fc_parser_t* p) {
 }
 
 void ClientConnection::handle_request(bool end_stream) {
-  RequestHead head;
-  int rc = decode_request(reinterpret_cast<const uint8_t*>(meta_.data()), meta_.size(), head);
+  RequestHead& head = spare_head_;
+  std::string_view meta = meta_in_chunk_.empty() ? std::string_view(meta_) : meta_in_chunk_;
+  meta_in_chunk_ = {};
+  int rc = decode_request(reinterpret_cast<const uint8_t*>(meta.data()), meta.size(), head);
   if (meta_.capacity() > 4096) {
     std::string().swap(meta_);
   } else {
@@ -370,7 +383,7 @@ void ClientConnection::resume_parsing() {
 
 WriteReq& ClientConnection::out() {
   if (!out_) {
-    out_ = std::make_unique<WriteReq>();
+    out_ = WriteReq::take();
     if (!flush_) flush_ = Immediate::create(stream_->stream()->loop);
     flush_->schedule([this] { flush(); });
   }

@@ -46,6 +46,16 @@ class ClientConnection {
   // For the exchange.  Frames are collected and written once per loop
   // iteration (RESPONSE + DATA + END_STREAM of a small response: one writev).
   void send_frame(std::string frame);
+  // A frame encoded in place by `encode(buffer)` (which appends, or returns
+  // false leaving it as it was); returns what encode said.
+  template <class Encode>
+  bool send_encoded(Encode&& encode) {
+    if (closing_) return true;
+    return out().copy_with(std::forward<Encode>(encode));
+  }
+  // A finished exchange's head, decoded into again (its strings keep their
+  // buffers: no allocation per REQUEST once warm).
+  void recycle_head(RequestHead&& head) { spare_head_ = std::move(head); }
   // DATA frames for one body slice (split at FC_MAX_FRAME_PAYLOAD), the
   // slice referenced, not copied.
   void send_data(const ChunkRef& chunk, const char* data, size_t len);
@@ -94,6 +104,8 @@ class ClientConnection {
   fc_parser_t parser_{};
   fc_frame_header_t frame_{};
   std::string meta_;  // a REQUEST payload being collected
+  RequestHead spare_head_;  // decoded into; moved into the exchange
+  std::string_view meta_in_chunk_;  // a REQUEST payload that came whole, in the read chunk
   std::unique_ptr<Exchange> exchange_;
   std::string draining_request_id_;  // a request whose body is dropped
 

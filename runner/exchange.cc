@@ -130,8 +130,14 @@ void Exchange::start(Instance& instance, InstanceConnection& conn) {
 
   // The function's timeout starts once the whole request is the instance's
   // (InstanceConnection::end_body), not while the client still sends.
-  conn.begin(*this, build_request_head(call, version_->header_lines), call.framing, call.method == "HEAD",
-             instance_timeout_ms(), !upgrade.empty());
+  // The head is written straight into the write request.
+  std::unique_ptr<WriteReq> request_head = WriteReq::take();
+  request_head->copy_with([&](std::string& out) {
+    append_request_head(out, call, version_->header_lines);
+    return true;
+  });
+  conn.begin(*this, std::move(request_head), call.framing, call.method == "HEAD", instance_timeout_ms(),
+             !upgrade.empty());
   for (auto& slice : pending_) conn.write_body(slice.chunk, slice.data, slice.len);
   pending_.clear();
   pending_bytes_ = 0;
@@ -182,12 +188,15 @@ void Exchange::record(const std::string& code) {
 
 void Exchange::finish() {
   finished_ = true;
+  // Nothing reads the head of a finished exchange: its buffers serve the
+  // connection's next REQUEST.
+  client_.recycle_head(std::move(head_));
   client_.on_exchange_finished();  // hands this to the deferred deleter
 }
 
 // ---- instance side ----------------------------------------------------------------------
 
-void Exchange::on_response_head(int status, HeaderList&& headers) {
+void Exchange::on_response_head(int status, HeaderViews& headers) {
   if (finished_) return;
   if (config().type == FunctionType::kEvent) {
     bool error = status == 404;
@@ -199,14 +208,16 @@ void Exchange::on_response_head(int status, HeaderList&& headers) {
       headers.emplace_back(FC_ERROR_TYPE_HEADER, "UnhandledInvocationError");
     }
   }
-  std::string frame = response_frame(status, headers, cold_start_, instance_id_);
-  if (frame.empty() || frame.size() > FC_FRAME_HEADER_SIZE + FC_MAX_META_PAYLOAD) {
+  // Encoded straight into the client's next write.
+  bool encoded = client_.send_encoded([&](std::string& out) {
+    return append_response_frame(out, status, headers, cold_start_, instance_id_);
+  });
+  if (!encoded) {
     fail(GatewayError{502, FC_ERR_BAD_RESPONSE, "the response headers are too large"});
     return;
   }
   response_started_ = true;
   response_status_ = status;
-  client_.send_frame(std::move(frame));
   // Switched protocols (only an upgrade request gets here with a 101): the
   // client's DATA frames from now on are tunnel bytes.
   if (status == 101) client_.start_tunnel();

@@ -55,7 +55,7 @@ class Exchange final : public ResponseSink, public DeferredDeletable {
   void fail(GatewayError&& error);
 
   // Instance side (ResponseSink).
-  void on_response_head(int status, HeaderList&& headers) override;
+  void on_response_head(int status, HeaderViews& headers) override;
   void on_response_body(const ChunkRef& chunk, const char* data, size_t len) override;
   void on_response_end() override;
   void on_response_failed(GatewayError&& error) override;

@@ -2,15 +2,15 @@
 
 #include <msgpack/zone.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <vector>
 
 namespace fc {
 
 namespace {
-
-std::string str(fc_str_t s) { return s.data != nullptr ? std::string(s.data, s.len) : std::string(); }
 
 fc_str_t view(std::string_view s) { return fc_str_t{s.data(), s.size()}; }
 
@@ -58,6 +58,20 @@ std::string encoded_frame(uint8_t type, uint16_t flags, size_t payload_bound, En
   return frame;
 }
 
+// Assigned, not replaced: a reused head keeps its buffers.
+// Within its capacity a string is resized and copied into, cheaper than
+// assign()'s general replace (a dozen fields per REQUEST).
+void assign(std::string& to, fc_str_t s) {
+  if (s.data == nullptr || s.len == 0) {
+    to.clear();
+  } else if (s.len <= to.capacity()) {
+    to.resize(s.len);
+    std::memcpy(to.data(), s.data, s.len);
+  } else {
+    to.assign(s.data, s.len);
+  }
+}
+
 }  // namespace
 
 int decode_request(const uint8_t* payload, size_t len, RequestHead& out) {
@@ -67,20 +81,20 @@ int decode_request(const uint8_t* payload, size_t len, RequestHead& out) {
   fc_request_t req{};
   int rc = fc_request_decode_in_zone(zone.get(), payload, len, &req, &Scratch::alloc, &scratch);
   if (rc != FC_OK) return rc;
-  out.function = str(req.function);
-  out.method = str(req.method);
-  out.uri = str(req.uri);
-  out.version = str(req.version);
-  out.headers.clear();
-  out.headers.reserve(req.nheaders);
+  assign(out.function, req.function);
+  assign(out.method, req.method);
+  assign(out.uri, req.uri);
+  assign(out.version, req.version);
+  out.headers.resize(req.nheaders);
   for (size_t i = 0; i < req.nheaders; i++) {
-    out.headers.emplace_back(str(req.headers[i].name), str(req.headers[i].value));
+    assign(out.headers[i].first, req.headers[i].name);
+    assign(out.headers[i].second, req.headers[i].value);
   }
-  out.remote_addr = str(req.remote_addr);
+  assign(out.remote_addr, req.remote_addr);
   out.remote_port = req.remote_port;
-  out.scheme = str(req.scheme);
-  out.host = str(req.host);
-  out.request_id = str(req.request_id);
+  assign(out.scheme, req.scheme);
+  assign(out.host, req.host);
+  assign(out.request_id, req.request_id);
   out.content_length = req.content_length;
   out.deadline_ms = req.deadline_ms;
   return FC_OK;
@@ -93,6 +107,14 @@ std::string frame_header(uint8_t type, uint16_t flags, uint32_t length) {
 }
 
 std::string response_frame(int status, const HeaderList& headers, bool cold_start,
+                           std::string_view instance) {
+  HeaderViews views(headers.begin(), headers.end());
+  std::string frame;
+  if (!append_response_frame(frame, status, views, cold_start, instance)) return {};
+  return frame;
+}
+
+bool append_response_frame(std::string& out, int status, const HeaderViews& headers, bool cold_start,
                            std::string_view instance) {
   // Views of `headers`, used only while encoding: kept across calls.
   static thread_local std::vector<fc_header_t> hs;
@@ -107,10 +129,20 @@ std::string response_frame(int status, const HeaderList& headers, bool cold_star
   resp.nheaders = hs.size();
   resp.cold_start = cold_start ? 1 : 0;
   resp.instance = view(instance);
-  return encoded_frame(FC_FRAME_RESPONSE, 0, fc_response_size_bound(&resp),
-                       [&resp](uint8_t* buf, size_t cap, size_t* written) {
-                         return fc_response_encode(&resp, buf, cap, written);
-                       });
+  // The encoder fails past FC_MAX_META_PAYLOAD: no more room is needed.
+  size_t bound = std::min<size_t>(fc_response_size_bound(&resp), FC_MAX_META_PAYLOAD);
+  size_t at = out.size();
+  out.resize(at + FC_FRAME_HEADER_SIZE + bound);
+  auto* buf = reinterpret_cast<uint8_t*>(out.data() + at);
+  size_t written = 0;
+  if (fc_response_encode(&resp, buf + FC_FRAME_HEADER_SIZE, bound, &written) != FC_OK ||
+      written > FC_MAX_META_PAYLOAD) {
+    out.resize(at);
+    return false;
+  }
+  fc_frame_header_encode(buf, FC_FRAME_RESPONSE, 0, static_cast<uint32_t>(written));
+  out.resize(at + FC_FRAME_HEADER_SIZE + written);
+  return true;
 }
 
 std::string error_frame(const GatewayError& error) {

@@ -4,6 +4,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace fc {
 
@@ -15,18 +16,43 @@ bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
 
+// One line "name: value\r\n", grown once and copied (not four appends:
+// a request head is a dozen of these, per request).
 void add(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
+  size_t at = out.size();
+  out.resize(at + name.size() + value.size() + 4);
+  char* p = out.data() + at;
+  if (!name.empty()) std::memcpy(p, name.data(), name.size());
+  p += name.size();
+  *p++ = ':';
+  *p++ = ' ';
+  if (!value.empty()) std::memcpy(p, value.data(), value.size());
+  p += value.size();
+  *p++ = '\r';
+  *p = '\n';
 }
 
-// Header values must not smuggle a line break into the head.
-// (A loop, not find_first_of("\r\n"), which calls memchr per byte.)
+// True when one of the 8 bytes of `word` is `byte` ("haszero" of the xor).
+bool has_byte(uint64_t word, char byte) {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHighs = 0x8080808080808080ULL;
+  uint64_t x = word ^ (kOnes * static_cast<unsigned char>(byte));
+  return ((x - kOnes) & ~x & kHighs) != 0;
+}
+
+// Header values must not smuggle a line break into the head.  (Eight bytes
+// at a time, not find_first_of("\r\n"), which calls memchr per byte: every
+// forwarded name and value is checked, per request.)
 bool safe(std::string_view s) {
-  for (char c : s) {
-    if (c == '\r' || c == '\n') return false;
+  const char* p = s.data();
+  const char* end = p + s.size();
+  for (; end - p >= 8; p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    if (has_byte(word, '\r') || has_byte(word, '\n')) return false;
+  }
+  for (; p < end; p++) {
+    if (*p == '\r' || *p == '\n') return false;
   }
   return true;
 }
@@ -118,6 +144,11 @@ std::string function_header_lines(const FunctionConfig& fn) {
 std::string build_request_head(const InstanceCall& call, std::string_view function_headers) {
   std::string out;
   out.reserve(512);
+  append_request_head(out, call, function_headers);
+  return out;
+}
+
+void append_request_head(std::string& out, const InstanceCall& call, std::string_view function_headers) {
   out.append(call.method);
   out.push_back(' ');
   out.append(call.uri);
@@ -164,7 +195,6 @@ std::string build_request_head(const InstanceCall& call, std::string_view functi
       break;
   }
   out.append("\r\n");
-  return out;
 }
 
 }  // namespace fc

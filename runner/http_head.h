@@ -15,6 +15,8 @@
 namespace fc {
 
 using HeaderList = std::vector<std::pair<std::string, std::string>>;
+// Headers as views (into a read chunk, say), valid while their owner says.
+using HeaderViews = std::vector<std::pair<std::string_view, std::string_view>>;
 
 // A REQUEST frame, owned (the frame's payload buffer is gone after decode).
 struct RequestHead {
@@ -63,6 +65,8 @@ std::string function_header_lines(const FunctionConfig& fn);
 // "METHOD uri HTTP/1.1\r\n" + headers + "\r\n"; `function_headers` comes
 // from function_header_lines().
 std::string build_request_head(const InstanceCall& call, std::string_view function_headers);
+// The same head appended to `out` (a write request's copy buffer).
+void append_request_head(std::string& out, const InstanceCall& call, std::string_view function_headers);
 
 // How the body of a forwarded request is framed: Content-Length when known,
 // chunked otherwise; no body headers for a bodiless GET/HEAD.

@@ -66,7 +66,7 @@ class Instance::ControlCall final : public ResponseSink, public DeferredDeletabl
   using Done = std::function<void(bool ok, const std::string& why)>;
   explicit ControlCall(Done done) : done_(std::move(done)) {}
 
-  void on_response_head(int status, HeaderList&& headers) override {
+  void on_response_head(int status, HeaderViews& headers) override {
     status_ = status;
     for (const auto& [name, value] : headers) {
       if (iequals(name, "x-fc-status")) function_error_ = value == "404";

@@ -82,6 +82,13 @@ void InstanceConnection::on_connected(int status) {
 
 void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request,
                                uint64_t response_timeout_ms, bool upgrade) {
+  auto req = WriteReq::take();
+  req->copy(std::move(head));
+  begin(sink, std::move(req), framing, head_request, response_timeout_ms, upgrade);
+}
+
+void InstanceConnection::begin(ResponseSink& sink, std::unique_ptr<WriteReq> head, BodyFraming framing,
+                               bool head_request, uint64_t response_timeout_ms, bool upgrade) {
   sink_ = &sink;
   upgrade_requested_ = upgrade;
   tunnel_ = false;
@@ -110,8 +117,7 @@ void InstanceConnection::begin(ResponseSink& sink, std::string head, BodyFraming
               Instance::Outcome::kFailed);
     return;
   }
-  held_head_ = std::make_unique<WriteReq>();
-  held_head_->copy(std::move(head));
+  held_head_ = std::move(head);
   if (framing == BodyFraming::kNone) {
     flush_head();
     return;
@@ -152,7 +158,7 @@ void InstanceConnection::write_body(const ChunkRef& chunk, const char* data, siz
     flush_head();
     return;
   }
-  auto req = std::make_unique<WriteReq>();
+  auto req = WriteReq::take();
   append_body(*req, chunk, data, len);
   tcp_->write(std::move(req));  // a failure surfaces as a write/read error
 }
@@ -176,7 +182,7 @@ void InstanceConnection::end_body() {
     if (held_head_) {
       held_head_->copy(std::string_view("0\r\n\r\n"));  // an empty chunked body: one write
     } else {
-      auto req = std::make_unique<WriteReq>();
+      auto req = WriteReq::take();
       req->copy(std::string_view("0\r\n\r\n"));
       tcp_->write(std::move(req));
     }
@@ -495,15 +501,15 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
   self->head_done_ = true;
   self->keep_alive_ = http_should_keep_alive(p) != 0 && !switching;
   self->tunnel_ = switching;
-  HeaderList headers;
-  headers.reserve(self->slices_.size());
+  // Views of the slices (the chunk or spill_), for the sink's call only.
+  HeaderViews& headers = self->kept_headers_;
+  headers.clear();
   for (const auto& h : self->slices_) {
     std::string_view name = self->view(h.name);
     // a 101's Upgrade says which protocol was switched to: the client needs it
     bool keep = !is_dropped_response_header(name) || (switching && iequals(name, "upgrade"));
     if (keep) headers.emplace_back(name, self->view(h.value));
   }
-  self->reset_head();
   // The instance answered: the rest is streaming, at the client's pace.
   disarm(self->response_timer_);
   if (self->discarding_ && !(self->discard_timer_ && self->discard_timer_->active())) {
@@ -512,7 +518,10 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
       self->release(Instance::Outcome::kAbandoned, false, "abandoned");
     });
   }
-  if (self->sink_) self->sink_->on_response_head(status, std::move(headers));
+  if (self->sink_) self->sink_->on_response_head(status, headers);
+  // The views end here (reset_head() may free spill_).
+  headers.clear();
+  self->reset_head();
   if (switching) return 0;
   // HEAD responses (and 204/304, which http_parser knows) carry no body.
   return self->head_request_ ? 1 : 0;

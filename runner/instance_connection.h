@@ -50,6 +50,9 @@ class InstanceConnection final : public DeferredDeletable {
   // timeout applies to an open tunnel.
   void begin(ResponseSink& sink, std::string head, BodyFraming framing, bool head_request,
              uint64_t response_timeout_ms, bool upgrade = false);
+  // The same with the head already in a write request (WriteReq::take()).
+  void begin(ResponseSink& sink, std::unique_ptr<WriteReq> head, BodyFraming framing, bool head_request,
+             uint64_t response_timeout_ms, bool upgrade = false);
   // Body bytes, referenced (not copied) and held until written.
   void write_body(const ChunkRef& chunk, const char* data, size_t len);
   void end_body();
@@ -153,6 +156,7 @@ class InstanceConnection final : public DeferredDeletable {
   // reads is rare; a big one should not stay with the connection).
   static constexpr size_t kKeptSpillBytes = 4096;
   std::vector<HeaderSlice> slices_;
+  HeaderViews kept_headers_;  // the sink's view of the head: kept for its capacity
   std::string spill_;
   bool head_done_ = false;
   bool interim_ = false;        // a 1xx response is being skipped

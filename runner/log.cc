@@ -136,10 +136,29 @@ std::time_t seconds_of(LogClock::time_point time) {
 
 // A text line: "2026-12-02 01:30:00.123 info message\n", the message escaped
 // and bounded (what the pattern "%Y-%m-%d %H:%M:%S.%e %l %&" wrote before).
+SecondStamp& text_stamp() {
+  static SecondStamp stamp(false);
+  return stamp;
+}
+
+// True when `text` has no byte append_escaped() would change.
+bool clean(std::string_view text) {
+  const char* p = text.data();
+  const char* end = p + text.size();
+  for (; end - p >= 8; p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    if (has_control(word)) return false;
+  }
+  for (; p < end; p++) {
+    if (is_control(static_cast<unsigned char>(*p))) return false;
+  }
+  return true;
+}
+
 template <typename Out>
 void append_text_line(Out& out, spdlog::level::level_enum level, LogClock::time_point time, std::string_view text) {
-  static SecondStamp stamp(false);
-  append(out, stamp.of(seconds_of(time)));
+  append(out, text_stamp().of(seconds_of(time)));
   append_millis(out, time);
   out.push_back(' ');
   auto name = spdlog::level::to_string_view(level);
@@ -431,6 +450,42 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
     if (!loop_) drain();
   }
 
+  // The text line of a message given in parts, when none of them needs
+  // escaping: the batch grows once and each piece is copied (the same
+  // bytes append_text_line() writes).  False: the caller joins the parts
+  // and uses add().
+  bool add_clean_text(spdlog::level::level_enum level, LogClock::time_point time,
+                      std::initializer_list<std::string_view> parts) {
+    if (format_ != LogFormat::kText) return false;
+    size_t total = 0;
+    for (std::string_view part : parts) total += part.size();
+    if (total > kMaxLogMessage || !surely_fits(total)) return false;
+    for (std::string_view part : parts) {
+      if (!clean(part)) return false;
+    }
+    std::string_view stamp = text_stamp().of(seconds_of(time));
+    auto name = spdlog::level::to_string_view(level);
+    size_t at = pending_.size();
+    pending_.resize(at + stamp.size() + 3 + 1 + name.size() + 1 + total + 1);
+    char* p = pending_.data() + at;
+    auto put_bytes = [&p](const char* data, size_t len) {
+      if (len > 0) std::memcpy(p, data, len);
+      p += len;
+    };
+    put_bytes(stamp.data(), stamp.size());
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count() % 1000;
+    *p++ = static_cast<char>('0' + ms / 100);
+    *p++ = static_cast<char>('0' + ms / 10 % 10);
+    *p++ = static_cast<char>('0' + ms % 10);
+    *p++ = ' ';
+    put_bytes(name.data(), name.size());
+    *p++ = ' ';
+    for (std::string_view part : parts) put_bytes(part.data(), part.size());
+    *p = '\n';
+    if (!loop_) drain();
+    return true;
+  }
+
  protected:
   // The line's format is the sink's own (append_line), not spdlog's
   // formatter: no pattern to interpret per line.
@@ -557,12 +612,14 @@ uint64_t log_lines_dropped() { return g_sink ? g_sink->dropped() : 0; }
 
 void log_line(spdlog::level::level_enum level, std::initializer_list<std::string_view> parts) {
   if (!spdlog::should_log(level)) return;
+  LogClock::time_point now = LogClock::now();
+  if (g_sink && g_sink->add_clean_text(level, now, parts)) return;
   // Joined first (cheaper than escaping part by part into the batch).
   fmt::memory_buffer message;
   for (std::string_view part : parts) append(message, part);
   std::string_view text(message.data(), message.size());
   if (g_sink) {
-    g_sink->add(level, LogClock::now(), text);
+    g_sink->add(level, now, text);
   } else {
     spdlog::log(level, "{}", text);
   }

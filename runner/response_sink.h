@@ -18,7 +18,9 @@ inline constexpr size_t kWriteHighWater = 256 * 1024;
 class ResponseSink {
  public:
   virtual ~ResponseSink() = default;
-  virtual void on_response_head(int status, HeaderList&& headers) = 0;
+  // `headers` are views valid during the call only (into the read chunk);
+  // the sink may add to the list.
+  virtual void on_response_head(int status, HeaderViews& headers) = 0;
   virtual void on_response_body(const ChunkRef& chunk, const char* data, size_t len) = 0;
   // The response is complete; the connection has already let go of the sink.
   virtual void on_response_end() = 0;

@@ -144,6 +144,39 @@ void WriteReq::add_piece(Piece piece) {
   pieces_.push_back(piece);
 }
 
+namespace {
+
+std::vector<std::unique_ptr<WriteReq>>& free_write_reqs() {
+  static std::vector<std::unique_ptr<WriteReq>> reqs;
+  return reqs;
+}
+
+}  // namespace
+
+std::unique_ptr<WriteReq> WriteReq::take() {
+  auto& pool = free_write_reqs();
+  if (pool.empty()) return std::make_unique<WriteReq>();
+  std::unique_ptr<WriteReq> req = std::move(pool.back());
+  pool.pop_back();
+  return req;
+}
+
+void WriteReq::give_back(std::unique_ptr<WriteReq> req) {
+  auto& pool = free_write_reqs();
+  if (!req || pool.size() >= kPooledWriteReqs) return;
+  req->holds_.clear();
+  req->pieces_.clear();
+  if (req->owned_.capacity() > kKeptCopyBytes) {
+    std::string().swap(req->owned_);
+  } else {
+    req->owned_.clear();
+  }
+  req->size_ = 0;
+  req->stream_ = nullptr;
+  req->req_ = uv_write_t{};
+  pool.push_back(std::move(req));
+}
+
 void WriteReq::copy(std::string_view bytes) {
   if (bytes.empty()) return;
   long at = static_cast<long>(owned_.size());
@@ -153,7 +186,8 @@ void WriteReq::copy(std::string_view bytes) {
 
 void WriteReq::copy(std::string&& bytes) {
   if (bytes.empty()) return;
-  if (!owned_.empty()) return copy(std::string_view(bytes));
+  // A pooled buffer that has the room keeps it (bytes is freed either way).
+  if (!owned_.empty() || owned_.capacity() >= bytes.size()) return copy(std::string_view(bytes));
   size_t len = bytes.size();
   owned_ = std::move(bytes);
   add_piece({0, nullptr, len});
@@ -270,7 +304,10 @@ void Stream::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) {
 
 int Stream::write(std::unique_ptr<WriteReq> req) {
   if (closing()) return UV_EPIPE;
-  if (req->empty()) return 0;
+  if (req->empty()) {
+    WriteReq::give_back(std::move(req));
+    return 0;
+  }
   // libuv copies the buffer list (uv_write, uv_try_write): a short one lives
   // on the stack, not in an allocation per write.
   constexpr size_t kStackBufs = 8;
@@ -291,7 +328,10 @@ int Stream::write(std::unique_ptr<WriteReq> req) {
   size_t first = 0;
   if (uv_stream_get_write_queue_size(stream()) == 0) {
     int n = uv_try_write(stream(), bufs, static_cast<unsigned>(nbufs));
-    if (n == static_cast<int>(req->size_)) return 0;
+    if (n == static_cast<int>(req->size_)) {
+      WriteReq::give_back(std::move(req));
+      return 0;
+    }
     if (n > 0) {
       size_t left = static_cast<size_t>(n);
       while (left >= bufs[first].len) left -= bufs[first++].len;
@@ -311,7 +351,7 @@ int Stream::write(std::unique_ptr<WriteReq> req) {
 void Stream::on_write(uv_write_t* r, int status) {
   std::unique_ptr<WriteReq> req(static_cast<WriteReq*>(r->data));
   Stream* self = req->stream_;
-  req.reset();  // release the held buffers before telling the owner
+  WriteReq::give_back(std::move(req));  // releases the held buffers before telling the owner
   // libuv cancels pending writes (UV_ECANCELED) before the close callback,
   // so `self` is still alive here; the owner may not be.
   if (!self->closing() && self->write_done_cb_) self->write_done_cb_(status);

@@ -128,8 +128,31 @@ using ChunkRef = std::shared_ptr<Chunk>;
 // iovec where a frame header follows a frame.
 class WriteReq {
  public:
+  // A request from the loop's pool of written ones, its buffers kept (no
+  // allocation per write once warm), or a new one.  Stream::write() puts
+  // every request it is done with back.
+  static std::unique_ptr<WriteReq> take();
+  // Emptied (holds released) and pooled; a big copy buffer is freed, and
+  // past kPooledWriteReqs the request is.
+  static void give_back(std::unique_ptr<WriteReq> req);
+  static constexpr size_t kPooledWriteReqs = 64;
+  static constexpr size_t kKeptCopyBytes = 16 * 1024;
+
   void copy(std::string_view bytes);
   void copy(std::string&& bytes);
+  // Copied bytes encoded in place: `write(buffer)` appends to the copy
+  // buffer (a frame, an HTTP head) and returns false, leaving it as it was,
+  // to add nothing.
+  template <class Write>
+  bool copy_with(Write&& write) {
+    size_t at = owned_.size();
+    if (!write(owned_)) {
+      owned_.resize(at);
+      return false;
+    }
+    if (owned_.size() > at) add_piece({static_cast<long>(at), nullptr, owned_.size() - at});
+    return true;
+  }
   void ref(const char* data, size_t len);
   void hold(std::shared_ptr<const void> owner) { holds_.push_back(std::move(owner)); }
   size_t size() const { return size_; }

@@ -367,6 +367,57 @@ fc_request_encode(const fc_request_t *req, uint8_t *buf, size_t cap,
 }
 
 
+/*
+ * The RESPONSE's keys as msgpack-c packs them, packed once: one copy per
+ * key and message instead of two packer calls (the runner writes one
+ * RESPONSE per request; its loop is single-threaded, as is an nginx worker).
+ */
+enum {
+    FC_RESP_KEY_STATUS = 0,
+    FC_RESP_KEY_HEADERS,
+    FC_RESP_KEY_COLD_START,
+    FC_RESP_KEY_INSTANCE,
+    FC_RESP_KEY_N
+};
+
+static uint8_t  fc_response_keys[sizeof("status") + sizeof("headers")
+                                 + sizeof("cold_start") + sizeof("instance")];
+static size_t   fc_response_key_end[FC_RESP_KEY_N];
+static int      fc_response_keys_packed;
+
+
+static void
+fc_response_keys_pack(void)
+{
+    static const char *const  names[FC_RESP_KEY_N] = {
+        "status", "headers", "cold_start", "instance"
+    };
+
+    int             k;
+    fc_writer_t     w;
+    msgpack_packer  pk;
+
+    fc_writer_init(&w, &pk, fc_response_keys, sizeof(fc_response_keys));
+
+    for (k = 0; k < FC_RESP_KEY_N; k++) {
+        fc_pack_key_len(&pk, names[k], strlen(names[k]));
+        fc_response_key_end[k] = w.used;
+    }
+
+    fc_response_keys_packed = 1;
+}
+
+
+static void
+fc_response_key(fc_writer_t *w, int k)
+{
+    size_t  start = k ? fc_response_key_end[k - 1] : 0;
+
+    (void) fc_writer_write(w, (const char *) fc_response_keys + start,
+                           fc_response_key_end[k] - start);
+}
+
+
 int
 fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
     size_t *written)
@@ -378,21 +429,25 @@ fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
         return FC_ETOOMANY;
     }
 
+    if (!fc_response_keys_packed) {
+        fc_response_keys_pack();
+    }
+
     fc_writer_init(&w, &pk, buf, cap);
 
     msgpack_pack_map(&pk, 4);
 
-    fc_pack_key(&pk, "status");
+    fc_response_key(&w, FC_RESP_KEY_STATUS);
     msgpack_pack_uint32(&pk, resp->status);
-    fc_pack_key(&pk, "headers");
+    fc_response_key(&w, FC_RESP_KEY_HEADERS);
     fc_pack_headers(&pk, &w, resp->headers, resp->nheaders);
-    fc_pack_key(&pk, "cold_start");
+    fc_response_key(&w, FC_RESP_KEY_COLD_START);
     if (resp->cold_start) {
         msgpack_pack_true(&pk);
     } else {
         msgpack_pack_false(&pk);
     }
-    fc_pack_key(&pk, "instance");
+    fc_response_key(&w, FC_RESP_KEY_INSTANCE);
     fc_pack_str(&pk, &w, &resp->instance);
 
     return fc_writer_finish(&w, written);
@@ -554,6 +609,17 @@ fc_msgpack_check(const uint8_t *buf, size_t len)
         b = buf[pos++];
         owed--;
 
+        if (b >= 0xa0 && b <= 0xbf) {
+            /* fixstr, most of a message (keys, names, values): its body
+             * skipped here, without the general path's bookkeeping */
+            skip = b & 0x1f;
+            if (skip > len - pos) {
+                return FC_EMSGPACK;
+            }
+            pos += skip;
+            goto complete;
+        }
+
         container = 0;
         count = 0;      /* container elements */
         lenlen = 0;     /* size of a big-endian length field */
@@ -646,6 +712,8 @@ fc_msgpack_check(const uint8_t *buf, size_t len)
                 continue;
             }
         }
+
+    complete:
 
         /* one object complete: close every container it completes */
 

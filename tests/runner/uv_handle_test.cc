@@ -97,6 +97,47 @@ TEST_F(UvHandleTest, LargeWriteCompletesWhileTheReaderDrainsAndHoldsItsBytes) {
   reader.reset();
 }
 
+// A written request goes back to the pool with its holds released; one
+// taken from the pool is handed out emptied (no old bytes are written
+// again).  copy_with() that declines adds nothing.
+TEST_F(UvHandleTest, PooledWriteRequestsAreReleasedAndEmptied) {
+  int fds[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
+  auto writer = Pipe::create(&loop_);
+  ASSERT_EQ(uv_pipe_open(writer->pipe(), fds[0]), 0);
+
+  auto body = std::make_shared<std::string>("body");
+  std::weak_ptr<std::string> watch = body;
+  auto req = WriteReq::take();
+  EXPECT_FALSE(req->copy_with([](std::string& out) {
+    out.append("not this");
+    return false;
+  }));
+  EXPECT_TRUE(req->empty());
+  EXPECT_TRUE(req->copy_with([](std::string& out) {
+    out.append(std::string(1000, 'h'));
+    return true;
+  }));
+  req->ref(body->data(), body->size());
+  req->hold(body);
+  body.reset();
+  EXPECT_EQ(req->size(), 1004u);
+  ASSERT_EQ(writer->write(std::move(req)), 0);  // fits the socket buffer: written at once
+  EXPECT_TRUE(watch.expired()) << "a pooled request still holds its bytes";
+
+  auto again = WriteReq::take();
+  EXPECT_TRUE(again->empty());
+  EXPECT_EQ(again->size(), 0u);
+  again->copy(std::string_view("x"));
+  char got[1100] = {};
+  ASSERT_EQ(writer->write(std::move(again)), 0);
+  ssize_t n = ::read(fds[1], got, sizeof got);
+  EXPECT_EQ(n, 1005) << "the pooled request wrote old bytes";
+  EXPECT_EQ(std::string(got + 1000, 5), "bodyx");
+  writer.reset();
+  ::close(fds[1]);
+}
+
 // An idle stream holds no read memory: a chunk whose bytes were handed on
 // goes back to the pool; one a reader still holds stays with it.  The pool
 // keeps at most kPooledChunks; the rest are freed.
