@@ -163,11 +163,6 @@ void ClientConnection::update_reading() {
   }
 }
 
-void ClientConnection::pause_request_body() {
-  body_paused_ = true;
-  update_reading();
-}
-
 void ClientConnection::resume_request_body() {
   if (!body_paused_ || closing_) return;
   if (exchange_ && exchange_->request_backlog() > kWriteHighWater) return;

@@ -61,7 +61,6 @@ class ClientConnection {
   void send_data(const ChunkRef& chunk, const char* data, size_t len);
   void send_end();
   size_t write_queue_size() const;
-  void pause_request_body();
   void resume_request_body();
   // The exchange's instance switched protocols (101): the DATA frames that
   // follow the request body carry the client's tunnel bytes, and their

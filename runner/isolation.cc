@@ -131,7 +131,6 @@ void Isolation::cleanup() {
 }
 
 bool Isolation::namespaces_available() { return g_namespaces; }
-bool Isolation::pids_cgroup_available() { return !g_pids.path.empty(); }
 
 const std::string& Isolation::guard_program() {
   static const std::string program = [] {

@@ -19,7 +19,6 @@ class Isolation {
   static std::vector<std::string> init(const RunnerConfig& config);
   static void cleanup();  // removes the runner's pids cgroup directory
   static bool namespaces_available();
-  static bool pids_cgroup_available();
 
   // The guard options for one instance of `fn` (everything before "--").
   // readWritePaths of the top level and the config path are the ones init() saw.

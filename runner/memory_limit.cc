@@ -32,8 +32,6 @@ void MemoryLimit::cleanup() {
   if (!g_base.path.empty()) cgroup::remove_tree(g_base.path);
 }
 
-bool MemoryLimit::cgroups_available() { return g_base.version != cgroup::Version::kNone; }
-
 MemoryLimit::MemoryLimit(const std::string& instance_id, int megabytes) : megabytes_(megabytes) {
   if (g_base.version == cgroup::Version::kNone || megabytes <= 0) return;
   const bool v2 = g_base.version == cgroup::Version::kV2;

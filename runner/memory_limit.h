@@ -19,7 +19,6 @@ class MemoryLimit {
   // Returns a description for the start-up log.
   static std::string init();
   static void cleanup();  // removes the runner's cgroup directory at exit
-  static bool cgroups_available();
 
   // Creates the instance's cgroup with `megabytes` as its limit; empty path
   // when cgroups are not available (the guard then uses RLIMIT_AS).

@@ -368,6 +368,41 @@ TEST_F(HardeningTest, FunctionCrashingOnEveryRequestBacksOff) {
   EXPECT_LE(starts, 8u) << "instances started in 20 s";
 }
 
+// The restart backoff grows for every replacement that fails again, even
+// when each served a request before it crashed, and resets only once an
+// instance has served well for a while (Function::kHealthyServiceMs, 10 s).
+TEST_F(HardeningTest, BackoffResetsOnlyAfterAnInstanceServedWellForAWhile) {
+  add_function("flaky", "    maxInstances: 1\n    maxQueueTime: 30\n");
+  gw_.add_runner_yaml("logLevel: debug\n");
+  gw_.start();
+  ASSERT_GT(pid_of("flaky"), 0);
+  // Backoff after the 1st, 2nd, 3rd crash: 0.5, 1, 2 s.
+  double waited = 0;
+  for (int i = 0; i < 3; i++) {
+    HttpResponse crash = http_get(gw_.url("/flaky/crash"));
+    EXPECT_EQ(crash.status, 502) << crash.body;
+    auto t0 = Clock::now();
+    ASSERT_GT(pid_of("flaky"), 0) << "crash " << i;
+    waited = seconds_since(t0);
+  }
+  EXPECT_GT(waited, 1.6) << "one request served did not count as serving well";
+  EXPECT_FALSE(gw_.runner_log().find("restart backoff reset") != std::string::npos);
+
+  // Serves well past kHealthyServiceMs: the backoff is forgiven.
+  pid_t healthy = pid_of("flaky");
+  auto served_from = Clock::now();
+  while (seconds_since(served_from) < 11) {
+    ASSERT_EQ(pid_of("flaky"), healthy);
+    std::this_thread::sleep_for(250ms);
+  }
+  EXPECT_TRUE(gw_.runner_logged("restart backoff reset"));
+  EXPECT_EQ(http_get(gw_.url("/flaky/crash")).status, 502);
+  auto t0 = Clock::now();
+  ASSERT_GT(pid_of("flaky"), 0);
+  // 0.5 s and a start, not the 4 s a 4th failure in a row would wait.
+  EXPECT_LT(seconds_since(t0), 3.0);
+}
+
 // Acceptance 9: a start failure that leaves a daemon holding its stdout
 // neither pins maxInstances nor stops the runner from exiting.
 TEST_F(HardeningTest, DaemonizingStartFailureDoesNotPinTheInstance) {

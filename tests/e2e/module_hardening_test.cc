@@ -363,7 +363,9 @@ TEST_F(ModuleHardeningTest, ExplicitFcReadTimeoutCutsTheWaitAndIsSentAsDeadline)
   gw_.start();
 
   HttpResponse cut = http_get(gw_.url("/patient/sleep/6"));
-  EXPECT_EQ(cut.status, 504) << cut.body;
+  // The runner honours the deadline it was sent: its JSON 504 comes before
+  // nginx's own timer would cut the wait with an HTML one.
+  expect_gateway_error(cut.status, cut.header("x-fc-error-type"), cut.body, 504, "FunctionTimeout");
   EXPECT_LT(cut.total_s, 4.0) << "the wait was not cut at fc_read_timeout";
 
   // What the REQUEST frame carried.
@@ -458,6 +460,68 @@ TEST_F(ModuleHardeningTest, ResponseHeadersOverFcBufferSizeAre502BadResponseJson
   // The same function still answers, on the default fc_buffer_size too.
   EXPECT_EQ(http_get(gw_.url("/resp/header/" + std::to_string(hi))).status, 200);
   EXPECT_EQ(http_get(gw_.url("/resp2k/header/" + std::to_string(lo))).status, 200);
+}
+
+// Response headers over the runner's limits (a RESPONSE frame over
+// FC_MAX_META_PAYLOAD; a head over the HTTP parser's own bound) with an
+// fc_buffer_size that would take them: the same 502 BadResponse JSON, and the
+// instance, whose other answers are fine, is not replaced for one of them.
+TEST_F(ModuleHardeningTest, ResponseHeadersOverTheRunnersLimitAreTheSame502BadResponseJson) {
+  add_function("resp", "    maxInstances: 1\n");
+  gw_.add_server_conf("    location /resp256k/ { rewrite ^/resp256k(/.*)$ $1 break; fc_buffer_size 256k;"
+                      " fc_buffers 4 256k; fc_busy_buffers_size 256k; fc_function resp; }\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/resp256k/header/100"));
+  ASSERT_EQ(first.status, 200) << first.error;
+  // Under the frame limit (the head's other lines and the frame's own
+  // fields take the rest): passes through nginx's 256k buffer.
+  HttpResponse fits = http_get(gw_.url("/resp256k/header/" + std::to_string(FC_MAX_META_PAYLOAD - 1024)));
+  EXPECT_EQ(fits.status, 200) << fits.body;
+  EXPECT_EQ(fits.header("x-big").size(), static_cast<size_t>(FC_MAX_META_PAYLOAD - 1024));
+  for (size_t n : {static_cast<size_t>(FC_MAX_META_PAYLOAD) + 100, size_t{200000}}) {
+    HttpResponse over = http_get(gw_.url("/resp256k/header/" + std::to_string(n)));
+    expect_gateway_error(over.status, over.header("x-fc-error-type"), over.body, 502, "BadResponse");
+    EXPECT_EQ(over.header("x-big"), "") << n;
+  }
+  HttpResponse after = http_get(gw_.url("/resp256k/header/100"));
+  EXPECT_EQ(after.status, 200);
+  EXPECT_EQ(pid_of(after), pid_of(first)) << "the instance was replaced";
+}
+
+// A body larger than client_body_buffer_size streams to the instance; when
+// the client stalls it past client_body_timeout, that request alone fails
+// with 408 (nginx logs it so and closes the client's connection without a
+// response, as it does for proxy_pass: a body stalled in the middle leaves no
+// place for one), the instance connection that carried it is ended (the app
+// reads EOF), and the instance serves on with its slot given back.
+TEST_F(ModuleHardeningTest, StalledStreamedBodyGets408AndOnlyItsInstanceConnectionEnds) {
+  add_function("stream", "    instanceConcurrency: 1\n    maxInstances: 1\n    timeout: 30\n");
+  gw_.add_runner_yaml("logLevel: debug\n");
+  gw_.add_server_conf("    client_body_timeout 1s;\n");
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/stream/"));
+  ASSERT_EQ(first.status, 200);
+
+  RawClient client(gw_.port());
+  ASSERT_TRUE(client.connected());
+  auto t0 = Clock::now();
+  ASSERT_TRUE(client.send("POST /stream/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n" +
+                          std::string(100000, 's')));
+  std::string answer = client.read_all();
+  double took = seconds_since(t0);
+  EXPECT_EQ(answer.find("HTTP/1.1 2"), std::string::npos) << answer.substr(0, 300);
+  EXPECT_GE(took, 0.9);
+  EXPECT_LT(took, 5.0);
+  EXPECT_TRUE(wait_until([&] { return gw_.access_log().find(" 408 ") != std::string::npos; }, 3s))
+      << gw_.access_log();
+  // Its body was streaming: the runner ended it on the instance connection.
+  EXPECT_TRUE(wait_until([&] { return gw_.runner_logged("the client left"); }, 3s)) << gw_.runner_log();
+  // instanceConcurrency 1: the slot came back, on the same process.
+  HttpResponse after = http_get(gw_.url("/stream/"));
+  EXPECT_EQ(after.status, 200) << after.error;
+  EXPECT_LT(after.total_s, 2.0);
+  EXPECT_EQ(pid_of(after), pid_of(first)) << "the instance was replaced";
+  EXPECT_EQ(gw_.runner_log().find("killed"), std::string::npos);
 }
 
 // --- 5. function names from variables ----------------------------------------

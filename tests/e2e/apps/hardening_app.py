@@ -13,6 +13,7 @@ Paths:
   /stream?chunks=N&size=S&gap=G
                     N chunks of S bytes, G seconds apart, then "END\\n"
   /drop             closes the connection without answering
+  /crash            the process exits at once (after it served others)
   /close-listener   answers, then stops listening (the process lives on)
 """
 import json
@@ -71,7 +72,7 @@ class Handler(BaseHTTPRequestHandler):
         if url.path == "/initialize":
             self.reply(b"")
             return
-        if os.environ.get("CRASH_ON_REQUEST") == "1":
+        if os.environ.get("CRASH_ON_REQUEST") == "1" or url.path == "/crash":
             os._exit(1)
         with lock:
             inflight += 1
