@@ -477,6 +477,13 @@ int Process::spawn(const Options& options, ExitCb cb) {
   // The child is ours until waited for, so its pid cannot be reused before
   // the pidfd refers to it.
   int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0 && errno == ENOSYS) {
+    pid_ = pid;
+    exit_cb_ = std::move(cb);
+    exit_poll_ = Timer::create(loop_);
+    poll_for_exit();
+    return 0;
+  }
   int poll_rc = pidfd >= 0 ? uv_poll_init(loop_, &h_, pidfd) : -errno;
   if (poll_rc == 0) {
     set_initialized();
@@ -511,14 +518,24 @@ int Process::kill_group(int signum) const {
   return ::kill(-pid_, signum) == 0 ? 0 : -errno;
 }
 
-void Process::on_pidfd(uv_poll_t* p, int, int) {
-  auto* self = static_cast<Process*>(p->data);
+void Process::on_pidfd(uv_poll_t* p, int, int) { static_cast<Process*>(p->data)->reap_if_exited(); }
+
+void Process::poll_for_exit() {
+  constexpr uint64_t kExitPollMs = 5;
+  exit_poll_->start(kExitPollMs, [this] {
+    reap_if_exited();
+    if (!exited_) poll_for_exit();
+  });
+}
+
+void Process::reap_if_exited() {
+  Process* self = this;
   if (self->exited_) return;
   int status = 0;
   pid_t done = waitpid(self->pid_, &status, WNOHANG);
   if (done == 0 || (done < 0 && errno == EINTR)) return;  // not yet
   self->exited_ = true;
-  uv_poll_stop(&self->h_);
+  if (self->pidfd_ >= 0) uv_poll_stop(&self->h_);
   int64_t exit_status = 0;
   int term_signal = 0;
   if (done == self->pid_) {
