@@ -741,7 +741,13 @@ void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& a
     _exit(1);
   }
   // The init needs no privilege from here on either.
+  bool uid_changes = geteuid() == 0 && spec.uid > 0;
   drop_privileges(spec);
+  // Its memory is the guard's (guard.cc, start_init): never dumpable once
+  // it runs under the app's uid, whatever fs.suid_dumpable says, so the app
+  // cannot ptrace it or write its /proc/PID/mem.  (An unprivileged runner
+  // keeps one uid throughout and reads these processes' /proc entries.)
+  if (uid_changes) prctl(PR_SET_DUMPABLE, 0);
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   sigset_t waited;
