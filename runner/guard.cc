@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -134,6 +135,50 @@ void move_group_into_cgroup(const char* cgroup, pid_t app) {
   }
 }
 
+// The pid namespace's init (sandbox.h), started by start_init.
+struct InitStart {
+  const SandboxSpec* spec;
+  char** command;
+  const sigset_t* app_mask;
+  int status_fd, host_pid_fd;      // the init's ends of the two pipes
+  int guard_status_fd, guard_pid_fd;  // the guard's ends, closed in the init
+  const char* memory_cgroup;
+  long memory_mb;
+};
+
+int init_main(void* arg) {
+  const InitStart& start = *static_cast<const InitStart*>(arg);
+  close(start.guard_status_fd);
+  close(start.guard_pid_fd);
+  // Without a cgroup: RLIMIT_AS, inherited by the app.
+  if (start.memory_cgroup == nullptr && !apply_address_space_limit(start.memory_mb)) {
+    std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
+    _exit(1);
+  }
+  run_sandbox_init(*start.spec, start.command, *start.app_mask, start.status_fd, start.host_pid_fd);
+}
+
+// The init shares the guard's memory (clone(CLONE_VM), on a stack of its
+// own) instead of being a fork of it: a fork copies the guard's page tables
+// and then both processes take copy-on-write faults on every page they
+// write, ~1.5 ms of each cold start on the development VM
+// (docs/isolation.md).  From here on the guard only makes system calls on
+// its own stack (pipes, signals, waitpid: no malloc, no stdio, no errno it
+// reads), so the two never touch the same memory; the init's later changes
+// of credentials (drop_privileges) make the shared memory non-dumpable, so
+// the app, under the same uid, cannot ptrace its way into it.  The kernel
+// keeps oom_score_adj equal across processes sharing memory: the guard
+// gets the init's -1000 (it is outside the memory cgroup anyway).  Its pid,
+// or -1 (errno set).
+pid_t start_init(InitStart& start) {
+  constexpr size_t kInitStackBytes = 1024 * 1024;
+  constexpr size_t kStackGuardBytes = 4096;
+  void* stack = mmap(nullptr, kInitStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return -1;
+  mprotect(stack, kStackGuardBytes, PROT_NONE);  // overflow faults instead of writing below
+  return clone(init_main, static_cast<char*>(stack) + kInitStackBytes, CLONE_VM | SIGCHLD, &start);
+}
+
 }  // namespace
 
 int run_guard(int argc, char** argv) {
@@ -200,22 +245,14 @@ int run_guard(int argc, char** argv) {
     std::fprintf(stderr, "fc-runner guard: pipe: %s\n", std::strerror(errno));
     return 1;
   }
-  pid_t app = fork();
+  InitStart init{&sandbox, command, &old_mask, status_pipe[1], pid_pipe[0], status_pipe[0], pid_pipe[1], cgroup,
+                 memory_mb};
+  pid_t app = sandbox.namespaces ? start_init(init) : fork();
   if (app < 0) {
     std::fprintf(stderr, "fc-runner guard: fork: %s\n", std::strerror(errno));
     return 1;
   }
   if (app == 0) {
-    if (sandbox.namespaces) {
-      close(status_pipe[0]);
-      close(pid_pipe[1]);
-      // Without a cgroup: RLIMIT_AS, inherited by the app.
-      if (cgroup == nullptr && !apply_address_space_limit(memory_mb)) {
-        std::fprintf(stderr, "fc-runner guard: cannot apply memorySize: %s\n", std::strerror(errno));
-        _exit(1);
-      }
-      run_sandbox_init(sandbox, command, old_mask, status_pipe[1], pid_pipe[0]);
-    }
     pid_t guard = getppid();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != guard) _exit(1);

@@ -31,9 +31,11 @@ namespace fc {
 namespace {
 
 constexpr size_t kTailLines = 8;
-// Readiness polling: every 1 ms at first (a connect to a closed loopback
-// port costs microseconds), backing off to 20 ms for slow starters.
+// Readiness polling: every 1 ms for the first kProbeFastWindowMs (a connect
+// to a closed loopback port costs microseconds; most apps listen within
+// this window), then backing off to 20 ms for slow starters.
 constexpr uint64_t kProbeFirstMs = 1;
+constexpr uint64_t kProbeFastWindowMs = 300;
 constexpr uint64_t kProbeMaxMs = 20;
 
 uint64_t ms(double seconds) { return seconds <= 0 ? 0 : static_cast<uint64_t>(seconds * 1000.0); }
@@ -488,7 +490,7 @@ void Instance::probe() {
 }
 
 void Instance::on_probe_result(int status) {
-  probe_.reset();
+  HandlePtr<Tcp> attempt = std::move(probe_);  // closed on return unless taken
   if (state_ != State::kStarting) return;
   if (status == 0 && !own_netns_ && !holds_listener(pid(), false, port_)) {
     // The port accepts, but not for this instance: another process (another
@@ -501,9 +503,13 @@ void Instance::on_probe_result(int status) {
     status = UV_ECONNREFUSED;
   }
   if (status == 0) {
-    // The port accepts.  The probe connection is not kept: a server with
-    // one-connection-at-a-time workers must not sit on an idle socket.
+    // The port accepts.  The probe connection serves the request waiting
+    // for this instance, if one does (idle_connection takes it); else it is
+    // closed here: a server with one-connection-at-a-time workers must not
+    // sit on an idle socket.
+    ready_probe_ = std::move(attempt);
     transition({Event::Kind::kListening, {}});
+    ready_probe_.reset();
     return;
   }
   uint64_t now = uv_now(loop_);
@@ -521,7 +527,8 @@ void Instance::on_probe_result(int status) {
   // Not listening yet: poll again, backing off gently, so the runner notices
   // readiness within a few ms of it (cold start ≈ the program's own start).
   uint64_t elapsed = now - started_ms_;
-  uint64_t interval = std::clamp<uint64_t>(elapsed / 50, kProbeFirstMs, kProbeMaxMs);
+  uint64_t interval =
+      elapsed < kProbeFastWindowMs ? kProbeFirstMs : std::clamp<uint64_t>(elapsed / 50, kProbeFirstMs, kProbeMaxMs);
   probe_timer_->start(interval, [this] { probe(); });
 }
 
@@ -611,6 +618,11 @@ InstanceConnection& Instance::idle_connection() {
     }
   }
   if (found) return *found;
+  if (ready_probe_) {
+    // The readiness probe's connection, just accepted by the app.
+    connections_.push_back(std::make_unique<InstanceConnection>(*this, loop_, std::move(ready_probe_)));
+    return *connections_.back();
+  }
   connections_.push_back(std::make_unique<InstanceConnection>(*this, loop_, port_, instance_socket()));
   return *connections_.back();
 }

@@ -249,6 +249,11 @@ class Instance final : public DeferredDeletable {
   std::deque<std::string> tail_;  // the last lines of output, for error messages
 
   HandlePtr<Tcp> probe_;
+  // The readiness probe's connection once it connected, while the instance
+  // becomes ready: the request that waits for this cold start (or the
+  // initializer) takes it (idle_connection), which spares the app a second
+  // accept; nobody else keeps it.
+  HandlePtr<Tcp> ready_probe_;
   HandlePtr<Timer> probe_timer_;
   HandlePtr<Timer> start_deadline_;
   HandlePtr<Timer> stop_grace_;

@@ -51,6 +51,13 @@ InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int por
   if (rc != 0) connect_error_ = rc;
 }
 
+InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, HandlePtr<Tcp> connected)
+    : owner_(owner), loop_(loop), tcp_(std::move(connected)) {
+  tcp_->nodelay(true);
+  tcp_->on_write_done([this](int status) { on_write_done(status); });
+  on_connected(0);
+}
+
 InstanceConnection::~InstanceConnection() = default;
 
 void InstanceConnection::close() {

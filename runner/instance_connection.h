@@ -33,6 +33,8 @@ class InstanceConnection final : public DeferredDeletable {
   static constexpr int kOwnSocket = -1;
   static constexpr int kNoSocket = -2;
   InstanceConnection(Instance& owner, uv_loop_t* loop, int port, int fd = kOwnSocket);
+  // Over a connection already made (the instance's readiness probe).
+  InstanceConnection(Instance& owner, uv_loop_t* loop, HandlePtr<Tcp> connected);
   ~InstanceConnection() override;
   InstanceConnection(const InstanceConnection&) = delete;
   InstanceConnection& operator=(const InstanceConnection&) = delete;

@@ -62,8 +62,11 @@ std::set<unsigned long> socket_inodes(const std::vector<int>& pids) {
   return inodes;
 }
 
-// Every TCP LISTEN socket of `family` in the netlink socket's namespace.
-void dump_listeners(int nl, int family, const std::set<unsigned long>& wanted, std::vector<ListeningPort>& out) {
+// Every TCP LISTEN socket of `family` in the netlink socket's namespace (on
+// `port` only, when not 0: the kernel skips the others, so the answer stays
+// small however many servers the host runs).
+void dump_listeners(int nl, int family, const std::set<unsigned long>& wanted, std::vector<ListeningPort>& out,
+                    int port) {
   struct {
     nlmsghdr header;
     inet_diag_req_v2 request;
@@ -74,6 +77,7 @@ void dump_listeners(int nl, int family, const std::set<unsigned long>& wanted, s
   message.request.sdiag_family = static_cast<uint8_t>(family);
   message.request.sdiag_protocol = IPPROTO_TCP;
   message.request.idiag_states = 1u << TCP_LISTEN;
+  message.request.id.idiag_sport = htons(static_cast<uint16_t>(port));
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(nl, &message, sizeof message, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) return;
@@ -116,7 +120,9 @@ std::vector<int> process_tree(int root) {
   return pids;
 }
 
-std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns) {
+namespace {
+
+std::vector<ListeningPort> listening_ports_on(int root_pid, bool own_netns, int port) {
   std::vector<ListeningPort> ports;
   if (root_pid <= 0) return ports;
   std::set<unsigned long> inodes = socket_inodes(process_tree(root_pid));
@@ -124,8 +130,8 @@ std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns) {
   int nl = own_netns ? socket_in_namespace_of(root_pid, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)
                      : ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return ports;
-  dump_listeners(nl, AF_INET, inodes, ports);
-  dump_listeners(nl, AF_INET6, inodes, ports);
+  dump_listeners(nl, AF_INET, inodes, ports, port);
+  dump_listeners(nl, AF_INET6, inodes, ports, port);
   ::close(nl);
   std::sort(ports.begin(), ports.end(),
             [](const auto& a, const auto& b) { return a.port != b.port ? a.port < b.port : a.address < b.address; });
@@ -135,6 +141,10 @@ std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns) {
   return ports;
 }
 
+}  // namespace
+
+std::vector<ListeningPort> listening_ports(int root_pid, bool own_netns) { return listening_ports_on(root_pid, own_netns, 0); }
+
 bool holds_listener(int root_pid, bool own_netns, int port) {
   std::string fd_dir = "/proc/" + std::to_string(root_pid) + "/fd";
   DIR* readable = opendir(fd_dir.c_str());
@@ -143,7 +153,7 @@ bool holds_listener(int root_pid, bool own_netns, int port) {
   int nl = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) return true;
   ::close(nl);
-  for (const ListeningPort& found : listening_ports(root_pid, own_netns)) {
+  for (const ListeningPort& found : listening_ports_on(root_pid, own_netns, port)) {
     if (found.port == port) return true;
   }
   return false;

@@ -50,6 +50,9 @@ constexpr long kDetachWaitNs = 2000L * 1000 * 1000;
 // The stack of the child that makes the detach call (detach_old_root): it
 // runs one system call.
 constexpr size_t kDetacherStackBytes = 16 * 1024;
+// The app's stack until its exec (start_app): restrict_app_process and
+// execvp (which copies PATH entries onto it) run there.
+constexpr size_t kAppStackBytes = 64 * 1024;
 
 // The detacher's body: it shares the init's memory, so it makes only the
 // two system calls (syscall() writes errno only if the detach fails, and
@@ -486,19 +489,119 @@ bool join_pids_cgroup(const std::string& cgroup) { return join_cgroup(cgroup, "m
 bool drop_privileges(const SandboxSpec& spec) {
   if (geteuid() != 0 || spec.uid < 0) return true;
   gid_t gid = static_cast<gid_t>(spec.gid >= 0 ? spec.gid : spec.uid);
-  if (setgroups(0, nullptr) != 0 || setresgid(gid, gid, gid) != 0 ||
-      setresuid(static_cast<uid_t>(spec.uid), static_cast<uid_t>(spec.uid), static_cast<uid_t>(spec.uid)) != 0) {
+  // The system calls themselves (this task's credentials only): the app's
+  // process may share the init's memory (start_app), where glibc's wrappers
+  // would look for other threads of the init to change too.
+  uid_t uid = static_cast<uid_t>(spec.uid);
+  if (syscall(SYS_setgroups, 0, nullptr) != 0 || syscall(SYS_setresgid, gid, gid, gid) != 0 ||
+      syscall(SYS_setresuid, uid, uid, uid) != 0) {
     say("cannot switch to uid", std::to_string(spec.uid));
     return false;
   }
   return true;
 }
 
-// The app, at the same pid in the namespace and on the host when the kernel
-// lets us choose (clone3 set_tid, root only): the first pid after the init's
-// that the host's /proc (`host_proc`, opened before the pivot) does not show.
-// Else the next free pid inside.
-pid_t clone_app(pid_t host_init_pid, int host_proc) {
+// What the app's process runs until its exec (AppLaunch, app_main).
+struct AppLaunch {
+  const SandboxSpec* spec;
+  char** command;
+  const sigset_t* mask;
+  const char* oom_score;  // the runner's, given back to the app
+};
+
+// The app's process from its creation to its exec.  It may share the init's
+// memory (start_app: a vfork-style child while the init waits), so it makes
+// only system calls and formats only its failure message, and never returns.
+int app_main(void* arg) {
+  const AppLaunch& launch = *static_cast<const AppLaunch*>(arg);
+  const SandboxSpec& spec = *launch.spec;
+  prctl(PR_SET_NAME, "fc-app");
+  if (!spec.memory_cgroup.empty()) {
+    int fd = ::open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t ignored = ::write(fd, launch.oom_score, std::strlen(launch.oom_score));
+      (void)ignored;
+      ::close(fd);
+    }
+  }
+  if (!restrict_app_process(spec, false)) _exit(1);
+  // After the uid change, which clears it.
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  sigprocmask(SIG_SETMASK, launch.mask, nullptr);
+  execvp(launch.command[0], launch.command);
+  std::fprintf(stderr, "cannot run %s: %s\n", launch.command[0], std::strerror(errno));
+  _exit(127);
+}
+
+#if defined(__x86_64__)
+// clone3 with a stack of the child's own: the child calls fn(arg) there and
+// exits with its result (glibc's clone() on clone3, which glibc does not
+// export with set_tid).  The child starts with the parent's registers but
+// rax = 0 and rsp at the top of args->stack.  Returns the child's pid or
+// -errno.
+long clone3_on_stack(clone_args* args, int (*fn)(void*), void* arg) {
+  long ret;
+  register int (*r12)(void*) asm("r12") = fn;
+  register void* r13 asm("r13") = arg;
+  asm volatile(
+      "syscall\n\t"
+      "testq %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xorl %%ebp, %%ebp\n\t"
+      "movq %%r13, %%rdi\n\t"
+      "callq *%%r12\n\t"
+      "movl %%eax, %%edi\n\t"
+      "movl $60, %%eax\n\t"  // SYS_exit: this task only
+      "syscall\n\t"
+      "hlt\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "0"(static_cast<long>(SYS_clone3)), "D"(args), "S"(sizeof(clone_args)), "r"(r12), "r"(r13)
+      : "rcx", "r11", "memory");
+  return ret;
+}
+constexpr bool kVforkAppStart = true;
+#else
+long clone3_on_stack(clone_args*, int (*)(void*), void*) { return -ENOSYS; }
+constexpr bool kVforkAppStart = false;
+#endif
+
+// One clone3 of the app; its pid, or -1 with errno.  With a stack
+// (x86_64): CLONE_VM|CLONE_VFORK, as posix_spawn's child: no copy of the
+// init's page tables, none of the copy-on-write faults that follow a fork
+// in both processes (~2 ms of a cold start on the development VM,
+// docs/isolation.md); the init waits until the app has exec'd.
+long clone_app_once(const pid_t* tids, size_t tid_count, AppLaunch& launch) {
+  alignas(16) static char stack[kAppStackBytes];
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(tids);
+  args.set_tid_size = tid_count;
+  if (kVforkAppStart) {
+    args.flags = CLONE_VM | CLONE_VFORK;
+    args.stack = reinterpret_cast<uint64_t>(stack);
+    args.stack_size = sizeof(stack);
+    long pid = clone3_on_stack(&args, app_main, &launch);
+    if (pid >= 0 || -pid != ENOSYS) {
+      if (pid < 0) errno = static_cast<int>(-pid);
+      return pid < 0 ? -1 : pid;
+    }
+    // clone3 missing: fall through to the plain one (fails the same way).
+    args.flags = 0;
+    args.stack = 0;
+    args.stack_size = 0;
+  }
+  long pid = syscall(SYS_clone3, &args, sizeof(args));
+  if (pid == 0) app_main(&launch);
+  return pid;
+}
+
+// Starts the app (app_main), at the same pid in the namespace and on the
+// host when the kernel lets us choose (clone3 set_tid, root only): the first
+// pid after the init's that the host's /proc (`host_proc`, opened before
+// the pivot) does not show.  Else the next free pid inside.  Returns in the
+// init only: the app's pid, or -1.
+pid_t start_app(pid_t host_init_pid, int host_proc, AppLaunch& launch) {
   constexpr int kMaxAttempts = 16;
   constexpr long kMaxSkipped = 4096;
   int attempts = 0;
@@ -508,15 +611,15 @@ pid_t clone_app(pid_t host_init_pid, int host_proc) {
     if (faccessat(host_proc, std::to_string(candidate).c_str(), F_OK, 0) == 0) continue;
     attempts++;
     pid_t tids[2] = {static_cast<pid_t>(candidate), static_cast<pid_t>(candidate)};
-    clone_args args{};
-    args.exit_signal = SIGCHLD;
-    args.set_tid = reinterpret_cast<uint64_t>(tids);
-    args.set_tid_size = 2;
-    long pid = syscall(SYS_clone3, &args, sizeof(args));
+    long pid = clone_app_once(tids, 2, launch);
     if (pid >= 0) return static_cast<pid_t>(pid);
     if (errno != EEXIST) break;  // EINVAL past pid_max, EPERM: take any pid
   }
-  return fork();
+  long pid = clone_app_once(nullptr, 0, launch);
+  if (pid >= 0 || errno != ENOSYS) return static_cast<pid_t>(pid);
+  pid = fork();
+  if (pid == 0) app_main(&launch);
+  return static_cast<pid_t>(pid);
 }
 
 }  // namespace
@@ -630,25 +733,21 @@ void run_sandbox_init(const SandboxSpec& spec, char** command, const sigset_t& a
   RootBuilder root(spec);
   if (!root.build(command)) _exit(1);
 
-  pid_t app = clone_app(host_init_pid, host_proc);
-  if (host_proc >= 0 && app != 0) ::close(host_proc);
+  AppLaunch launch{&spec, command, &app_mask, oom_score};
+  pid_t app = start_app(host_init_pid, host_proc, launch);
+  if (host_proc >= 0) ::close(host_proc);
   if (app < 0) {
     say("fork", command[0]);
     _exit(1);
   }
-  if (app == 0) {
-    prctl(PR_SET_NAME, "fc-app");
-    if (!spec.memory_cgroup.empty()) write_text("/proc/self/oom_score_adj", oom_score);
-    if (!restrict_app_process(spec, false)) _exit(1);
-    // After the uid change, which clears it.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    sigprocmask(SIG_SETMASK, &app_mask, nullptr);
-    execvp(command[0], command);
-    std::fprintf(stderr, "cannot run %s: %s\n", command[0], std::strerror(errno));
-    _exit(127);
-  }
   // The init needs no privilege from here on either.
+  bool uid_changes = geteuid() == 0 && spec.uid > 0;
   drop_privileges(spec);
+  // Its memory is the guard's (guard.cc, start_init): never dumpable once
+  // it runs under the app's uid, whatever fs.suid_dumpable says, so the app
+  // cannot ptrace it or write its /proc/PID/mem.  (An unprivileged runner
+  // keeps one uid throughout and reads these processes' /proc entries.)
+  if (uid_changes) prctl(PR_SET_DUMPABLE, 0);
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   sigset_t waited;

@@ -4,7 +4,9 @@ Time from request to first response byte for a cold custom-runtime function
 (the quickstart's stdlib hello server) through nginx + fc-runner, against the
 bare time for the same program to start and answer its first request on its
 own (spawn, poll its port every 1 ms, GET).  Medians over N runs each,
-alternating.
+alternating; the spread (quartiles of each, and of the paired differences)
+follows, since one shared machine's load moves single runs by more than
+the target.
 
 usage: coldstart.py FRONT_PORT FUNCTION_PREFIX N SERVER_DIR
 """
@@ -47,8 +49,11 @@ def bare_once():
     port = free_port()
     env = dict(os.environ, FC_SERVER_PORT=str(port))
     t0 = time.monotonic()
+    # A session of its own, as the runner gives every instance (setsid): with
+    # the kernel's autogroup scheduling a session is a scheduling group, and
+    # the bare program must not share the bench's (or a build's in it).
     proc = subprocess.Popen(["/usr/bin/python3", "server.py"], cwd=server_dir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         first_byte(port, "/", t0 + 10)
         return time.monotonic() - t0
@@ -69,6 +74,15 @@ for i in range(n):
     cold.append(gateway_once(i))
 
 mb, mc = statistics.median(bare) * 1000, statistics.median(cold) * 1000
+
+
+def spread(values):
+    q = statistics.quantiles([v * 1000 for v in values], n=4) if len(values) > 1 else [values[0] * 1000] * 3
+    return "%.1f / %.1f / %.1f" % (q[0], q[1], q[2])
+
+
 print()
 print("cold start (median of %d)   bare program %.1f ms   through fc %.1f ms   overhead %+.1f ms  (target <= +10 ms)"
       % (n, mb, mc, mc - mb))
+print("  quartiles (ms): bare %s   through fc %s   paired differences %s"
+      % (spread(bare), spread(cold), spread([c - b for b, c in zip(bare, cold)])))
