@@ -114,6 +114,17 @@ void InstanceConnection::begin(ResponseSink& sink, std::unique_ptr<WriteReq> hea
   message_done_ = false;
   keep_alive_ = false;
   int rc = connect_error_;
+  if (rc == UV_EMFILE || rc == UV_ENFILE) {
+    // The runner's own descriptors ran out, not the instance's: the request
+    // fails alone and nothing counts against the instance.
+    spdlog::error("[{}] no descriptor for a connection to the instance ({}): the runner's open-file limit is "
+                  "too small for this load",
+                  owner_.tag(), uv_strerror(rc));
+    fail_soon(GatewayError{503, FC_ERR_RUNNER_UNAVAILABLE,
+                           fmt::format("the runner is out of file descriptors: {}", uv_strerror(rc))},
+              Instance::Outcome::kAbandoned);
+    return;
+  }
   if (rc != 0) {
     fail_soon(crashed(fmt::format("cannot connect to the instance: {}", uv_strerror(rc))),
               Instance::Outcome::kRefused);

@@ -41,7 +41,10 @@ size_t connection_budget() {
   if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 1 << 20;
   size_t fds = static_cast<size_t>(lim.rlim_cur);
   size_t reserved = std::max(kMinReservedFds, fds / 4);
-  return fds > reserved + 16 ? fds - reserved : 16;
+  // A busy runner connection holds a connection to its instance too: the
+  // runner connections get half of what is left, so that the pair never
+  // runs into EMFILE (where libuv resets every pending connection, unlogged).
+  return fds > reserved + 32 ? (fds - reserved) / 2 : 16;
 }
 
 }  // namespace

@@ -10,6 +10,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -239,6 +241,50 @@ TEST_F(RunnerHardeningTest, AConfiguredListenBacklogIsUsed) {
   gw_.start();
   EXPECT_TRUE(gw_.runner_logged("listen backlog 77,"));
   EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+}
+
+// An open-file limit too small for the work: every busy runner connection
+// needs an instance connection too.  Accepting pauses at the runner's
+// connection budget (the rest wait in the backlog), a request that finds no
+// descriptor for its instance connection fails alone (503
+// RunnerUnavailable, logged), the instance is not blamed for the runner's
+// shortage, and everything is served again once the burst is over.
+TEST_F(RunnerHardeningTest, RunningOutOfDescriptorsFailsRequestsAloneAndBlamesNoInstance) {
+  add_lifecycle_function("fn", "    instanceConcurrency: 100\n    maxInstances: 1\n    maxQueueSize: 1000\n");
+  gw_.set_runner_wrapper({"prlimit", "--nofile=128:128", "--"});
+  gw_.start();
+  HttpResponse first = http_get(gw_.url("/fn/pid"));
+  ASSERT_EQ(first.status, 200);
+  pid_t pid = json::parse(first.body)["pid"];
+
+  std::vector<std::future<HttpResponse>> burst;
+  for (int i = 0; i < 100; i++) burst.push_back(get_async("/fn/sleep?s=1.5"));
+  int served = 0, short_of_fds = 0;
+  for (auto& f : burst) {
+    HttpResponse r = f.get();
+    if (r.status == 200) {
+      served++;
+      EXPECT_EQ(json::parse(r.body)["pid"].get<pid_t>(), pid);
+    } else {
+      EXPECT_EQ(r.status, 503) << r.body << r.error;
+      EXPECT_EQ(r.header("x-fc-error-type"), "RunnerUnavailable") << r.body;
+      short_of_fds++;
+    }
+  }
+  std::cout << served << " served, " << short_of_fds << " short of descriptors\n";
+  EXPECT_GT(served, 30);
+  EXPECT_TRUE(gw_.runner_logged("accepting paused"));
+  EXPECT_TRUE(gw_.runner_logged("accepting again"));
+  if (short_of_fds > 0) {
+    EXPECT_TRUE(gw_.runner_logged("open-file limit"));
+  }
+  EXPECT_EQ(gw_.runner_log().find("unhealthy"), std::string::npos) << gw_.runner_log();
+  for (int i = 0; i < 5; i++) {
+    HttpResponse r = http_get(gw_.url("/fn/pid"));
+    EXPECT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.body, first.body) << "the instance was replaced";
+  }
+  EXPECT_TRUE(gw_.runner().running());
 }
 
 TEST_F(RunnerHardeningTest, StatusesNoClientCanBeGivenAre502BadResponse) {
