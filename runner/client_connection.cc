@@ -1,5 +1,7 @@
 #include "client_connection.h"
 
+#include <sys/socket.h>
+
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
@@ -28,6 +30,7 @@ ClientConnection::ClientConnection(Runner& runner, Listener& listener, HandlePtr
       name_(fmt::format("conn#{}", serial)),
       serial_(serial),
       frame_timeout_ms_(frame_timeout_ms) {
+  accepted_ms_ = uv_now(stream_->stream()->loop);
   fc_parser_init(&parser_, this);
 }
 
@@ -40,7 +43,11 @@ void ClientConnection::start() {
   stream_->on_write_done([this](int status) { on_write_done(status); });
   int rc = stream_->read_start([this](const ChunkRef& c, const char* d, size_t n) { on_read(c, d, n); },
                                [this](int status) { on_end(status); });
-  if (rc != 0) close(fmt::format("cannot read: {}", uv_strerror(rc)));
+  if (rc != 0) {
+    close(fmt::format("cannot read: {}", uv_strerror(rc)));
+    return;
+  }
+  watch_frame_time();  // the first frame, too, must come within frameTimeout
 }
 
 void ClientConnection::close(const std::string& why) {
@@ -120,19 +127,31 @@ void ClientConnection::parse(const ChunkRef& chunk, const char* data, size_t len
   if (exchange_ && !parser_paused_ && exchange_->request_backlog() > kWriteHighWater) body_paused_ = true;
   update_reading();
   watch_frame_time();
+  if (frames_ == 0) listener_.on_connection_evictable();  // a first frame begun: may be shed
 }
 
 int ClientConnection::eviction_rank() const {
-  if (exchange_ || closing_) return kNotEvictable;
-  if (mid_frame()) return frames_ == 0 ? 0 : 1;
-  return frames_ == 0 ? 1 : 2;
+  if (exchange_ || closing_ || shutting_down_) return kNotEvictable;
+  if (frames_ == 0) return mid_frame() ? 0 : kNotEvictable;
+  if (answer_unavailable_ || !idle() || mid_frame() || parser_paused_ || stash_len_ > 0) return kNotEvictable;
+  return 1;
+}
+
+bool ClientConnection::has_unread_bytes() const {
+  // nginx may have just taken an idle connection from its pool and written
+  // a request the loop has not read yet: then it is not idle.
+  uv_os_fd_t fd = -1;
+  char byte;
+  return uv_fileno(reinterpret_cast<const uv_handle_t*>(stream_->stream()), &fd) == 0 &&
+         recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
 }
 
 // A frame that was begun must be finished within frameTimeout: a peer that
 // sends part of a header and stops would otherwise hold a descriptor forever.
 // Time the runner itself stops reading (backpressure) does not count.
 void ClientConnection::watch_frame_time() {
-  if (!mid_frame() || frame_timeout_ms_ == 0) {
+  // A connection that has sent no frame yet is timed from its accept.
+  if ((!mid_frame() && frames_ > 0) || frame_timeout_ms_ == 0) {
     if (frame_timer_) frame_timer_->stop();
     return;
   }
@@ -146,8 +165,13 @@ void ClientConnection::watch_frame_time() {
       watch_frame_time();
       return;
     }
-    spdlog::warn("[{}] closing the connection: a frame was begun and not completed within {} ms (frameTimeout)",
-                 name_, frame_timeout_ms_);
+    if (frames_ == 0 && !mid_frame()) {
+      spdlog::warn("[{}] closing the connection: no frame came within {} ms of connecting (frameTimeout)", name_,
+                   frame_timeout_ms_);
+    } else {
+      spdlog::warn("[{}] closing the connection: a frame was begun and not completed within {} ms (frameTimeout)",
+                   name_, frame_timeout_ms_);
+    }
     runner_.metrics().frame_errors++;
     close("frameTimeout");
   });
@@ -272,9 +296,22 @@ void ClientConnection::handle_request(bool end_stream) {
   state_ = State::kRequestBody;
 
   bool valid_name = is_valid_function_name(head.function);
-  Function* function = runner_.shutting_down() || !valid_name ? nullptr : runner_.find(head.function);
+  Function* function =
+      runner_.shutting_down() || !valid_name || answer_unavailable_ ? nullptr : runner_.find(head.function);
   if (function == nullptr) {
     GatewayError error;
+    if (answer_unavailable_ && !runner_.shutting_down()) {
+      const DescriptorBudget& budget = listener_.budget();
+      error = {503, FC_ERR_RUNNER_UNAVAILABLE,
+               fmt::format("the runner is out of file descriptors: {} runner connections are served at its "
+                           "open-file limit {}",
+                           budget.served, budget.limit)};
+      close_when_idle_ = true;
+      warn_out_of_descriptors(stream_->stream()->loop, "a runner connection past the served ones");
+      send_frame(error_frame(error));
+      if (end_stream) request_ended();
+      return;
+    }
     if (runner_.shutting_down()) {
       error = {503, FC_ERR_RUNNER_UNAVAILABLE, "the runner is shutting down"};
       close_when_idle_ = true;
@@ -311,7 +348,12 @@ void ClientConnection::request_ended() {
     return;
   }
   state_ = State::kAwaitRequest;
-  if (close_when_idle_) finish_and_close("the runner is shutting down");
+  idle_since_ms_ = uv_now(stream_->stream()->loop);
+  if (close_when_idle_) {
+    finish_and_close(answer_unavailable_ ? "answered 503: past the descriptor budget" : "the runner is shutting down");
+    return;
+  }
+  listener_.on_connection_evictable();
 }
 
 void ClientConnection::start_tunnel() {
@@ -347,10 +389,12 @@ void ClientConnection::on_exchange_finished() {
     return;
   }
   state_ = State::kAwaitRequest;
+  idle_since_ms_ = uv_now(stream_->stream()->loop);
   if (close_when_idle_) {
     finish_and_close("the runner is shutting down");
     return;
   }
+  listener_.on_connection_evictable();
   parser_paused_ = false;
   parser_.paused = 0;
   body_paused_ = false;

@@ -37,11 +37,22 @@ class ClientConnection {
   bool idle() const { return state_ == State::kAwaitRequest && !exchange_; }
 
   // For the listener's choice of a connection to shed when the runner runs
-  // out of descriptors: lower goes first.  Connections with an exchange are
-  // never shed; a half-sent frame that never completed is the cheapest loss.
+  // out of descriptors: lower goes first, then the smaller eviction_age().
+  // 0: a first frame begun and not finished (oldest first); 1: idle between
+  // requests, nothing unread (idle longest first: nginx reuses its most
+  // recent).  Never shed: a connection with a request, and a fresh one that
+  // sent nothing yet (nginx writes its REQUEST right after connecting:
+  // shedding it would fail that request with nginx's own 502).
   static constexpr int kNotEvictable = 3;
   int eviction_rank() const;
+  // Checked on the chosen one only (a system call).
+  bool has_unread_bytes() const;
+  uint64_t eviction_age() const { return frames_ == 0 ? accepted_ms_ : idle_since_ms_; }
   uint64_t serial() const { return serial_; }
+  // An overflow connection (past the descriptor budget): each request on it
+  // is answered 503 RunnerUnavailable, then it closes.  Before start().
+  void answer_unavailable() { answer_unavailable_ = true; }
+  bool answers_unavailable() const { return answer_unavailable_; }
 
   // For the exchange.  Frames are collected and written once per loop
   // iteration (RESPONSE + DATA + END_STREAM of a small response: one writev).
@@ -97,6 +108,9 @@ class ClientConnection {
   uint64_t serial_;
   uint64_t frame_timeout_ms_;
   uint64_t frames_ = 0;  // complete frames received
+  uint64_t accepted_ms_ = 0;    // uv_now at accept
+  uint64_t idle_since_ms_ = 0;  // uv_now when the last exchange ended
+  bool answer_unavailable_ = false;
   uint64_t frames_at_arm_ = 0;
   HandlePtr<Timer> frame_timer_;
   State state_ = State::kAwaitRequest;

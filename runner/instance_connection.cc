@@ -2,10 +2,13 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include "fc_errors.h"
+#include "listener.h"
 
 namespace fc {
 
@@ -29,7 +32,9 @@ void disarm(HandlePtr<Timer>& timer) {
 InstanceConnection::InstanceConnection(Instance& owner, uv_loop_t* loop, int port, int fd)
     : owner_(owner), loop_(loop), tcp_(Tcp::create(loop)) {
   if (fd == kNoSocket) {
-    connect_error_ = UV_ENETUNREACH;
+    // errno is the failed socket()'s: out of descriptors is the runner's
+    // shortage, anything else means the instance cannot be reached.
+    connect_error_ = errno == EMFILE ? UV_EMFILE : errno == ENFILE ? UV_ENFILE : UV_ENETUNREACH;
     return;
   }
   if (fd >= 0 && (connect_error_ = tcp_->open(fd)) != 0) {
@@ -117,11 +122,10 @@ void InstanceConnection::begin(ResponseSink& sink, std::unique_ptr<WriteReq> hea
   if (rc == UV_EMFILE || rc == UV_ENFILE) {
     // The runner's own descriptors ran out, not the instance's: the request
     // fails alone and nothing counts against the instance.
-    spdlog::error("[{}] no descriptor for a connection to the instance ({}): the runner's open-file limit is "
-                  "too small for this load",
-                  owner_.tag(), uv_strerror(rc));
+    warn_out_of_descriptors(loop_, "a connection to an instance");
     fail_soon(GatewayError{503, FC_ERR_RUNNER_UNAVAILABLE,
-                           fmt::format("the runner is out of file descriptors: {}", uv_strerror(rc))},
+                           fmt::format("the runner is out of file descriptors: no connection to the instance: {}",
+                                       uv_strerror(rc))},
               Instance::Outcome::kAbandoned);
     return;
   }

@@ -7,6 +7,7 @@
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -22,10 +23,24 @@ namespace {
 
 // Used when /proc does not say what the kernel allows.
 constexpr int kFallbackBacklog = 4096;
-// Descriptors kept for instances (pipes, connections, probes) and the
-// runner's own files: a quarter of the limit, at least this many.
-constexpr size_t kMinReservedFds = 64;
-// Shedding is logged at most this often, with a count.
+
+// How the open-file limit is shared out (connection_budget()).  What the
+// runner holds at listen (log, loop, signals, the listening socket: counted
+// in /proc/self/fd) is kept; so is, for what it opens while it runs, an
+// eighth of the limit and at least kMinReservedFds: each instance's output
+// pipes, pidfd and readiness probe, a spawn's transient pipes, admin
+// connections, a log reopen.
+constexpr size_t kMinReservedFds = 32;
+// What a served runner connection costs at most: itself and the
+// connection to the instance that runs its request.
+constexpr size_t kFdsPerServedConnection = 2;
+// Overflow connections (answered 503 RunnerUnavailable, then closed) are a
+// sixteenth of what is left, at least this many: they live for one answer,
+// so a few drain a full backlog quickly.
+constexpr size_t kMinOverflowConnections = 4;
+// The connection libuv has accepted and holds while accepting is paused.
+constexpr size_t kHeldByLibuv = 1;
+// Shedding and shortages are logged at most this often, with a count.
 constexpr uint64_t kShedLogIntervalMs = 1000;
 
 int kernel_max_backlog() {
@@ -36,18 +51,63 @@ int kernel_max_backlog() {
   return kFallbackBacklog;
 }
 
-size_t connection_budget() {
-  rlimit lim{};
-  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return 1 << 20;
-  size_t fds = static_cast<size_t>(lim.rlim_cur);
-  size_t reserved = std::max(kMinReservedFds, fds / 4);
-  // A busy runner connection holds a connection to its instance too: the
-  // runner connections get half of what is left, so that the pair never
-  // runs into EMFILE (where libuv resets every pending connection, unlogged).
-  return fds > reserved + 32 ? (fds - reserved) / 2 : 16;
+size_t open_descriptors() {
+  // Start-up only: a synchronous listing.
+  std::error_code ec;
+  size_t n = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    n++;
+  }
+  return n > 0 ? n - 1 : 0;  // the listing's own descriptor
 }
 
+// Served connections get what is left after the reserve and the overflow
+// connections, two descriptors each, so that the runner at its busiest
+// (every served connection with an instance connection, every overflow
+// slot taken, libuv holding one more) stays within the limit and accept()
+// never meets EMFILE.
+DescriptorBudget connection_budget() {
+  DescriptorBudget b;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) {
+    b.limit = 0;
+    b.served = 1 << 20;
+    b.overflow = 1 << 16;
+    return b;
+  }
+  b.limit = static_cast<size_t>(lim.rlim_cur);
+  b.reserved = open_descriptors() + std::max(kMinReservedFds, b.limit / 8) + kHeldByLibuv;
+  size_t left = b.limit > b.reserved ? b.limit - b.reserved : 0;
+  b.overflow = std::max(kMinOverflowConnections, left / 16);
+  left = left > b.overflow ? left - b.overflow : 0;
+  // A limit too small for any of this still serves a few (logged at listen).
+  b.served = std::max<size_t>(left / kFdsPerServedConnection, 4);
+  return b;
+}
+
+struct Shortage {
+  uint64_t count = 0;
+  uint64_t logged_ms = 0;
+  bool logged_once = false;
+};
+Shortage g_shortage;
+
 }  // namespace
+
+void warn_out_of_descriptors(uv_loop_t* loop, const char* what) {
+  g_shortage.count++;
+  uint64_t now = uv_now(loop);
+  if (g_shortage.logged_once && now - g_shortage.logged_ms < kShedLogIntervalMs) return;
+  rlimit lim{};
+  std::string limit = getrlimit(RLIMIT_NOFILE, &lim) == 0 ? std::to_string(lim.rlim_cur) : "unknown";
+  spdlog::warn("out of file descriptors (EMFILE) at the open-file limit {}: {} request(s) answered 503 "
+               "RunnerUnavailable, the last for {}; raise the limit (LimitNOFILE=) or lower the load",
+               limit, g_shortage.count, what);
+  g_shortage.count = 0;
+  g_shortage.logged_ms = now;
+  g_shortage.logged_once = true;
+}
 
 Listener::Listener(Runner& runner, uv_loop_t* loop) : runner_(runner), loop_(loop) {}
 
@@ -60,7 +120,7 @@ Listener::~Listener() {
 bool Listener::listen(const Address& address, int mode, int backlog, std::string& error) {
   address_ = address;
   if (backlog <= 0) backlog = kernel_max_backlog();
-  max_connections_ = connection_budget();
+  budget_ = connection_budget();
   server_ = bind_address(loop_, address, mode, error);
   if (!server_) return false;
   int rc = server_->listen(backlog, [this](int status) { on_connection(status); });
@@ -69,49 +129,81 @@ bool Listener::listen(const Address& address, int mode, int backlog, std::string
     server_.reset();
     return false;
   }
-  spdlog::info("listen backlog {}, at most {} runner connections, frameTimeout {} ms", backlog, max_connections_,
+  spdlog::info("listen backlog {}, at most {} runner connections, frameTimeout {} ms", backlog, budget_.served,
                frame_timeout_ms_);
+  if (budget_.limit > 0) {
+    spdlog::info("open-file limit {}: {} descriptors kept for the runner and its instances, {} runner connections "
+                 "served (each with an instance connection), {} more answered 503 RunnerUnavailable",
+                 budget_.limit, budget_.reserved, budget_.served, budget_.overflow);
+  }
+  if (budget_.limit > 0 && budget_.reserved + budget_.overflow + 2 * budget_.served > budget_.limit) {
+    spdlog::warn("the open-file limit {} is too small: raise it (LimitNOFILE=) to serve more than a few requests "
+                 "at a time", budget_.limit);
+  }
   return true;
 }
 
 void Listener::on_connection(int status) {
   if (status != 0) {
-    // EMFILE/ENFILE: libuv already shed the pending connections to get out
-    // of it; make room so the next ones fit.
-    spdlog::error("accept on {} failed: {} ({} runner connections open)", address_.to_string(),
-                  uv_strerror(status), connections_.size());
+    // EMFILE/ENFILE: libuv has closed the pending connections to get out of
+    // it (the budget is there so that this does not happen).
+    spdlog::error("accept on {} failed: {} ({} runner connections open, open-file limit {})",
+                  address_.to_string(), uv_strerror(status), connections_.size(), budget_.limit);
     make_room();
     return;
   }
-  if (connections_.size() >= max_connections_ && !make_room()) {
-    // Leave it in the kernel: libuv stops polling until it is accepted.
-    if (!accept_paused_) {
-      spdlog::warn("{} runner connections are busy (the open-file limit allows {}): accepting paused",
-                   connections_.size(), max_connections_);
+  admit();
+}
+
+void Listener::admit() {
+  size_t served_open = connections_.size() - overflow_open_;
+  bool serve = served_open < budget_.served || make_room();
+  if (serve || overflow_open_ < budget_.overflow) {
+    if (accept_paused_) {
+      accept_paused_ = false;
+      spdlog::info("accepting again ({} runner connections open)", connections_.size());
     }
-    accept_paused_ = true;
+    accept_pending(!serve);
     return;
   }
-  accept_pending();
+  // Leave it in the kernel: libuv holds the one it accepted and stops
+  // polling until it is taken.
+  if (!accept_paused_) {
+    spdlog::warn("{} runner connections are open (the open-file limit {} allows {} served and {} answered 503): "
+                 "accepting paused",
+                 connections_.size(), budget_.limit, budget_.served, budget_.overflow);
+  }
+  accept_paused_ = true;
 }
 
 bool Listener::make_room() {
   ClientConnection* victim = nullptr;
-  for (auto& [ptr, conn] : connections_) {
-    int rank = conn->eviction_rank();
-    if (rank == ClientConnection::kNotEvictable) continue;
-    if (!victim || rank < victim->eviction_rank() ||
-        (rank == victim->eviction_rank() && conn->serial() < victim->serial())) {
+  // An idle one found to have a request waiting is passed over: rarely more
+  // than one, so the scan is repeated rather than sorted.
+  std::vector<ClientConnection*> passed_over;
+  for (;;) {
+    victim = nullptr;
+    for (auto& [ptr, conn] : connections_) {
+      int rank = conn->eviction_rank();
+      if (rank == ClientConnection::kNotEvictable) continue;
+      if (victim && (rank > victim->eviction_rank() ||
+                     (rank == victim->eviction_rank() && conn->eviction_age() >= victim->eviction_age()))) {
+        continue;
+      }
+      if (std::find(passed_over.begin(), passed_over.end(), ptr) != passed_over.end()) continue;
       victim = ptr;
     }
+    if (!victim) return false;
+    if (victim->eviction_rank() == 0 || !victim->has_unread_bytes()) break;
+    passed_over.push_back(victim);
   }
-  if (!victim) return false;
   shed_++;
   runner_.metrics().shed_connections++;
   uint64_t now = uv_now(loop_);
   if (now - shed_logged_ms_ >= kShedLogIntervalMs) {
-    spdlog::warn("at the connection limit ({}): shed {} idle runner connection(s), the oldest half-sent first",
-                 max_connections_, shed_);
+    spdlog::warn("at the connection limit ({}): shed {} runner connection(s), half-sent first frames first, "
+                 "then the idle longest",
+                 budget_.served, shed_);
     shed_ = 0;
     shed_logged_ms_ = now;
   }
@@ -119,7 +211,7 @@ bool Listener::make_room() {
   return true;
 }
 
-void Listener::accept_pending() {
+void Listener::accept_pending(bool overflow) {
   if (!server_) return;
   HandlePtr<Stream> client = new_peer_stream(loop_, address_);
   int rc = server_->accept(*client);
@@ -127,10 +219,15 @@ void Listener::accept_pending() {
     spdlog::warn("accept on {} failed: {}", address_.to_string(), uv_strerror(rc));
     return;
   }
-  spdlog::debug("[conn#{}] accepted connection on {}", serial_ + 1, address_.to_string());
+  spdlog::debug("[conn#{}] accepted connection on {}{}", serial_ + 1, address_.to_string(),
+                overflow ? " (overflow: answered 503)" : "");
   auto conn = std::make_unique<ClientConnection>(runner_, *this, std::move(client), ++serial_, frame_timeout_ms_);
   ClientConnection* raw = conn.get();
   connections_.emplace(raw, std::move(conn));
+  if (overflow) {
+    overflow_open_++;
+    raw->answer_unavailable();
+  }
   raw->start();
 }
 
@@ -152,13 +249,23 @@ void Listener::close_all(const std::string& why) {
   for (auto* conn : all) conn->close(why);
 }
 
+void Listener::on_connection_evictable() {
+  if (!accept_paused_) return;
+  if (!room_timer_) room_timer_ = Timer::create(loop_);
+  // Not from inside the finishing exchange's callbacks.
+  room_timer_->start(0, [this] {
+    if (!accept_paused_ || !server_) return;
+    admit();
+  });
+}
+
 void Listener::on_connection_closed(ClientConnection* conn) {
-  connections_.erase(conn);
-  if (accept_paused_ && connections_.size() < max_connections_) {
-    accept_paused_ = false;
-    spdlog::info("accepting again ({} runner connections open)", connections_.size());
-    accept_pending();
+  auto it = connections_.find(conn);
+  if (it != connections_.end()) {
+    if (conn->answers_unavailable()) overflow_open_--;
+    connections_.erase(it);
   }
+  if (accept_paused_ && server_) admit();
   runner_.on_connection_closed();
 }
 

@@ -243,47 +243,88 @@ TEST_F(RunnerHardeningTest, AConfiguredListenBacklogIsUsed) {
   EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
 }
 
-// An open-file limit too small for the work: every busy runner connection
-// needs an instance connection too.  Accepting pauses at the runner's
-// connection budget (the rest wait in the backlog), a request that finds no
-// descriptor for its instance connection fails alone (503
-// RunnerUnavailable, logged), the instance is not blamed for the runner's
-// shortage, and everything is served again once the burst is over.
+// An open-file limit too small for the work.  The runner shares the limit
+// out at listen: every served runner connection needs an instance
+// connection too, so a burst past what it allows is answered 503
+// RunnerUnavailable (JSON, by the module) on overflow connections, never
+// reset (nginx's own HTML 502), with a warning naming EMFILE and the limit.
+// The instance is not blamed for the runner's shortage, and everything is
+// served again once the burst is over.
 TEST_F(RunnerHardeningTest, RunningOutOfDescriptorsFailsRequestsAloneAndBlamesNoInstance) {
   add_lifecycle_function("fn", "    instanceConcurrency: 100\n    maxInstances: 1\n    maxQueueSize: 1000\n");
+  add_lifecycle_function("other", "    maxInstances: 1\n");
+  gw_.add_runner_yaml("admin: unix:" + gw_.path("admin.sock") + "\n");
   gw_.set_runner_wrapper({"prlimit", "--nofile=128:128", "--"});
   gw_.start();
   HttpResponse first = http_get(gw_.url("/fn/pid"));
   ASSERT_EQ(first.status, 200);
   pid_t pid = json::parse(first.body)["pid"];
+  ASSERT_EQ(http_get(gw_.url("/other/pid")).status, 200);
+  EXPECT_TRUE(gw_.runner_logged("open-file limit 128: "));
 
-  std::vector<std::future<HttpResponse>> burst;
-  for (int i = 0; i < 100; i++) burst.push_back(get_async("/fn/sleep?s=1.5"));
-  int served = 0, short_of_fds = 0;
-  for (auto& f : burst) {
-    HttpResponse r = f.get();
-    if (r.status == 200) {
-      served++;
-      EXPECT_EQ(json::parse(r.body)["pid"].get<pid_t>(), pid);
-    } else {
+  auto run_burst = [&](int n, int& served, int& unavailable) {
+    std::vector<std::future<HttpResponse>> burst;
+    for (int i = 0; i < n; i++) burst.push_back(get_async("/fn/sleep?s=1.5"));
+    served = unavailable = 0;
+    for (auto& f : burst) {
+      HttpResponse r = f.get();
+      if (r.status == 200) {
+        served++;
+        EXPECT_EQ(json::parse(r.body)["pid"].get<pid_t>(), pid);
+        continue;
+      }
+      // Nothing else: no HTML 502 of nginx's own, no timeout.
       EXPECT_EQ(r.status, 503) << r.body << r.error;
       EXPECT_EQ(r.header("x-fc-error-type"), "RunnerUnavailable") << r.body;
-      short_of_fds++;
+      json body = json::parse(r.body, nullptr, false);
+      ASSERT_FALSE(body.is_discarded()) << "not the JSON error: " << r.body;
+      EXPECT_EQ(body["errorCode"], "RunnerUnavailable") << r.body;
+      EXPECT_NE(body["errorMessage"].get<std::string>().find("file descriptors"), std::string::npos) << r.body;
+      unavailable++;
     }
-  }
-  std::cout << served << " served, " << short_of_fds << " short of descriptors\n";
+  };
+  int served = 0, unavailable = 0;
+  run_burst(100, served, unavailable);
+  std::cout << "100 requests at nofile=128: " << served << " 200, " << unavailable
+            << " JSON 503 RunnerUnavailable\n";
+  EXPECT_EQ(served + unavailable, 100);
   EXPECT_GT(served, 30);
-  EXPECT_TRUE(gw_.runner_logged("accepting paused"));
-  EXPECT_TRUE(gw_.runner_logged("accepting again"));
-  if (short_of_fds > 0) {
-    EXPECT_TRUE(gw_.runner_logged("open-file limit"));
+  EXPECT_GT(unavailable, 0) << "the burst did not reach the limit: the test tests nothing";
+  EXPECT_TRUE(gw_.runner_logged("out of file descriptors (EMFILE) at the open-file limit 128"));
+  std::string log = gw_.runner_log();
+  EXPECT_EQ(log.find("unhealthy"), std::string::npos) << log;
+  EXPECT_EQ(log.find("accept on"), std::string::npos) << "accept() met EMFILE: " << log;
+
+  // The instance is still the same one, ready, with no failure counted.
+  auto [rc, status_out] = run("curl -s --unix-socket " + gw_.path("admin.sock") + " http://runner/status");
+  ASSERT_EQ(rc, 0) << status_out;
+  json status = json::parse(status_out, nullptr, false);
+  ASSERT_FALSE(status.is_discarded()) << status_out;
+  for (const auto& fn : status["functions"]) {
+    ASSERT_EQ(fn["instances"].size(), 1u) << status_out;
+    EXPECT_NE(fn["instances"][0]["state"], "unhealthy") << status_out;
   }
-  EXPECT_EQ(gw_.runner_log().find("unhealthy"), std::string::npos) << gw_.runner_log();
+  auto [mrc, metrics_out] = run("curl -s --unix-socket " + gw_.path("admin.sock") + " http://runner/metrics");
+  ASSERT_EQ(mrc, 0);
+  std::map<std::string, double> m = parse_metrics(metrics_out, gw_.dir());
+  ASSERT_EQ(m.count("fc_instance_failures_total{function=fn}"), 1u) << metrics_out;
+  EXPECT_EQ(m["fc_instance_failures_total{function=fn}"], 0) << metrics_out;
+
+  // Recovered: the other function and the same instance serve again, and a
+  // burst the limit allows is served whole.
+  EXPECT_EQ(http_get(gw_.url("/other/pid")).status, 200);
   for (int i = 0; i < 5; i++) {
     HttpResponse r = http_get(gw_.url("/fn/pid"));
     EXPECT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(r.body, first.body) << "the instance was replaced";
   }
+  run_burst(20, served, unavailable);
+  EXPECT_EQ(served, 20);
+  run_burst(100, served, unavailable);
+  std::cout << "again: " << served << " 200, " << unavailable << " JSON 503 RunnerUnavailable\n";
+  EXPECT_EQ(served + unavailable, 100);
+  EXPECT_GT(served, 30);
+  EXPECT_EQ(http_get(gw_.url("/fn/pid")).body, first.body);
   EXPECT_TRUE(gw_.runner().running());
 }
 
