@@ -132,9 +132,9 @@ void ClientConnection::parse(const ChunkRef& chunk, const char* data, size_t len
 
 int ClientConnection::eviction_rank() const {
   if (exchange_ || closing_ || shutting_down_) return kNotEvictable;
-  if (frames_ == 0) return mid_frame() ? 0 : kNotEvictable;
-  if (answer_unavailable_ || !idle() || mid_frame() || parser_paused_ || stash_len_ > 0) return kNotEvictable;
-  return 1;
+  if (frames_ == 0) return mid_frame() ? kHalfFirstFrame : kNotEvictable;
+  if (!served_slot_ || !idle() || mid_frame() || parser_paused_ || stash_len_ > 0) return kNotEvictable;
+  return kIdleServed;
 }
 
 bool ClientConnection::has_unread_bytes() const {
@@ -295,6 +295,14 @@ void ClientConnection::handle_request(bool end_stream) {
   }
   state_ = State::kRequestBody;
 
+  if (!served_slot_ && !answer_unavailable_ && !runner_.shutting_down()) {
+    // Whether this connection is served is decided at its first REQUEST, not
+    // at accept: until then it holds one descriptor and may be a peer that
+    // never completes a frame, and a flood of those must not take the slots
+    // (two descriptors each) that nginx's requests need.
+    served_slot_ = listener_.take_served_slot();
+    answer_unavailable_ = !served_slot_;
+  }
   bool valid_name = is_valid_function_name(head.function);
   Function* function =
       runner_.shutting_down() || !valid_name || answer_unavailable_ ? nullptr : runner_.find(head.function);

@@ -38,21 +38,26 @@ class ClientConnection {
 
   // For the listener's choice of a connection to shed when the runner runs
   // out of descriptors: lower goes first, then the smaller eviction_age().
-  // 0: a first frame begun and not finished (oldest first); 1: idle between
-  // requests, nothing unread (idle longest first: nginx reuses its most
-  // recent).  Never shed: a connection with a request, and a fresh one that
-  // sent nothing yet (nginx writes its REQUEST right after connecting:
-  // shedding it would fail that request with nginx's own 502).
+  // kHalfFirstFrame: a first frame begun and not finished (oldest first);
+  // kIdleServed: a served one idle between requests, nothing unread (idle
+  // longest first: nginx reuses its most recent).  Never shed: a connection
+  // with a request, one answering 503, and a fresh one that sent nothing yet
+  // (nginx writes its REQUEST right after connecting: shedding it would fail
+  // that request with nginx's own 502).
+  static constexpr int kHalfFirstFrame = 0;
+  static constexpr int kIdleServed = 1;
   static constexpr int kNotEvictable = 3;
   int eviction_rank() const;
   // Checked on the chosen one only (a system call).
   bool has_unread_bytes() const;
   uint64_t eviction_age() const { return frames_ == 0 ? accepted_ms_ : idle_since_ms_; }
   uint64_t serial() const { return serial_; }
-  // An overflow connection (past the descriptor budget): each request on it
-  // is answered 503 RunnerUnavailable, then it closes.  Before start().
-  void answer_unavailable() { answer_unavailable_ = true; }
-  bool answers_unavailable() const { return answer_unavailable_; }
+  // Whether this connection holds one of the listener's served slots, taken
+  // at its first REQUEST (Listener::take_served_slot).  The listener gives it
+  // back when the connection closes, or when it sheds it (at once: a shed
+  // connection is idle, it holds no instance connection).
+  bool holds_served_slot() const { return served_slot_; }
+  void give_back_served_slot() { served_slot_ = false; }
 
   // For the exchange.  Frames are collected and written once per loop
   // iteration (RESPONSE + DATA + END_STREAM of a small response: one writev).
@@ -110,6 +115,9 @@ class ClientConnection {
   uint64_t frames_ = 0;  // complete frames received
   uint64_t accepted_ms_ = 0;    // uv_now at accept
   uint64_t idle_since_ms_ = 0;  // uv_now when the last exchange ended
+  bool served_slot_ = false;
+  // Its first REQUEST found no served slot: each request on it is answered
+  // 503 RunnerUnavailable, then it closes.
   bool answer_unavailable_ = false;
   uint64_t frames_at_arm_ = 0;
   HandlePtr<Timer> frame_timer_;

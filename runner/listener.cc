@@ -34,9 +34,10 @@ constexpr size_t kMinReservedFds = 32;
 // What a served runner connection costs at most: itself and the
 // connection to the instance that runs its request.
 constexpr size_t kFdsPerServedConnection = 2;
-// Overflow connections (answered 503 RunnerUnavailable, then closed) are a
-// sixteenth of what is left, at least this many: they live for one answer,
-// so a few drain a full backlog quickly.
+// Connections open past the served ones (not yet sent a first frame, or
+// answered 503 RunnerUnavailable and closing) are a sixteenth of what is
+// left, at least this many: a 503 lives for one answer, so a few drain a
+// full backlog quickly.
 constexpr size_t kMinOverflowConnections = 4;
 // The connection libuv has accepted and holds while accepting is paused.
 constexpr size_t kHeldByLibuv = 1;
@@ -129,11 +130,12 @@ bool Listener::listen(const Address& address, int mode, int backlog, std::string
     server_.reset();
     return false;
   }
-  spdlog::info("listen backlog {}, at most {} runner connections, frameTimeout {} ms", backlog, budget_.served,
-               frame_timeout_ms_);
+  spdlog::info("listen backlog {}, at most {} runner connections, frameTimeout {} ms", backlog,
+               budget_.connections(), frame_timeout_ms_);
   if (budget_.limit > 0) {
     spdlog::info("open-file limit {}: {} descriptors kept for the runner and its instances, {} runner connections "
-                 "served (each with an instance connection), {} more answered 503 RunnerUnavailable",
+                 "served (each with an instance connection), {} more open (no first frame yet, or answered 503 "
+                 "RunnerUnavailable)",
                  budget_.limit, budget_.reserved, budget_.served, budget_.overflow);
   }
   if (budget_.limit > 0 && budget_.reserved + budget_.overflow + 2 * budget_.served > budget_.limit) {
@@ -149,34 +151,40 @@ void Listener::on_connection(int status) {
     // it (the budget is there so that this does not happen).
     spdlog::error("accept on {} failed: {} ({} runner connections open, open-file limit {})",
                   address_.to_string(), uv_strerror(status), connections_.size(), budget_.limit);
-    make_room();
+    make_room(Room::kConnection);
     return;
   }
   admit();
 }
 
 void Listener::admit() {
-  size_t served_open = connections_.size() - overflow_open_;
-  bool serve = served_open < budget_.served || make_room();
-  if (serve || overflow_open_ < budget_.overflow) {
+  if (connections_.size() < budget_.connections() || make_room(Room::kConnection)) {
     if (accept_paused_) {
       accept_paused_ = false;
       spdlog::info("accepting again ({} runner connections open)", connections_.size());
     }
-    accept_pending(!serve);
+    accept_pending();
     return;
   }
   // Leave it in the kernel: libuv holds the one it accepted and stops
   // polling until it is taken.
   if (!accept_paused_) {
-    spdlog::warn("{} runner connections are open (the open-file limit {} allows {} served and {} answered 503): "
+    spdlog::warn("{} runner connections are open (the open-file limit {} allows {}, {} of them served): "
                  "accepting paused",
-                 connections_.size(), budget_.limit, budget_.served, budget_.overflow);
+                 connections_.size(), budget_.limit, budget_.connections(), budget_.served);
   }
   accept_paused_ = true;
 }
 
-bool Listener::make_room() {
+bool Listener::take_served_slot() {
+  // Only a served connection gives a served slot back: shedding a half frame
+  // would free a descriptor, not a slot.
+  if (served_open_ >= budget_.served && !make_room(Room::kServedSlot)) return false;
+  served_open_++;
+  return true;
+}
+
+bool Listener::make_room(Room room) {
   ClientConnection* victim = nullptr;
   // An idle one found to have a request waiting is passed over: rarely more
   // than one, so the scan is repeated rather than sorted.
@@ -186,6 +194,7 @@ bool Listener::make_room() {
     for (auto& [ptr, conn] : connections_) {
       int rank = conn->eviction_rank();
       if (rank == ClientConnection::kNotEvictable) continue;
+      if (room == Room::kServedSlot && rank != ClientConnection::kIdleServed) continue;
       if (victim && (rank > victim->eviction_rank() ||
                      (rank == victim->eviction_rank() && conn->eviction_age() >= victim->eviction_age()))) {
         continue;
@@ -194,24 +203,28 @@ bool Listener::make_room() {
       victim = ptr;
     }
     if (!victim) return false;
-    if (victim->eviction_rank() == 0 || !victim->has_unread_bytes()) break;
+    if (victim->eviction_rank() == ClientConnection::kHalfFirstFrame || !victim->has_unread_bytes()) break;
     passed_over.push_back(victim);
   }
   shed_++;
   runner_.metrics().shed_connections++;
   uint64_t now = uv_now(loop_);
   if (now - shed_logged_ms_ >= kShedLogIntervalMs) {
-    spdlog::warn("at the connection limit ({}): shed {} runner connection(s), half-sent first frames first, "
-                 "then the idle longest",
-                 budget_.served, shed_);
+    spdlog::warn("at the connection limit ({} open, {} served): shed {} runner connection(s), half-sent first "
+                 "frames first, then the served idle longest",
+                 budget_.connections(), budget_.served, shed_);
     shed_ = 0;
     shed_logged_ms_ = now;
+  }
+  if (victim->holds_served_slot()) {
+    victim->give_back_served_slot();
+    served_open_--;
   }
   victim->close("shed to make room for a new connection");
   return true;
 }
 
-void Listener::accept_pending(bool overflow) {
+void Listener::accept_pending() {
   if (!server_) return;
   HandlePtr<Stream> client = new_peer_stream(loop_, address_);
   int rc = server_->accept(*client);
@@ -219,15 +232,10 @@ void Listener::accept_pending(bool overflow) {
     spdlog::warn("accept on {} failed: {}", address_.to_string(), uv_strerror(rc));
     return;
   }
-  spdlog::debug("[conn#{}] accepted connection on {}{}", serial_ + 1, address_.to_string(),
-                overflow ? " (overflow: answered 503)" : "");
+  spdlog::debug("[conn#{}] accepted connection on {}", serial_ + 1, address_.to_string());
   auto conn = std::make_unique<ClientConnection>(runner_, *this, std::move(client), ++serial_, frame_timeout_ms_);
   ClientConnection* raw = conn.get();
   connections_.emplace(raw, std::move(conn));
-  if (overflow) {
-    overflow_open_++;
-    raw->answer_unavailable();
-  }
   raw->start();
 }
 
@@ -262,7 +270,7 @@ void Listener::on_connection_evictable() {
 void Listener::on_connection_closed(ClientConnection* conn) {
   auto it = connections_.find(conn);
   if (it != connections_.end()) {
-    if (conn->answers_unavailable()) overflow_open_--;
+    if (conn->holds_served_slot()) served_open_--;
     connections_.erase(it);
   }
   if (accept_paused_ && server_) admit();
