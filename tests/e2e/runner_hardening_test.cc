@@ -223,6 +223,61 @@ TEST_F(RunnerHardeningTest, IdleHalfFramesAtTheOpenFileLimitDoNotStopServiceAndA
   EXPECT_TRUE(gw_.runner().running());
 }
 
+// Whether a runner connection is served (may hold an instance connection
+// too) is decided at its first REQUEST, not at accept.  Connections that
+// sent nothing yet may not be shed (nginx writes its REQUEST right after
+// connecting), so if they took served slots at accept, a peer that only
+// connects could leave nginx's next connection nothing but a 503.  Here
+// every connection the runner keeps open but two is taken by such peers:
+// nginx's requests are still served, and the peers are closed after
+// frameTimeout.
+TEST_F(RunnerHardeningTest, ConnectionsThatSentNoFrameTakeNoServedSlot) {
+  add_lifecycle_function("fn", "    instanceConcurrency: 10\n    maxInstances: 1\n");
+  gw_.add_runner_yaml("frameTimeout: 3\n");
+  gw_.set_runner_wrapper({"prlimit", "--nofile=128:128", "--"});
+  gw_.start();
+  ASSERT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+  std::smatch m;
+  std::string log_start = gw_.runner_log();
+  ASSERT_TRUE(std::regex_search(log_start, m, std::regex(R"(open-file limit 128: \d+ descriptors kept .*, (\d+) runner connections served .*, (\d+) more )")))
+      << log_start;
+  size_t served = std::stoul(m[1]), more = std::stoul(m[2]);
+  ASSERT_GT(more, 2u);
+
+  // nginx's pooled connection (served), the silent ones, and room for the
+  // two more nginx opens for three requests at once, and one spare.
+  std::vector<int> silent;
+  for (size_t i = 0; i < served + more - 4; i++) {
+    int fd = connect_unix(gw_.runner_socket());
+    ASSERT_GE(fd, 0);
+    silent.push_back(fd);
+  }
+  // nginx's connections queue behind the silent ones (the listen queue is
+  // first in, first out): the runner has taken those when it sees these.
+  auto started = Clock::now();
+  std::vector<std::future<HttpResponse>> requests;
+  for (int i = 0; i < 3; i++) requests.push_back(get_async("/fn/sleep?s=0.5"));
+  for (auto& f : requests) {
+    HttpResponse r = f.get();
+    EXPECT_EQ(r.status, 200) << r.body << r.error;
+  }
+  EXPECT_LT(Clock::now() - started, 2500ms) << "the requests waited for frameTimeout";
+
+  std::this_thread::sleep_for(3500ms);
+  size_t closed = 0;
+  for (int fd : silent) {
+    timeval tv{1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[64];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) closed++;
+    close(fd);
+  }
+  EXPECT_EQ(closed, silent.size());
+  EXPECT_TRUE(gw_.runner_logged("no frame came within 3000 ms of connecting (frameTimeout)"));
+  EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
+}
+
 TEST_F(RunnerHardeningTest, TheOpenFileLimitIsRaisedToTheHardLimitAndTheBacklogIsTheKernels) {
   add_lifecycle_function("fn");
   gw_.set_runner_wrapper({"prlimit", "--nofile=1024:4096", "--"});
