@@ -169,8 +169,10 @@ void Listener::admit() {
   // Leave it in the kernel: libuv holds the one it accepted and stops
   // polling until it is taken.
   if (!accept_paused_) {
-    spdlog::warn("{} runner connections are open (the open-file limit {} allows {}, {} of them served): "
-                 "accepting paused",
+    // Counted until their close callbacks ran: those shed in this accept
+    // batch have already given their descriptors back.
+    spdlog::warn("{} runner connections are open or closing (the open-file limit {} allows {} open, {} of them "
+                 "served): accepting paused",
                  connections_.size(), budget_.limit, budget_.connections(), budget_.served);
   }
   accept_paused_ = true;
