@@ -320,6 +320,21 @@ int connect_unix(const std::string& path) {
   return fd;
 }
 
+std::string start_fake_runner(Gateway& gw, Process& fake_runner) {
+  std::string sock = gw.path("fake.sock");
+  fake_runner.start({kPython, app_path("fake_runner.py"), "unix:" + sock}, gw.path("fake.log"));
+  bool up = wait_until(
+      [&] {
+        int fd = connect_unix(sock);
+        if (fd < 0) return false;
+        close(fd);
+        return true;
+      },
+      std::chrono::seconds(10));
+  EXPECT_TRUE(up) << read_file(gw.path("fake.log"));
+  return up ? sock : std::string();
+}
+
 bool pid_alive(pid_t pid) {
   std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
   if (stat.empty()) return false;

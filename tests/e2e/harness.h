@@ -195,6 +195,13 @@ std::map<std::string, double> parse_metrics(const std::string& body, const std::
 // Connects to a unix socket; -1 on failure.
 int connect_unix(const std::string& path);
 
+// tests/e2e/apps/fake_runner.py started in `fake_runner` on `gw`'s fake.sock
+// (its log: fake.log); returns the socket path once it accepts, or adds a
+// test failure (with its log) and returns "" if it does not within 10 s.
+// Call before gw.start(); point a location at it with
+// `fc_runner unix:<path>;`.
+std::string start_fake_runner(Gateway& gw, Process& fake_runner);
+
 // Alive and not a zombie (an orphan's zombie may wait a while for its reaper).
 bool pid_alive(pid_t pid);
 

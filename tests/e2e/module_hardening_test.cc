@@ -110,19 +110,19 @@ class ModuleHardeningTest : public GatewayFixture {
 
   // tests/e2e/apps/fake_runner.py on fake.sock: its `info` function answers
   // with the REQUEST frame as JSON.  Call before gw_.start().
-  std::string start_fake_runner() {
-    std::string sock = gw_.path("fake.sock");
-    fake_runner_.start({kPython, app_path("fake_runner.py"), "unix:" + sock}, gw_.path("fake.log"));
-    bool up = wait_until(
-        [&] {
-          int fd = connect_unix(sock);
-          if (fd < 0) return false;
-          close(fd);
-          return true;
-        },
-        10s);
-    EXPECT_TRUE(up) << read_file(gw_.path("fake.log"));
-    return sock;
+  std::string start_fake_runner() { return e2e::start_fake_runner(gw_, fake_runner_); }
+
+  // The 408 tests' setup: function `name` (instanceConcurrency 1,
+  // maxInstances 1, then `extra`) behind client_body_timeout 1s, started
+  // and served once.  Returns that answer: its X-Pid is the instance that
+  // must serve on after the timed-out request.
+  HttpResponse start_behind_body_timeout(const std::string& name, const std::string& extra = "") {
+    add_function(name, "    instanceConcurrency: 1\n    maxInstances: 1\n" + extra);
+    gw_.add_server_conf("    client_body_timeout 1s;\n");
+    gw_.start();
+    HttpResponse first = http_get(gw_.url("/" + name + "/"));
+    EXPECT_EQ(first.status, 200) << first.error;
+    return first;
   }
 
   Process fake_runner_;
@@ -285,10 +285,7 @@ TEST_F(ModuleHardeningTest, SlowlorisOnAConcurrencyOneFunctionStarvesNobody) {
 }
 
 TEST_F(ModuleHardeningTest, StalledSmallBodyGetsJson408AndHurtsNobody) {
-  add_function("stall", "    instanceConcurrency: 1\n    maxInstances: 1\n");
-  gw_.add_server_conf("    client_body_timeout 1s;\n");
-  gw_.start();
-  HttpResponse first = http_get(gw_.url("/stall/"));
+  HttpResponse first = start_behind_body_timeout("stall");
   ASSERT_EQ(first.status, 200);
 
   RawClient client(gw_.port());
@@ -495,11 +492,8 @@ TEST_F(ModuleHardeningTest, ResponseHeadersOverTheRunnersLimitAreTheSame502BadRe
 // place for one), the instance connection that carried it is ended (the app
 // reads EOF), and the instance serves on with its slot given back.
 TEST_F(ModuleHardeningTest, StalledStreamedBodyGets408AndOnlyItsInstanceConnectionEnds) {
-  add_function("stream", "    instanceConcurrency: 1\n    maxInstances: 1\n    timeout: 30\n");
   gw_.add_runner_yaml("logLevel: debug\n");
-  gw_.add_server_conf("    client_body_timeout 1s;\n");
-  gw_.start();
-  HttpResponse first = http_get(gw_.url("/stream/"));
+  HttpResponse first = start_behind_body_timeout("stream", "    timeout: 30\n");
   ASSERT_EQ(first.status, 200);
 
   RawClient client(gw_.port());

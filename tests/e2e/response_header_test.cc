@@ -7,8 +7,6 @@
 // tests/e2e/apps/fake_runner.py's `header` function sends the header.
 #include <gtest/gtest.h>
 
-#include <unistd.h>
-
 #include <string>
 
 #include "harness.h"
@@ -34,18 +32,8 @@ std::string percent_encode(const std::string& s) {
 class ResponseHeaderTest : public GatewayFixture {
  protected:
   void SetUp() override {
-    std::string sock = gw_.path("fake.sock");
-    fake_runner_.start({"/usr/bin/python3", app_path("fake_runner.py"), "unix:" + sock},
-                       gw_.path("fake.log"));
-    bool up = wait_until(
-        [&] {
-          int fd = connect_unix(sock);
-          if (fd < 0) return false;
-          close(fd);
-          return true;
-        },
-        std::chrono::seconds(10));
-    ASSERT_TRUE(up) << read_file(gw_.path("fake.log"));
+    std::string sock = start_fake_runner(gw_, fake_runner_);
+    ASSERT_FALSE(sock.empty());
     gw_.add_server_conf("    location = /header { fc_runner unix:" + sock + "; fc_function header; }\n");
     gw_.start();
   }
