@@ -1223,8 +1223,9 @@ typedef struct {
 } fc_reader_t;
 
 
-/* A str of the fast path; 0 when it is not one or does not fit. */
-static int
+/* A str of the fast path; 0 when it is not one or does not fit.  Inlined:
+ * a RESPONSE is mostly strings, a fixstr each but long values. */
+static inline int
 fc_read_str(fc_reader_t *rd, fc_str_t *out)
 {
     size_t          n;
@@ -1294,7 +1295,7 @@ fc_read_count(fc_reader_t *rd, uint8_t fix, uint8_t x16)
 }
 
 
-/* Header pairs of the fast path, checked (out NULL) or stored. */
+/* Header pairs of the fast path, stored in out. */
 static int
 fc_read_headers(fc_reader_t *rd, long n, fc_header_t *out)
 {
@@ -1312,10 +1313,8 @@ fc_read_headers(fc_reader_t *rd, long n, fc_header_t *out)
             return 0;
         }
 
-        if (out) {
-            out[i].name = name;
-            out[i].value = value;
-        }
+        out[i].name = name;
+        out[i].value = value;
     }
 
     return 1;
@@ -1330,8 +1329,9 @@ fc_response_decode_direct(const uint8_t *payload, size_t len,
     unsigned          seen;
     uint32_t          status;
     fc_str_t          key;
+    fc_reader_t       rd;
+    fc_header_t       scratch[FC_MAX_HEADERS];    /* 8 KiB: until it is good */
     fc_response_t     r;
-    fc_reader_t  rd, headers;
 
     if (len > FC_MAX_META_PAYLOAD) {
         return FC_SLOW_PATH;
@@ -1348,8 +1348,6 @@ fc_response_decode_direct(const uint8_t *payload, size_t len,
     memset(&r, 0, sizeof(fc_response_t));
     seen = 0;
     nheaders = 0;
-    headers.p = NULL;
-    headers.last = rd.last;
 
     while (nkeys--) {
         if (!fc_read_str(&rd, &key) || rd.p >= rd.last) {
@@ -1394,9 +1392,7 @@ fc_response_decode_direct(const uint8_t *payload, size_t len,
                 return FC_SLOW_PATH;
             }
 
-            headers.p = rd.p;
-
-            if (!fc_read_headers(&rd, nheaders, NULL)) {
+            if (!fc_read_headers(&rd, nheaders, scratch)) {
                 return FC_SLOW_PATH;
             }
 
@@ -1439,7 +1435,7 @@ fc_response_decode_direct(const uint8_t *payload, size_t len,
             return FC_ENOMEM;
         }
 
-        (void) fc_read_headers(&headers, nheaders, r.headers);
+        memcpy(r.headers, scratch, nheaders * sizeof(fc_header_t));
         r.nheaders = nheaders;
     }
 
