@@ -50,6 +50,7 @@ static ngx_int_t ngx_http_fc_instance_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_http_fc_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_fc_init(ngx_conf_t *cf);
 static void *ngx_http_fc_create_main_conf(ngx_conf_t *cf);
 static void ngx_http_fc_zone_cleanup(void *data);
 static void *ngx_http_fc_create_loc_conf(ngx_conf_t *cf);
@@ -229,7 +230,7 @@ static ngx_command_t  ngx_http_fc_commands[] = {
 
 static ngx_http_module_t  ngx_http_fc_module_ctx = {
     ngx_http_fc_add_variables,             /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_fc_init,                      /* postconfiguration */
 
     ngx_http_fc_create_main_conf,          /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -963,6 +964,22 @@ ngx_http_fc_add_variables(ngx_conf_t *cf)
 }
 
 
+/*
+ * After every module's main configuration: nginx's upstream header handlers
+ * (ngx_http_upstream_init_main_conf) exist for the known header table.
+ */
+
+static ngx_int_t
+ngx_http_fc_init(ngx_conf_t *cf)
+{
+    ngx_http_fc_main_conf_t  *fmcf;
+
+    fmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_fc_module);
+
+    return ngx_http_fc_known_headers_init(cf, fmcf);
+}
+
+
 static void *
 ngx_http_fc_create_main_conf(ngx_conf_t *cf)
 {
@@ -978,6 +995,7 @@ ngx_http_fc_create_main_conf(ngx_conf_t *cf)
      * set by ngx_pcalloc():
      *
      *     fmcf->default_runner = NULL;
+     *     fmcf->known_headers = { NULL, ... };
      */
 
     fmcf->request_id_index = NGX_CONF_UNSET;

@@ -49,6 +49,30 @@
 
 
 typedef struct ngx_http_fc_keepalive_pool_s  ngx_http_fc_keepalive_pool_t;
+typedef struct ngx_http_fc_known_header_s    ngx_http_fc_known_header_t;
+
+
+/*
+ * The longest response header name ngx_http_fc_known_header_names may hold,
+ * and the shortest: a name is compared four or eight bytes at a time.
+ */
+#define NGX_HTTP_FC_KNOWN_HEADER_MAX_LEN  32
+#define NGX_HTTP_FC_KNOWN_HEADER_MIN_LEN  4
+
+
+/*
+ * A response header name common enough that its lowercase spelling, hash
+ * and nginx's upstream handler are found once, when the configuration is
+ * read: such a header in a RESPONSE costs a comparison of its name, not a
+ * lowercase copy, a hash and a hash lookup (ngx_http_fc_response.c).
+ */
+struct ngx_http_fc_known_header_s {
+    u_char                        *lowcase_key;  /* NUL-terminated */
+    u_char                        *case_bits;    /* 0x20 under each letter */
+    ngx_uint_t                     hash;
+    ngx_http_upstream_header_t    *handler;      /* NULL: nginx has none */
+    ngx_http_fc_known_header_t    *next;         /* another of this length */
+};
 
 
 /* one fc_set_header: the header the REQUEST frame carries instead */
@@ -82,6 +106,10 @@ typedef struct {
 
     /* the REQUEST's keys, packed once */
     fc_request_keys_t              request_keys;
+
+    /* the known response header names, by length */
+    ngx_http_fc_known_header_t
+                  *known_headers[NGX_HTTP_FC_KNOWN_HEADER_MAX_LEN + 1];
 } ngx_http_fc_main_conf_t;
 
 
@@ -169,6 +197,8 @@ ngx_int_t ngx_http_fc_filter(void *data, ssize_t bytes);
 ngx_int_t ngx_http_fc_pipe_filter(ngx_event_pipe_t *p, ngx_buf_t *buf);
 ngx_buf_t *ngx_http_fc_error_body(ngx_http_request_t *r,
     ngx_str_t *request_id, ngx_str_t *code, ngx_str_t *message);
+ngx_int_t ngx_http_fc_known_headers_init(ngx_conf_t *cf,
+    ngx_http_fc_main_conf_t *fmcf);
 
 /* ngx_http_fc_tunnel.c */
 ngx_uint_t ngx_http_fc_upgrade_requested(ngx_http_request_t *r,

@@ -572,11 +572,170 @@ ngx_http_fc_valid_value(u_char *p, size_t len)
 
 
 /*
+ * The response header names looked up once, at configuration time: those
+ * web frameworks and servers send with nearly every response, and those
+ * nginx's upstream handles itself (ngx_http_upstream_headers_in).
+ */
+
+static ngx_str_t  ngx_http_fc_known_header_names[] = {
+    ngx_string("Content-Type"),
+    ngx_string("Content-Length"),
+    ngx_string("Date"),
+    ngx_string("Server"),
+    ngx_string("Connection"),
+    ngx_string("Keep-Alive"),
+    ngx_string("Transfer-Encoding"),
+    ngx_string("Cache-Control"),
+    ngx_string("Expires"),
+    ngx_string("Pragma"),
+    ngx_string("Set-Cookie"),
+    ngx_string("Location"),
+    ngx_string("Refresh"),
+    ngx_string("ETag"),
+    ngx_string("Last-Modified"),
+    ngx_string("Vary"),
+    ngx_string("Link"),
+    ngx_string("Content-Encoding"),
+    ngx_string("Content-Language"),
+    ngx_string("Content-Disposition"),
+    ngx_string("Content-Range"),
+    ngx_string("Accept-Ranges"),
+    ngx_string("WWW-Authenticate"),
+    ngx_string("X-Powered-By"),
+    ngx_string("X-Content-Type-Options"),
+    ngx_string("X-Frame-Options"),
+    ngx_string("Strict-Transport-Security"),
+    ngx_string("Access-Control-Allow-Origin"),
+    ngx_null_string
+};
+
+
+ngx_int_t
+ngx_http_fc_known_headers_init(ngx_conf_t *cf, ngx_http_fc_main_conf_t *fmcf)
+{
+    size_t                          i, len;
+    ngx_str_t                      *name;
+    ngx_http_fc_known_header_t     *k, **kp;
+    ngx_http_upstream_main_conf_t  *umcf;
+
+    umcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_upstream_module);
+
+    for (name = ngx_http_fc_known_header_names; name->len; name++) {
+
+        len = name->len;
+
+        if (len < NGX_HTTP_FC_KNOWN_HEADER_MIN_LEN
+            || len > NGX_HTTP_FC_KNOWN_HEADER_MAX_LEN)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "fc: known header name \"%V\" is not "
+                               "%d to %d bytes long", name,
+                               NGX_HTTP_FC_KNOWN_HEADER_MIN_LEN,
+                               NGX_HTTP_FC_KNOWN_HEADER_MAX_LEN);
+            return NGX_ERROR;
+        }
+
+        k = ngx_palloc(cf->pool, sizeof(ngx_http_fc_known_header_t));
+        if (k == NULL) {
+            return NGX_ERROR;
+        }
+
+        k->lowcase_key = ngx_pnalloc(cf->pool, 2 * (len + 1));
+        if (k->lowcase_key == NULL) {
+            return NGX_ERROR;
+        }
+
+        k->case_bits = k->lowcase_key + len + 1;
+
+        for (i = 0; i < len; i++) {
+            k->lowcase_key[i] = ngx_tolower(name->data[i]);
+            k->case_bits[i] = (k->lowcase_key[i] >= 'a'
+                               && k->lowcase_key[i] <= 'z')
+                              ? 0x20 : 0;
+        }
+
+        k->lowcase_key[len] = '\0';
+        k->case_bits[len] = 0;
+
+        k->hash = ngx_hash_key(k->lowcase_key, len);
+        k->handler = ngx_hash_find(&umcf->headers_in_hash, k->hash,
+                                   k->lowcase_key, len);
+
+        /* kept in the order of the list: the commonest first */
+
+        for (kp = &fmcf->known_headers[len]; *kp; kp = &(*kp)->next) {
+            /* void */
+        }
+
+        k->next = NULL;
+        *kp = k;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Whether a name is the known one, in any case: a byte ORed with 0x20
+ * where the known name has a letter (only the two cases of that letter
+ * give it) and compared as it is elsewhere, four or eight bytes a step,
+ * the last step overlapping the one before.
+ */
+
+static ngx_inline ngx_uint_t
+ngx_http_fc_known_word8(u_char *p, ngx_http_fc_known_header_t *k, size_t i)
+{
+    uint64_t  v, bits, low;
+
+    ngx_memcpy(&v, p + i, 8);
+    ngx_memcpy(&bits, k->case_bits + i, 8);
+    ngx_memcpy(&low, k->lowcase_key + i, 8);
+
+    return (v | bits) == low;
+}
+
+
+static ngx_inline ngx_uint_t
+ngx_http_fc_known_word4(u_char *p, ngx_http_fc_known_header_t *k, size_t i)
+{
+    uint32_t  v, bits, low;
+
+    ngx_memcpy(&v, p + i, 4);
+    ngx_memcpy(&bits, k->case_bits + i, 4);
+    ngx_memcpy(&low, k->lowcase_key + i, 4);
+
+    return (v | bits) == low;
+}
+
+
+static ngx_uint_t
+ngx_http_fc_is_known(ngx_http_fc_known_header_t *k, u_char *p, size_t len)
+{
+    size_t  i;
+
+    if (len < 8) {
+        return ngx_http_fc_known_word4(p, k, 0)
+               && ngx_http_fc_known_word4(p, k, len - 4);
+    }
+
+    for (i = 0; i < len - 8; i += 8) {
+        if (!ngx_http_fc_known_word8(p, k, i)) {
+            return 0;
+        }
+    }
+
+    return ngx_http_fc_known_word8(p, k, len - 8);
+}
+
+
+/*
  * A response header line: copied out of u->buffer (NUL-terminated, as
- * nginx's header handlers expect), checked, lowercased and hashed in the
- * same pass as the copy, and handed to the upstream's header handlers, so
- * Content-Length, Location, Set-Cookie, fc_hide_header and fc_pass_header
- * work as with proxy_pass.  NGX_DECLINED: a name or value HTTP cannot carry.
+ * nginx's header handlers expect) and handed to the upstream's header
+ * handlers, so Content-Length, Location, Set-Cookie, fc_hide_header and
+ * fc_pass_header work as with proxy_pass.  A known name keeps its lowcase
+ * key, hash and handler from the table; another is checked, lowercased and
+ * hashed in one pass and its handler looked up.  NGX_DECLINED: a name or
+ * value HTTP cannot carry.
  */
 
 static ngx_int_t
@@ -586,6 +745,8 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
     u_char                         *src, *dst, *low, *last, c;
     ngx_uint_t                      hash;
     ngx_table_elt_t                *h;
+    ngx_http_fc_main_conf_t        *fmcf;
+    ngx_http_fc_known_header_t     *k;
     ngx_http_upstream_header_t     *hh;
     ngx_http_upstream_main_conf_t  *umcf;
 
@@ -593,59 +754,84 @@ ngx_http_fc_add_header(ngx_http_request_t *r, ngx_str_t *name,
         return NGX_DECLINED;
     }
 
-    umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+    if (!ngx_http_fc_valid_value(value->data, value->len)) {
+        return NGX_DECLINED;
+    }
+
+    k = NULL;
+
+    if (name->len <= NGX_HTTP_FC_KNOWN_HEADER_MAX_LEN) {
+        fmcf = ngx_http_get_module_main_conf(r, ngx_http_fc_module);
+
+        for (k = fmcf->known_headers[name->len]; k; k = k->next) {
+            if (ngx_http_fc_is_known(k, name->data, name->len)) {
+                break;
+            }
+        }
+    }
 
     h = ngx_list_push(&r->upstream->headers_in.headers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    h->hash = 0;
     h->key.len = name->len;
     h->value.len = value->len;
 
-    h->key.data = ngx_pnalloc(r->pool,
-                              name->len + 1 + value->len + 1 + name->len);
-    if (h->key.data == NULL) {
-        return NGX_ERROR;
+    if (k) {
+        h->key.data = ngx_pnalloc(r->pool, name->len + 1 + value->len + 1);
+        if (h->key.data == NULL) {
+            h->hash = 0;
+            return NGX_ERROR;
+        }
+
+        h->lowcase_key = k->lowcase_key;
+        h->hash = k->hash;
+        hh = k->handler;
+
+    } else {
+        h->hash = 0;
+
+        h->key.data = ngx_pnalloc(r->pool,
+                                  name->len + 1 + value->len + 1 + name->len);
+        if (h->key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->lowcase_key = h->key.data + name->len + 1 + value->len + 1;
+
+        /* the name: checked, lowercased and hashed in one pass */
+
+        hash = 0;
+        src = name->data;
+        last = src + name->len;
+        low = h->lowcase_key;
+
+        while (src < last) {
+            c = ngx_http_fc_name_lowcase[*src++];
+            if (c == 0) {
+                return NGX_DECLINED;
+            }
+
+            hash = ngx_hash(hash, c);
+            *low++ = c;
+        }
+
+        h->hash = hash;
+
+        umcf = ngx_http_get_module_main_conf(r, ngx_http_upstream_module);
+
+        hh = ngx_hash_find(&umcf->headers_in_hash, hash, h->lowcase_key,
+                           name->len);
     }
 
     h->value.data = h->key.data + name->len + 1;
-    h->lowcase_key = h->key.data + name->len + 1 + value->len + 1;
-
-    /* the name: checked, lowercased and hashed in one pass */
-
-    hash = 0;
-    src = name->data;
-    last = src + name->len;
-    low = h->lowcase_key;
-
-    while (src < last) {
-        c = ngx_http_fc_name_lowcase[*src++];
-        if (c == 0) {
-            return NGX_DECLINED;
-        }
-
-        hash = ngx_hash(hash, c);
-        *low++ = c;
-    }
 
     dst = ngx_cpymem(h->key.data, name->data, name->len);
     *dst = '\0';
 
-    /* the value */
-
-    if (!ngx_http_fc_valid_value(value->data, value->len)) {
-        return NGX_DECLINED;
-    }
-
     dst = ngx_cpymem(h->value.data, value->data, value->len);
     *dst = '\0';
-
-    h->hash = hash;
-
-    hh = ngx_hash_find(&umcf->headers_in_hash, h->hash,
-                       h->lowcase_key, h->key.len);
 
     if (hh && hh->handler(r, h, hh->offset) != NGX_OK) {
         return NGX_ERROR;

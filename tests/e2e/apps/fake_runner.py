@@ -15,7 +15,8 @@ Functions:
   status    ?code=N: that status, body "status N\\n" (nothing for 204/304/HEAD,
             which still get the empty DATA END_STREAM frame).
   cookies   two Set-Cookie headers.
-  header    ?name=N&value=V (percent-decoded): that one header, body "ok\n".
+  header    ?name=N&value=V (percent-decoded): that one header, body "ok\n";
+            name=..&value=.. repeated: those headers, in that order.
   split     a RESPONSE + body written one byte at a time.
   sse       "data: one", 1 s pause, "data: two".
   abort     RESPONSE, some DATA, then ERROR (the exchange is aborted).
@@ -162,9 +163,11 @@ def exchange(conn, req):
                                     ["Content-Type", "text/plain"]], fn))
         send_body(conn, b"" if no_body else b"cookies\n")
     elif fn == "header":
-        name = query.get("name", ["X-Test"])[0]
-        value = query.get("value", [""])[0]
-        conn.sendall(response(200, [[name, value]], fn))
+        pairs = urllib.parse.parse_qs(urllib.parse.urlsplit(uri).query,
+                                      keep_blank_values=True)
+        names = pairs.get("name", ["X-Test"])
+        values = pairs.get("value", [""] * len(names))
+        conn.sendall(response(200, [list(h) for h in zip(names, values)], fn))
         send_body(conn, b"" if no_body else b"ok\n")
     elif fn == "split":
         data = response(200, [["Content-Type", "text/plain"],
