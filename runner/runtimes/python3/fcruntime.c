@@ -439,6 +439,15 @@ static int header_is(const header_t *h, const char *value) {
 
 /* ---- responses --------------------------------------------------------------- */
 
+/* The decimal digits of v, written to end at `end`; returns where they start. */
+static char *decimal(char *end, size_t v) {
+  do {
+    *--end = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  return end;
+}
+
 static char *put(char *at, const char *s, size_t len) {
   memcpy(at, s, len);
   return at + len;
@@ -451,12 +460,7 @@ static int send_simple(conn_t *c, const char *status_line, const char *extra_hea
   char head[512];
   size_t status_len = strlen(status_line), extra_len = extra_headers ? strlen(extra_headers) : 0;
   if (status_len + extra_len > sizeof head - 64) return -1;
-  char digits[24], *d = digits + sizeof digits;
-  size_t v = body_len;
-  do {
-    *--d = (char)('0' + v % 10);
-    v /= 10;
-  } while (v);
+  char digits[24], *d = decimal(digits + sizeof digits, body_len);
   char *at = put(head, "HTTP/1.1 ", 9);
   at = put(at, status_line, status_len);
   at = put(at, "\r\n", 2);
@@ -890,7 +894,12 @@ static int response_send(ResponseObject *r, const char *data, size_t len, Py_ssi
     if (r->has_length) {
       fl = snprintf(framing, sizeof framing, "\r\n");
     } else if (total >= 0 && !(r->no_body && !r->is_head)) {
-      fl = snprintf(framing, sizeof framing, "Content-Length: %zd\r\n\r\n", total);
+      /* The common case, without snprintf. */
+      char digits[24], *d = decimal(digits + sizeof digits, (size_t)total);
+      char *at = put(framing, "Content-Length: ", 16);
+      at = put(at, d, (size_t)(digits + sizeof digits - d));
+      at = put(at, "\r\n\r\n", 4);
+      fl = (int)(at - framing);
     } else if (r->no_body) {
       fl = snprintf(framing, sizeof framing, "\r\n");
     } else {
@@ -1095,7 +1104,8 @@ static PyObject *build_environ(conn_t *c, PyObject *input, PyObject *ctx) {
     if (set_item(env, k_REMOTE_ADDR, latin1(client_ip->value, client_ip->value_len)) < 0) goto fail;
   } else {
     if (set_item(env, k_REMOTE_ADDR, PyUnicode_FromString(c->peer)) < 0) goto fail;
-    if (set_item(env, k_REMOTE_PORT, PyUnicode_FromFormat("%d", c->peer_port)) < 0) goto fail;
+    char digits[8], *d = decimal(digits + sizeof digits, (size_t)c->peer_port);
+    if (set_item(env, k_REMOTE_PORT, PyUnicode_FromStringAndSize(d, digits + sizeof digits - d)) < 0) goto fail;
   }
 
   if (PyDict_SetItem(env, k_wsgi_version, v_wsgi_version) < 0) goto fail;
@@ -1136,6 +1146,9 @@ fail:
 /* ---- WSGI: one request ---------------------------------------------------------- */
 
 static void call_close(PyObject *result) {
+  /* A list or tuple (most apps' result) has no close(): asking would make
+   * and clear an AttributeError per request. */
+  if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) return;
   PyObject *close = PyObject_GetAttr(result, s_close);
   if (!close) {
     PyErr_Clear();
