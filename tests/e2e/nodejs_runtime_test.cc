@@ -348,6 +348,80 @@ TEST_F(NodejsRuntimeTest, FcHttpHandlerStreamsAStreamAndItsErrorIsA500WithTheFcS
   EXPECT_EQ(http_get(gw_.url("/oops/again")).status, 500);
 }
 
+// FC-style handlers are served by the runtime's own HTTP server
+// (lean_http.js): a chunked upload arrives whole as a stream, a body the
+// handler never reads does not derail the next request on the runner's
+// kept-alive connection, node's writeHead/write/end work on FC's resp, HEAD
+// has no body, and a header that would split the response is refused.
+TEST_F(NodejsRuntimeTest, FcHttpHandlersOnTheLeanServerKeepHttpSemantics) {
+  std::string code = http_code_dir();
+  const std::string one = "    initializer: lean.init\n    maxInstances: 1\n";
+  add_node_function("echo", "http", code, "lean.echo", one);
+  add_node_function("ignores", "http", code, "lean.ignores", "    maxInstances: 1\n");
+  add_node_function("parts", "http", code, "lean.parts");
+  add_node_function("bad", "http", code, "lean.badHeader");
+  gw_.start();
+
+  std::string body;
+  for (int i = 0; body.size() < 1500 * 1000; i++) body += std::to_string(i * 7919) + ";";
+  HttpRequest upload;
+  upload.method = "POST";
+  upload.url = gw_.url("/echo/up");
+  upload.body = body;
+  upload.chunked = true;
+  upload.pause_mid_body = 300ms;  // the runner cannot know the length: it forwards the body chunked
+  HttpResponse echoed = http(upload);
+  ASSERT_EQ(echoed.status, 200) << echoed.body.substr(0, 200);
+  EXPECT_TRUE(echoed.body == body) << "the echoed body differs (" << echoed.body.size() << " bytes)";
+  json info = json::parse(echoed.header("x-info"));
+  EXPECT_EQ(info["method"], "POST");
+  EXPECT_EQ(info["transferEncoding"], "chunked");
+  EXPECT_EQ(info["initialized"], 1);
+  EXPECT_EQ(info["complete"], true);
+  EXPECT_GT(info["chunks"].get<int>(), 1) << "the body came as one piece: not streamed";
+
+  // One instance, one runner connection: each request follows an unread body.
+  for (int i = 0; i < 3; i++) {
+    HttpRequest unread;
+    unread.method = "PUT";
+    unread.url = gw_.url("/ignores/");
+    unread.body = std::string(2 * 1000 * 1000, 'u');
+    HttpResponse r = http(unread);
+    ASSERT_EQ(r.status, 202) << r.body;
+    EXPECT_EQ(r.body, "ignored 2000000");
+  }
+  std::string instance;
+  for (int i = 0; i < 50; i++) {
+    HttpRequest small;
+    small.method = "POST";
+    small.url = gw_.url("/echo/small");
+    small.body = "n=" + std::to_string(i);
+    HttpResponse r = http(small);
+    ASSERT_EQ(r.status, 200) << r.body;
+    ASSERT_EQ(r.body, "n=" + std::to_string(i));
+    if (instance.empty()) instance = r.header("x-fc-instance");
+    EXPECT_EQ(r.header("x-fc-instance"), instance);
+  }
+
+  HttpResponse parts = http_get(gw_.url("/parts/"));
+  ASSERT_EQ(parts.status, 200) << parts.body;
+  EXPECT_EQ(parts.body, "one,two,three");
+  EXPECT_EQ(parts.header("x-parts"), "3");
+  EXPECT_EQ(parts.header("content-type"), "text/plain");
+  HttpRequest head;
+  head.method = "HEAD";
+  head.url = gw_.url("/parts/");
+  HttpResponse headed = http(head);
+  EXPECT_EQ(headed.status, 200);
+  EXPECT_EQ(headed.body, "");
+  EXPECT_EQ(headed.header("x-parts"), "3");
+
+  HttpResponse bad = http_get(gw_.url("/bad/"));
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body, "ERR_INVALID_CHAR");
+  EXPECT_EQ(bad.header("x-injected"), "");
+}
+
 TEST_F(NodejsRuntimeTest, HttpCallingConventionFollowsArityUnlessFcNodejsHttpStyleSaysOtherwise) {
   std::string code = http_code_dir();
   add_node_function("two", "http", code, "styles.twoArgs");

@@ -95,6 +95,27 @@ TEST_F(PythonRuntimeTest, EventBytesComeBackUnchanged) {
   EXPECT_EQ(post("/echo/", "").body, "");
 }
 
+// The runner's heads take the runtime's own head parser; a chunked body (the
+// runner forwards one whose length it does not know) takes http_parser.
+// Both, in turns, on the one kept-alive connection of a single instance.
+TEST_F(PythonRuntimeTest, ChunkedAndSizedEventsInTurnsOnOneConnection) {
+  add_python("turns", "event", event_dir(), "index.handler", "    maxInstances: 1\n");
+  gw_.start();
+  for (int i = 0; i < 6; i++) {
+    HttpRequest req;
+    req.method = "POST";
+    req.url = gw_.url("/turns/");
+    req.body = std::string(100 * 1000 + i, static_cast<char>('a' + i));
+    if (i % 2 == 1) {
+      req.chunked = true;
+      req.pause_mid_body = 200ms;  // the body is not whole when the runner writes the head
+    }
+    HttpResponse r = http(req);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_TRUE(r.body == *req.body) << "event " << i << " came back changed (" << r.body.size() << " bytes)";
+  }
+}
+
 TEST_F(PythonRuntimeTest, EventResultsFollowFcRules) {
   add_python("rules", "event", event_dir(), "index.handler");
   gw_.start();

@@ -4,8 +4,8 @@
 //   /usr/bin/node <runtimes>/nodejs/bootstrap.js
 // in codeUri, with FC_FUNCTION_HANDLER, FC_INITIALIZER, FC_SERVER_PORT, ...
 //
-// It is an HTTP/1.1 server (node's http, keep-alive, no Nagle) on
-// 127.0.0.1:$FC_SERVER_PORT.  The runner names the call in
+// It is an HTTP/1.1 server (keep-alive, no Nagle) on 127.0.0.1:$FC_SERVER_PORT:
+// lean_http.js for FC-style handlers, node's http for plain Node ones.  The runner names the call in
 // x-fc-control-path:
 //   /initialize    POST, once, when an initializer is configured
 //   /invoke        POST, event functions: body = event bytes, response = result
@@ -20,10 +20,7 @@ const path = require('path');
 const Module = require('module');
 const {pathToFileURL} = require('url');
 const fc = require('./fc');
-
-// The runner sends FC's headers plus the client's: nginx allows up to
-// 4 x 8 KiB of request headers by default, more than Node's 16 KiB.
-const kMaxHeaderBytes = 64 * 1024;
+const lean = require('./lean_http');
 
 const env = process.env;
 const codeDir = env.FC_FUNC_CODE_PATH || process.cwd();
@@ -281,18 +278,7 @@ async function main() {
   const preFreeze =
       env.FC_PRE_FREEZE_HANDLER ? await resolveFunction(env.FC_PRE_FREEZE_HANDLER, 'preFreeze handler') : null;
 
-  const server = http.createServer({
-    IncomingMessage: fc.FcRequest,
-    ServerResponse: fc.FcResponse,
-    noDelay: true,
-    maxHeaderSize: kMaxHeaderBytes,
-    // The runner owns every timeout (DESIGN §4: the function's `timeout`
-    // measures the instance); Node's own would cut long uploads and idle
-    // pooled connections.
-    requestTimeout: 0,
-    headersTimeout: 0,
-    keepAliveTimeout: 0,
-  }, (req, res) => {
+  const onRequest = (req, res) => {
     switch (controlPathOf(req)) {
       case '/invoke':
         onInvoke(handler, req, res);
@@ -309,7 +295,22 @@ async function main() {
       default:
         onHttpInvoke(handler, withContext, req, res);
     }
-  });
+  };
+  // A handler that gets FC's (req, resp, context), and event handlers of
+  // that arity, are served by the runtime's own lean server; a plain Node
+  // (req, res) handler gets node's http objects.
+  const server = withContext ? lean.createServer(onRequest) : http.createServer({
+    IncomingMessage: fc.FcRequest,
+    ServerResponse: fc.FcResponse,
+    noDelay: true,
+    maxHeaderSize: lean.kMaxHeaderBytes,
+    // The runner owns every timeout (DESIGN §4: the function's `timeout`
+    // measures the instance); Node's own would cut long uploads and idle
+    // pooled connections.
+    requestTimeout: 0,
+    headersTimeout: 0,
+    keepAliveTimeout: 0,
+  }, onRequest);
   server.on('clientError', (err, socket) => {
     if (socket.writable && !socket.bytesWritten) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
     else socket.destroy();

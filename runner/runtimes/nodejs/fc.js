@@ -156,39 +156,56 @@ function resultBytes(result) {
   return Buffer.from(text === undefined ? '' : text, 'utf8');
 }
 
-// The request an HTTP function sees.  It is Node's own IncomingMessage (a
-// readable stream of the body), with FC's fields on top, so the same object
-// serves FC-style (req, resp, context) handlers and plain Node handlers.
-// Frameworks that swap the prototype (Express) keep working: these are
-// prototype getters, not own properties.
-class FcRequest extends http.IncomingMessage {
-  get path() {
-    const q = this.url.indexOf('?');
-    return q < 0 ? this.url : this.url.slice(0, q);
-  }
-  get queries() {
-    const q = this.url.indexOf('?');
-    const out = {};
-    if (q < 0) return out;
-    for (const [key, value] of new URLSearchParams(this.url.slice(q + 1))) {
-      const prev = out[key];
-      if (prev === undefined) out[key] = value;
-      else if (Array.isArray(prev)) prev.push(value);
-      else out[key] = [prev, value];
-    }
-    return out;
-  }
-  get clientIP() {
-    // The runner's x-fc-client-ip (client-sent x-fc-* never get through).
-    const client = this.headers['x-fc-client-ip'];
-    if (client) return client;
-    const forwarded = this.headers['x-forwarded-for'];
-    if (forwarded) return forwarded.split(',')[0].trim();
-    const real = this.headers['x-real-ip'];
-    if (real) return real;
-    return this.socket ? this.socket.remoteAddress : '';
+// FC's request fields: path, queries, clientIP, as prototype getters (not
+// own properties), so frameworks that swap the prototype (Express) keep
+// working.  On node's IncomingMessage (FcRequest) and on the runtime's own
+// request (lean_http.js).
+const requestFields = {
+  path: {
+    get() {
+      const q = this.url.indexOf('?');
+      return q < 0 ? this.url : this.url.slice(0, q);
+    },
+  },
+  queries: {
+    get() {
+      const q = this.url.indexOf('?');
+      const out = {};
+      if (q < 0) return out;
+      for (const [key, value] of new URLSearchParams(this.url.slice(q + 1))) {
+        const prev = out[key];
+        if (prev === undefined) out[key] = value;
+        else if (Array.isArray(prev)) prev.push(value);
+        else out[key] = [prev, value];
+      }
+      return out;
+    },
+  },
+  clientIP: {
+    get() {
+      // The runner's x-fc-client-ip (client-sent x-fc-* never get through).
+      const client = this.headers['x-fc-client-ip'];
+      if (client) return client;
+      const forwarded = this.headers['x-forwarded-for'];
+      if (forwarded) return forwarded.split(',')[0].trim();
+      const real = this.headers['x-real-ip'];
+      if (real) return real;
+      return this.socket ? this.socket.remoteAddress : '';
+    },
+  },
+};
+
+function defineRequestFields(proto) {
+  for (const [name, descriptor] of Object.entries(requestFields)) {
+    Object.defineProperty(proto, name, {...descriptor, configurable: true, enumerable: false});
   }
 }
+
+// The request an HTTP function sees with node's http server (plain Node
+// handlers): node's own IncomingMessage, a readable stream of the body, with
+// FC's fields on top.
+class FcRequest extends http.IncomingMessage {}
+defineRequestFields(FcRequest.prototype);
 
 // The response of an HTTP function: Node's ServerResponse plus FC's
 // setStatusCode / deleteHeader / send(Buffer | string | stream).
@@ -234,6 +251,7 @@ module.exports = {
   logFunctionError,
   callUser,
   resultBytes,
+  defineRequestFields,
   FcRequest,
   FcResponse,
 };
