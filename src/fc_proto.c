@@ -219,6 +219,11 @@ fc_writer_write(void *data, const char *buf, size_t len)
 {
     fc_writer_t  *w = data;
 
+    if (len == 0) {
+        /* an empty string's body: buf may be NULL (an absent field) */
+        return 0;
+    }
+
     if (w->used <= w->cap && len <= w->cap - w->used) {
         /* fits (the caller sized buf by the bound): msgpack-c writes most
          * tokens a byte at a time */
@@ -231,10 +236,6 @@ fc_writer_write(void *data, const char *buf, size_t len)
 
         w->used += len;
 
-        return 0;
-    }
-
-    if (len == 0) {
         return 0;
     }
 
