@@ -12,8 +12,6 @@ namespace fc {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
 bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
 }
@@ -39,10 +37,17 @@ bool safe(std::string_view s) { return byte_scan::has_no_line_break(s); }
 
 }  // namespace
 
+// Called a dozen times a request (header rules, both heads): equal bytes,
+// the common case, cost one comparison; only a pair that differs is asked
+// whether it is one letter in two cases.
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); i++) {
-    if (lower(a[i]) != lower(b[i])) return false;
+    auto x = static_cast<unsigned char>(a[i]);
+    auto y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    unsigned folded = x | 0x20u;
+    if (folded - 'a' > 'z' - 'a' || folded != (y | 0x20u)) return false;
   }
   return true;
 }

@@ -160,6 +160,21 @@ TEST(HttpHead, AnUpgradeIsForwardedAsConnectionUpgrade) {
   EXPECT_EQ(head.find("Connection", head.find("Connection") + 1), std::string::npos) << head;
 }
 
+// Every pair of byte values: equal, or one ASCII letter in two cases.
+TEST(HttpHead, IequalsFoldsAsciiLettersOnly) {
+  auto fold = [](int c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; };
+  for (int x = 0; x < 256; x++) {
+    for (int y = 0; y < 256; y++) {
+      std::string a(1, static_cast<char>(x)), b(1, static_cast<char>(y));
+      ASSERT_EQ(iequals(a, b), fold(x) == fold(y)) << x << " " << y;
+    }
+  }
+  EXPECT_TRUE(iequals("Content-Length", "content-LENGTH"));
+  EXPECT_FALSE(iequals("Content-Length", "Content-Lengt"));
+  EXPECT_FALSE(iequals("x-fc-a", "x-fc-b"));
+  EXPECT_TRUE(iequals("", ""));
+}
+
 // ---- instance response heads read without http_parser ------------------------
 
 TEST(HttpHead, ReadsTheCommonResponseHead) {
