@@ -1,7 +1,5 @@
 #include "frames.h"
 
-#include <msgpack/zone.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -24,25 +22,6 @@ struct Scratch {
     scratch->headers.resize(size / sizeof(fc_header_t) + 1);
     return scratch->headers.data();
   }
-};
-
-// msgpack-c's zone for decoding REQUESTs, kept across messages and cleared
-// by each decode (fc_request_decode_in_zone) instead of made and freed per
-// message.  One for the loop rather than one per connection: a decode
-// leaves nothing in it, and a thousand idle connections keep no zone each.
-class DecodeZone {
- public:
-  DecodeZone() : ready_(msgpack_zone_init(&zone_, FC_ZONE_CHUNK_SIZE)) {}
-  ~DecodeZone() {
-    if (ready_) msgpack_zone_destroy(&zone_);
-  }
-  DecodeZone(const DecodeZone&) = delete;
-  DecodeZone& operator=(const DecodeZone&) = delete;
-  msgpack_zone* get() { return ready_ ? &zone_ : nullptr; }
-
- private:
-  msgpack_zone zone_;
-  bool ready_;
 };
 
 // A whole frame: `encode(buf, cap, &written)` writes the msgpack payload in
@@ -76,10 +55,8 @@ void assign(std::string& to, fc_str_t s) {
 
 int decode_request(const uint8_t* payload, size_t len, RequestHead& out) {
   static thread_local Scratch scratch;
-  static thread_local DecodeZone zone;
-  if (zone.get() == nullptr) return FC_ENOMEM;
   fc_request_t req{};
-  int rc = fc_request_decode_in_zone(zone.get(), payload, len, &req, &Scratch::alloc, &scratch);
+  int rc = fc_request_decode(payload, len, &req, &Scratch::alloc, &scratch);
   if (rc != FC_OK) return rc;
   assign(out.function, req.function);
   assign(out.method, req.method);
@@ -116,32 +93,29 @@ std::string response_frame(int status, const HeaderList& headers, bool cold_star
 
 bool append_response_frame(std::string& out, int status, const HeaderViews& headers, bool cold_start,
                            std::string_view instance) {
-  // Views of `headers`, used only while encoding: kept across calls.
-  static thread_local std::vector<fc_header_t> hs;
-  hs.clear();
-  for (const auto& [name, value] : headers) {
-    if (hs.size() == FC_MAX_HEADERS) break;
-    hs.push_back(fc_header_t{view(name), view(value)});
+  // Written straight from the views: the exact size first, one resize,
+  // then the bytes (fc_proto.h, "The RESPONSE payload in parts").
+  size_t n = std::min<size_t>(headers.size(), FC_MAX_HEADERS);
+  if (instance.size() > FC_MAX_META_PAYLOAD) return false;
+  auto code = static_cast<uint32_t>(status);
+  size_t size = fc_response_head_size(code, n) + fc_response_tail_size(instance.size());
+  for (size_t i = 0; i < n; i++) {
+    const auto& [name, value] = headers[i];
+    // bounded one by one, so the sum cannot wrap
+    if (name.size() > FC_MAX_META_PAYLOAD || value.size() > FC_MAX_META_PAYLOAD) return false;
+    size += fc_response_header_size(name.size(), value.size());
   }
-  fc_response_t resp{};
-  resp.status = static_cast<uint32_t>(status);
-  resp.headers = hs.data();
-  resp.nheaders = hs.size();
-  resp.cold_start = cold_start ? 1 : 0;
-  resp.instance = view(instance);
-  // The encoder fails past FC_MAX_META_PAYLOAD: no more room is needed.
-  size_t bound = std::min<size_t>(fc_response_size_bound(&resp), FC_MAX_META_PAYLOAD);
+  if (size > FC_MAX_META_PAYLOAD) return false;
   size_t at = out.size();
-  out.resize(at + FC_FRAME_HEADER_SIZE + bound);
-  auto* buf = reinterpret_cast<uint8_t*>(out.data() + at);
-  size_t written = 0;
-  if (fc_response_encode(&resp, buf + FC_FRAME_HEADER_SIZE, bound, &written) != FC_OK ||
-      written > FC_MAX_META_PAYLOAD) {
-    out.resize(at);
-    return false;
+  out.resize(at + FC_FRAME_HEADER_SIZE + size);
+  auto* frame = reinterpret_cast<uint8_t*>(out.data() + at);
+  fc_frame_header_encode(frame, FC_FRAME_RESPONSE, 0, static_cast<uint32_t>(size));
+  uint8_t* p = fc_response_put_head(frame + FC_FRAME_HEADER_SIZE, code, n);
+  for (size_t i = 0; i < n; i++) {
+    const auto& [name, value] = headers[i];
+    p = fc_response_put_header(p, name.data(), name.size(), value.data(), value.size());
   }
-  fc_frame_header_encode(buf, FC_FRAME_RESPONSE, 0, static_cast<uint32_t>(written));
-  out.resize(at + FC_FRAME_HEADER_SIZE + written);
+  fc_response_put_tail(p, cold_start ? 1 : 0, instance.data(), instance.size());
   return true;
 }
 

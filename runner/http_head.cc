@@ -1,5 +1,7 @@
 #include "http_head.h"
 
+#include "byte_scan.h"
+
 #include <spdlog/fmt/fmt.h>
 
 #include <charconv>
@@ -9,8 +11,6 @@
 namespace fc {
 
 namespace {
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
 bool istarts_with(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
@@ -32,37 +32,22 @@ void add(std::string& out, std::string_view name, std::string_view value) {
   *p = '\n';
 }
 
-// True when one of the 8 bytes of `word` is `byte` ("haszero" of the xor).
-bool has_byte(uint64_t word, char byte) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
-  uint64_t x = word ^ (kOnes * static_cast<unsigned char>(byte));
-  return ((x - kOnes) & ~x & kHighs) != 0;
-}
-
-// Header values must not smuggle a line break into the head.  (Eight bytes
-// at a time, not find_first_of("\r\n"), which calls memchr per byte: every
-// forwarded name and value is checked, per request.)
-bool safe(std::string_view s) {
-  const char* p = s.data();
-  const char* end = p + s.size();
-  for (; end - p >= 8; p += 8) {
-    uint64_t word;
-    std::memcpy(&word, p, sizeof word);
-    if (has_byte(word, '\r') || has_byte(word, '\n')) return false;
-  }
-  for (; p < end; p++) {
-    if (*p == '\r' || *p == '\n') return false;
-  }
-  return true;
-}
+// Header values must not smuggle a line break into the head.
+bool safe(std::string_view s) { return byte_scan::has_no_line_break(s); }
 
 }  // namespace
 
+// Called a dozen times a request (header rules, both heads): equal bytes,
+// the common case, cost one comparison; only a pair that differs is asked
+// whether it is one letter in two cases.
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); i++) {
-    if (lower(a[i]) != lower(b[i])) return false;
+    auto x = static_cast<unsigned char>(a[i]);
+    auto y = static_cast<unsigned char>(b[i]);
+    if (x == y) continue;
+    unsigned folded = x | 0x20u;
+    if (folded - 'a' > 'z' - 'a' || folded != (y | 0x20u)) return false;
   }
   return true;
 }
@@ -115,6 +100,112 @@ std::string upgrade_protocol(const RequestHead& head) {
   }
   if (!connection_upgrade || !safe(upgrade)) return {};
   return upgrade;
+}
+
+namespace {
+
+// RFC 9110 tchar: what a header name is made of.
+struct TokenChars {
+  bool is[256] = {};
+  constexpr TokenChars() {
+    for (int c = '0'; c <= '9'; c++) is[c] = true;
+    for (int c = 'a'; c <= 'z'; c++) is[c] = is[c - 'a' + 'A'] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) is[static_cast<unsigned char>(c)] = true;
+  }
+};
+constexpr TokenChars kTokenChars;
+
+std::string_view trim_blanks(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+bool parse_length(std::string_view s, uint64_t& out) {
+  // 18 digits cannot overflow; no body is that long
+  if (s.empty() || s.size() > 18) return false;
+  uint64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + static_cast<uint64_t>(c - '0');
+  }
+  out = v;
+  return true;
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+}  // namespace
+
+bool parse_simple_response_head(std::string_view bytes, SimpleResponseHead& out, HeaderViews& headers) {
+  headers.clear();
+  const char* p = bytes.data();
+  const char* end = p + bytes.size();
+  // "HTTP/1.1 200" then " reason" or nothing, CRLF
+  constexpr std::string_view kVersion = "HTTP/1.1 ";
+  if (bytes.size() < kVersion.size() + 5 || bytes.substr(0, kVersion.size()) != kVersion) return false;
+  p += kVersion.size();
+  if (!is_digit(p[0]) || !is_digit(p[1]) || !is_digit(p[2])) return false;
+  int status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
+  if (status < 200 || status > 599 || status == 204 || status == 304) return false;
+  p += 3;
+  const auto* eol = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+  if (eol == nullptr || eol == p || eol[-1] != '\r') return false;
+  std::string_view reason(p, static_cast<size_t>(eol - 1 - p));
+  if (!reason.empty() && (reason.front() != ' ' || !byte_scan::has_no_control(reason))) return false;
+  p = eol + 1;
+
+  bool have_length = false;
+  bool close = false;
+  for (;;) {
+    if (end - p < 2) return false;  // not complete in this read
+    if (p[0] == '\r' && p[1] == '\n') {
+      p += 2;
+      break;
+    }
+    eol = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    if (eol == nullptr || eol == p || eol[-1] != '\r') return false;
+    std::string_view line(p, static_cast<size_t>(eol - 1 - p));
+    p = eol + 1;
+    // a tab, a bare CR, NUL...: http_parser knows what to make of it
+    if (!byte_scan::has_no_control(line)) return false;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0) return false;
+    std::string_view name = line.substr(0, colon);
+    // also refuses obs-fold (a line that begins with a space)
+    for (char c : name) {
+      if (!kTokenChars.is[static_cast<unsigned char>(c)]) return false;
+    }
+    std::string_view value = trim_blanks(line.substr(colon + 1));
+    switch (name.size()) {
+      case 10:
+        if (iequals(name, "connection")) {
+          if (iequals(value, "close")) {
+            close = true;
+          } else if (!iequals(value, "keep-alive")) {
+            return false;
+          }
+        }
+        break;
+      case 14:
+        if (iequals(name, "content-length")) {
+          if (have_length || !parse_length(value, out.content_length)) return false;
+          have_length = true;
+        }
+        break;
+      case 17:
+        if (iequals(name, "transfer-encoding")) return false;
+        break;
+      default:
+        break;
+    }
+    headers.emplace_back(name, value);
+  }
+  if (!have_length) return false;
+  out.status = status;
+  out.keep_alive = !close;
+  out.head_len = static_cast<size_t>(p - bytes.data());
+  return true;
 }
 
 std::string format_seconds(double seconds) {

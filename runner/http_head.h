@@ -78,6 +78,23 @@ BodyFraming request_framing(std::string_view method, int64_t content_length);
 // nginx module applies the same rule (docs/protocol.md).
 std::string upgrade_protocol(const RequestHead& head);
 
+// An instance's response head of the common shape, read without
+// http_parser (whose byte-at-a-time state machine was a fifth of the
+// runner's instructions per request): HTTP/1.1, a final status that has a
+// body (200-599 but 204 and 304), a Content-Length, no Transfer-Encoding,
+// Connection absent, "keep-alive" or "close", and every line free of
+// control characters, each name a token.  Anything else, or a head not
+// complete in `bytes`, is left to http_parser.
+struct SimpleResponseHead {
+  int status = 0;
+  bool keep_alive = true;
+  uint64_t content_length = 0;
+  size_t head_len = 0;  // the head's bytes in `bytes`, the blank line included
+};
+// True when `bytes` begins with a whole head of that shape: `out` and
+// `headers` (views into `bytes`, every header in order) are filled.
+bool parse_simple_response_head(std::string_view bytes, SimpleResponseHead& out, HeaderViews& headers);
+
 // Numbers in FC headers: "30", "2.5".
 std::string format_seconds(double seconds);
 

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include <spdlog/fmt/fmt.h>
@@ -118,6 +119,9 @@ void InstanceConnection::begin(ResponseSink& sink, std::unique_ptr<WriteReq> hea
   interim_ = false;
   message_done_ = false;
   keep_alive_ = false;
+  parser_fed_ = false;
+  simple_ = false;
+  simple_body_left_ = 0;
   int rc = connect_error_;
   if (rc == UV_EMFILE || rc == UV_ENFILE) {
     // The runner's own descriptors ran out, not the instance's: the request
@@ -314,6 +318,12 @@ void InstanceConnection::on_read(const ChunkRef& chunk, const char* data, size_t
     if (sink_) sink_->on_response_body(chunk, data, len);
     return;
   }
+  if (simple_) {
+    read_simple_body(chunk, data, len);
+    return;
+  }
+  if (!parser_fed_ && read_simple_head(chunk, data, len)) return;
+  parser_fed_ = true;
   current_chunk_ = &chunk;
   size_t parsed = http_parser_execute(&parser_, &settings(), data, len);
   current_chunk_ = nullptr;
@@ -363,7 +373,7 @@ void InstanceConnection::on_end(int status) {
     finish_message();
     return;
   }
-  if (status == UV_EOF && head_done_) {
+  if (status == UV_EOF && head_done_ && !simple_) {
     // A body delimited by the end of the connection.
     http_parser_execute(&parser_, &settings(), nullptr, 0);
     if (message_done_) {
@@ -532,21 +542,65 @@ int InstanceConnection::on_headers_complete(http_parser* p) {
     bool keep = !is_dropped_response_header(name) || (switching && iequals(name, "upgrade"));
     if (keep) headers.emplace_back(name, self->view(h.value));
   }
-  // The instance answered: the rest is streaming, at the client's pace.
-  disarm(self->response_timer_);
-  if (self->discarding_ && !(self->discard_timer_ && self->discard_timer_->active())) {
-    arm(self->discard_timer_, self->loop_, self->discard_limit_ms_, [self] {
-      self->close();
-      self->release(Instance::Outcome::kAbandoned, false, "abandoned");
-    });
-  }
-  if (self->sink_) self->sink_->on_response_head(status, headers);
-  // The views end here (reset_head() may free spill_).
-  headers.clear();
-  self->reset_head();
+  self->deliver_head(status);
   if (switching) return 0;
   // HEAD responses (and 204/304, which http_parser knows) carry no body.
   return self->head_request_ ? 1 : 0;
+}
+
+void InstanceConnection::deliver_head(int status) {
+  // The instance answered: the rest is streaming, at the client's pace.
+  disarm(response_timer_);
+  if (discarding_ && !(discard_timer_ && discard_timer_->active())) {
+    arm(discard_timer_, loop_, discard_limit_ms_, [this] {
+      close();
+      release(Instance::Outcome::kAbandoned, false, "abandoned");
+    });
+  }
+  if (sink_) sink_->on_response_head(status, kept_headers_);
+  // The views end here (reset_head() may free spill_).
+  kept_headers_.clear();
+  reset_head();
+}
+
+// ---- the common response, without http_parser --------------------------------
+
+bool InstanceConnection::read_simple_head(const ChunkRef& chunk, const char* data, size_t len) {
+  // A HEAD request's answer has a Content-Length and no body, an upgrade
+  // may be answered with 101: http_parser's, as are heads split over reads.
+  if (head_request_ || upgrade_requested_) return false;
+  SimpleResponseHead head;
+  if (!parse_simple_response_head(std::string_view(data, len), head, kept_headers_)) return false;
+  simple_ = true;
+  simple_body_left_ = head.content_length;
+  interim_ = false;
+  head_done_ = true;
+  keep_alive_ = head.keep_alive;
+  tunnel_ = false;
+  std::erase_if(kept_headers_, [](const auto& h) { return is_dropped_response_header(h.first); });
+  deliver_head(head.status);
+  if (!busy()) return true;  // the sink failed or went away
+  read_simple_body(chunk, data + head.head_len, len - head.head_len);
+  return true;
+}
+
+void InstanceConnection::read_simple_body(const ChunkRef& chunk, const char* data, size_t len) {
+  size_t n = static_cast<size_t>(std::min<uint64_t>(len, simple_body_left_));
+  simple_body_left_ -= n;
+  if (n > 0 && sink_) sink_->on_response_body(chunk, data, n);
+  if (!busy()) return;  // discarded while the client is gone
+  if (simple_body_left_ > 0) {
+    if (!acks_at_once_ && tcp_) {
+      // As for http_parser's responses (on_read): a body in pieces.
+      acks_at_once_ = true;
+      tcp_->quickack();
+    }
+    return;
+  }
+  message_done_ = true;
+  // Bytes past the response: the instance broke the protocol.
+  keep_alive_ = keep_alive_ && n == len && request_done_;
+  finish_message();
 }
 
 int InstanceConnection::on_body(http_parser* p, const char* at, size_t len) {

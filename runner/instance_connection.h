@@ -110,6 +110,15 @@ class InstanceConnection final : public DeferredDeletable {
   void flush_head();
   void append_body(WriteReq& req, const ChunkRef& chunk, const char* data, size_t len) const;
 
+  // The common response head read without http_parser
+  // (parse_simple_response_head); false when http_parser must take this
+  // response, from its first byte.
+  bool read_simple_head(const ChunkRef& chunk, const char* data, size_t len);
+  // Body bytes of a response whose head read_simple_head() took.
+  void read_simple_body(const ChunkRef& chunk, const char* data, size_t len);
+  // The head is complete and kept_headers_ holds what the sink gets.
+  void deliver_head(int status);
+
   static const http_parser_settings& settings();
   void fail_soon(GatewayError&& error, Instance::Outcome outcome);
   static int on_header_field(http_parser* p, const char* at, size_t len);
@@ -165,6 +174,9 @@ class InstanceConnection final : public DeferredDeletable {
   bool upgrade_requested_ = false;
   bool tunnel_ = false;         // switched protocols: bytes pass both ways as they are
   bool message_done_ = false;
+  bool parser_fed_ = false;          // http_parser has bytes of this response
+  bool simple_ = false;              // read_simple_head() took this response
+  uint64_t simple_body_left_ = 0;    // its Content-Length bytes still to come
   bool keep_alive_ = false;
   bool acks_at_once_ = false;  // the instance answers in pieces: no delayed ACKs
   const ChunkRef* current_chunk_ = nullptr;  // during on_read

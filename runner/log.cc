@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include "byte_scan.h"
+
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -22,8 +24,6 @@ namespace fc {
 
 namespace {
 
-bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
-
 // `out`: a std::string (the batch) or fmt's memory buffer.
 void put(std::string& out, const char* begin, const char* end) { out.append(begin, static_cast<size_t>(end - begin)); }
 template <typename Buffer>
@@ -36,41 +36,17 @@ void append(Out& out, std::string_view text) {
   put(out, text.data(), text.data() + text.size());
 }
 
-// True when one of the 8 bytes of `word` is a control character or DEL:
-// the test of eight bytes at once, so a clean line costs a few instructions
-// per 8 bytes instead of a branch per byte ("hasless" and "haszero", exact
-// as yes/no answers).
-bool has_control(uint64_t word) {
-  constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHighs = 0x8080808080808080ULL;
-  uint64_t below_space = (word - kOnes * 0x20) & ~word & kHighs;
-  uint64_t del = word ^ (kOnes * 0x7f);
-  return (below_space | ((del - kOnes) & ~del & kHighs)) != 0;
-}
-
 template <typename Out>
 void append_escaped(std::string_view text, Out& out) {
   static constexpr char kHex[] = "0123456789abcdef";
   const char* run = text.data();
   const char* end = text.data() + text.size();
-  const char* p = run;
-  while (p < end) {
-    if (end - p >= 8) {
-      uint64_t word;
-      std::memcpy(&word, p, sizeof word);
-      if (!has_control(word)) {
-        p += 8;
-        continue;
-      }
-    }
+  for (const char* p = byte_scan::find_control(run, end); p < end; p = byte_scan::find_control(p + 1, end)) {
     auto c = static_cast<unsigned char>(*p);
-    if (is_control(c)) {
-      put(out, run, p);
-      char esc[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
-      put(out, esc, esc + 4);
-      run = p + 1;
-    }
-    p++;
+    put(out, run, p);
+    char esc[4] = {'\\', 'x', kHex[c >> 4], kHex[c & 15]};
+    put(out, esc, esc + 4);
+    run = p + 1;
   }
   put(out, run, end);
 }
@@ -142,19 +118,7 @@ SecondStamp& text_stamp() {
 }
 
 // True when `text` has no byte append_escaped() would change.
-bool clean(std::string_view text) {
-  const char* p = text.data();
-  const char* end = p + text.size();
-  for (; end - p >= 8; p += 8) {
-    uint64_t word;
-    std::memcpy(&word, p, sizeof word);
-    if (has_control(word)) return false;
-  }
-  for (; p < end; p++) {
-    if (is_control(static_cast<unsigned char>(*p))) return false;
-  }
-  return true;
-}
+bool clean(std::string_view text) { return byte_scan::has_no_control(text); }
 
 template <typename Out>
 void append_text_line(Out& out, spdlog::level::level_enum level, LogClock::time_point time, std::string_view text) {
@@ -460,9 +424,6 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
     size_t total = 0;
     for (std::string_view part : parts) total += part.size();
     if (total > kMaxLogMessage || !surely_fits(total)) return false;
-    for (std::string_view part : parts) {
-      if (!clean(part)) return false;
-    }
     std::string_view stamp = text_stamp().of(seconds_of(time));
     auto name = spdlog::level::to_string_view(level);
     size_t at = pending_.size();
@@ -480,7 +441,14 @@ class LogSink final : public spdlog::sinks::base_sink<spdlog::details::null_mute
     *p++ = ' ';
     put_bytes(name.data(), name.size());
     *p++ = ' ';
+    const char* message = p;
     for (std::string_view part : parts) put_bytes(part.data(), part.size());
+    // Checked once copied: one scan of the message, not one per part
+    // (most parts are a few bytes, and a scan's tail is byte by byte).
+    if (!clean(std::string_view(message, total))) {
+      pending_.resize(at);
+      return false;
+    }
     *p = '\n';
     if (!loop_) drain();
     return true;

@@ -11,6 +11,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -480,6 +481,8 @@ int Process::spawn(const Options& options, ExitCb cb) {
   if (pidfd < 0 && errno == ENOSYS) {
     pid_ = pid;
     exit_cb_ = std::move(cb);
+    exit_signal_ = Signal::create(loop_);
+    exit_signal_->start(SIGCHLD, [this](int) { reap_if_exited(); });
     exit_poll_ = Timer::create(loop_);
     poll_for_exit();
     return 0;
@@ -521,8 +524,10 @@ int Process::kill_group(int signum) const {
 void Process::on_pidfd(uv_poll_t* p, int, int) { static_cast<Process*>(p->data)->reap_if_exited(); }
 
 void Process::poll_for_exit() {
-  constexpr uint64_t kExitPollMs = 5;
-  exit_poll_->start(kExitPollMs, [this] {
+  constexpr uint64_t kFirstExitPollMs = 5;
+  constexpr uint64_t kLastExitPollMs = 1000;
+  exit_poll_ms_ = exit_poll_ms_ == 0 ? kFirstExitPollMs : std::min(exit_poll_ms_ * 2, kLastExitPollMs);
+  exit_poll_->start(exit_poll_ms_, [this] {
     reap_if_exited();
     if (!exited_) poll_for_exit();
   });
@@ -536,6 +541,7 @@ void Process::reap_if_exited() {
   if (done == 0 || (done < 0 && errno == EINTR)) return;  // not yet
   self->exited_ = true;
   if (self->pidfd_ >= 0) uv_poll_stop(&self->h_);
+  if (self->exit_poll_) self->exit_poll_->stop();
   int64_t exit_status = 0;
   int term_signal = 0;
   if (done == self->pid_) {

@@ -309,8 +309,13 @@ class Process final : public HandleBase {
   uv_poll_t h_{};
   int pidfd_ = -1;
   // Without pidfd_open (ENOSYS: kernels before 5.3, valgrind 3.19, which
-  // `make bench` runs the runner under) the exit is polled by waitpid.
+  // `make bench` runs the runner under) SIGCHLD says when to waitpid, and a
+  // poll that backs off from 5 ms to 1 s covers an exit before the handler
+  // was in place.  (A 5 ms poll alone woke the loop 200 times a second per
+  // instance: under callgrind a tenth of the runner's count per request.)
+  HandlePtr<Signal> exit_signal_;
   HandlePtr<Timer> exit_poll_;
+  uint64_t exit_poll_ms_ = 0;
   int pid_ = 0;
   ExitCb exit_cb_;
   bool exited_ = false;

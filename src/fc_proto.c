@@ -219,6 +219,11 @@ fc_writer_write(void *data, const char *buf, size_t len)
 {
     fc_writer_t  *w = data;
 
+    if (len == 0) {
+        /* an empty string's body: buf may be NULL (an absent field) */
+        return 0;
+    }
+
     if (w->used <= w->cap && len <= w->cap - w->used) {
         /* fits (the caller sized buf by the bound): msgpack-c writes most
          * tokens a byte at a time */
@@ -231,10 +236,6 @@ fc_writer_write(void *data, const char *buf, size_t len)
 
         w->used += len;
 
-        return 0;
-    }
-
-    if (len == 0) {
         return 0;
     }
 
@@ -368,53 +369,187 @@ fc_request_encode(const fc_request_t *req, uint8_t *buf, size_t cap,
 
 
 /*
- * The RESPONSE's keys as msgpack-c packs them, packed once: one copy per
- * key and message instead of two packer calls (the runner writes one
- * RESPONSE per request; its loop is single-threaded, as is an nginx worker).
+ * The RESPONSE, written byte by byte in msgpack-c's forms (the smallest
+ * that holds each value) without its packer: the runner writes one per
+ * request, and the packer's write callback per token cost more than the
+ * bytes.  The caller sums the parts' exact sizes, makes room once and
+ * writes the parts in order (fc_proto.h); fc_response_encode() does the
+ * same for an fc_response_t.
  */
-enum {
-    FC_RESP_KEY_STATUS = 0,
-    FC_RESP_KEY_HEADERS,
-    FC_RESP_KEY_COLD_START,
-    FC_RESP_KEY_INSTANCE,
-    FC_RESP_KEY_N
-};
 
-static uint8_t  fc_response_keys[sizeof("status") + sizeof("headers")
-                                 + sizeof("cold_start") + sizeof("instance")];
-static size_t   fc_response_key_end[FC_RESP_KEY_N];
-static int      fc_response_keys_packed;
+#define FC_KEY_STATUS      "\xa6" "status"
+#define FC_KEY_HEADERS     "\xa7" "headers"
+#define FC_KEY_COLD_START  "\xaa" "cold_start"
+#define FC_KEY_INSTANCE    "\xa8" "instance"
+
+#define fc_put_key(p, key)                                                    \
+    (memcpy(p, key, sizeof(key) - 1), (p) + sizeof(key) - 1)
 
 
-static void
-fc_response_keys_pack(void)
+static size_t
+fc_mp_str_size(size_t len)
 {
-    static const char *const  names[FC_RESP_KEY_N] = {
-        "status", "headers", "cold_start", "instance"
-    };
-
-    int             k;
-    fc_writer_t     w;
-    msgpack_packer  pk;
-
-    fc_writer_init(&w, &pk, fc_response_keys, sizeof(fc_response_keys));
-
-    for (k = 0; k < FC_RESP_KEY_N; k++) {
-        fc_pack_key_len(&pk, names[k], strlen(names[k]));
-        fc_response_key_end[k] = w.used;
-    }
-
-    fc_response_keys_packed = 1;
+    return (len < 32 ? 1 : len < 256 ? 2 : len < 65536 ? 3 : 5) + len;
 }
 
 
-static void
-fc_response_key(fc_writer_t *w, int k)
+static size_t
+fc_mp_uint_size(uint64_t v)
 {
-    size_t  start = k ? fc_response_key_end[k - 1] : 0;
+    return v < 128 ? 1 : v < 256 ? 2 : v < 65536 ? 3 : v <= UINT32_MAX ? 5 : 9;
+}
 
-    (void) fc_writer_write(w, (const char *) fc_response_keys + start,
-                           fc_response_key_end[k] - start);
+
+static size_t
+fc_mp_array_size(size_t n)
+{
+    return n < 16 ? 1 : n < 65536 ? 3 : 5;
+}
+
+
+static uint8_t *
+fc_mp_put_be(uint8_t *p, uint64_t v, size_t n)
+{
+    size_t  i;
+
+    for (i = n; i > 0; i--) {
+        p[i - 1] = (uint8_t) v;
+        v >>= 8;
+    }
+
+    return p + n;
+}
+
+
+static uint8_t *
+fc_mp_put_str(uint8_t *p, const char *s, size_t len)
+{
+    if (len < 32) {
+        *p++ = (uint8_t) (0xa0 | len);
+
+    } else if (len < 256) {
+        *p++ = 0xd9;
+        *p++ = (uint8_t) len;
+
+    } else if (len < 65536) {
+        *p++ = 0xda;
+        p = fc_mp_put_be(p, len, 2);
+
+    } else {
+        *p++ = 0xdb;
+        p = fc_mp_put_be(p, len, 4);
+    }
+
+    if (len) {
+        memcpy(p, s, len);
+    }
+
+    return p + len;
+}
+
+
+static uint8_t *
+fc_mp_put_uint(uint8_t *p, uint64_t v)
+{
+    if (v < 128) {
+        *p++ = (uint8_t) v;
+        return p;
+    }
+
+    if (v < 256) {
+        *p++ = 0xcc;
+        *p++ = (uint8_t) v;
+        return p;
+    }
+
+    if (v < 65536) {
+        *p++ = 0xcd;
+        return fc_mp_put_be(p, v, 2);
+    }
+
+    if (v <= UINT32_MAX) {
+        *p++ = 0xce;
+        return fc_mp_put_be(p, v, 4);
+    }
+
+    *p++ = 0xcf;
+    return fc_mp_put_be(p, v, 8);
+}
+
+
+static uint8_t *
+fc_mp_put_array(uint8_t *p, size_t n)
+{
+    if (n < 16) {
+        *p++ = (uint8_t) (0x90 | n);
+        return p;
+    }
+
+    if (n < 65536) {
+        *p++ = 0xdc;
+        return fc_mp_put_be(p, n, 2);
+    }
+
+    *p++ = 0xdd;
+    return fc_mp_put_be(p, n, 4);
+}
+
+
+size_t
+fc_response_head_size(uint32_t status, size_t nheaders)
+{
+    return 1 + sizeof(FC_KEY_STATUS) - 1 + fc_mp_uint_size(status)
+           + sizeof(FC_KEY_HEADERS) - 1 + fc_mp_array_size(nheaders);
+}
+
+
+size_t
+fc_response_header_size(size_t name_len, size_t value_len)
+{
+    return 1 + fc_mp_str_size(name_len) + fc_mp_str_size(value_len);
+}
+
+
+size_t
+fc_response_tail_size(size_t instance_len)
+{
+    return sizeof(FC_KEY_COLD_START) - 1 + 1 + sizeof(FC_KEY_INSTANCE) - 1
+           + fc_mp_str_size(instance_len);
+}
+
+
+uint8_t *
+fc_response_put_head(uint8_t *out, uint32_t status, size_t nheaders)
+{
+    *out++ = 0x84;                      /* a map of 4 */
+    out = fc_put_key(out, FC_KEY_STATUS);
+    out = fc_mp_put_uint(out, status);
+    out = fc_put_key(out, FC_KEY_HEADERS);
+
+    return fc_mp_put_array(out, nheaders);
+}
+
+
+uint8_t *
+fc_response_put_header(uint8_t *out, const char *name, size_t name_len,
+    const char *value, size_t value_len)
+{
+    *out++ = 0x92;                      /* an array of 2 */
+    out = fc_mp_put_str(out, name, name_len);
+
+    return fc_mp_put_str(out, value, value_len);
+}
+
+
+uint8_t *
+fc_response_put_tail(uint8_t *out, int cold_start, const char *instance,
+    size_t instance_len)
+{
+    out = fc_put_key(out, FC_KEY_COLD_START);
+    *out++ = cold_start ? 0xc3 : 0xc2;
+    out = fc_put_key(out, FC_KEY_INSTANCE);
+
+    return fc_mp_put_str(out, instance, instance_len);
 }
 
 
@@ -422,35 +557,57 @@ int
 fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
     size_t *written)
 {
-    fc_writer_t     w;
-    msgpack_packer  pk;
+    size_t              i, size;
+    uint8_t            *p;
+    const fc_header_t  *h;
 
     if (resp->nheaders > FC_MAX_HEADERS) {
         return FC_ETOOMANY;
     }
 
-    if (!fc_response_keys_packed) {
-        fc_response_keys_pack();
+    /* summed with every length bounded first, so no sum can wrap */
+
+    if (resp->instance.len > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
     }
 
-    fc_writer_init(&w, &pk, buf, cap);
+    size = fc_response_head_size(resp->status, resp->nheaders)
+           + fc_response_tail_size(resp->instance.len);
 
-    msgpack_pack_map(&pk, 4);
+    for (i = 0; i < resp->nheaders; i++) {
+        h = &resp->headers[i];
 
-    fc_response_key(&w, FC_RESP_KEY_STATUS);
-    msgpack_pack_uint32(&pk, resp->status);
-    fc_response_key(&w, FC_RESP_KEY_HEADERS);
-    fc_pack_headers(&pk, &w, resp->headers, resp->nheaders);
-    fc_response_key(&w, FC_RESP_KEY_COLD_START);
-    if (resp->cold_start) {
-        msgpack_pack_true(&pk);
-    } else {
-        msgpack_pack_false(&pk);
+        if (h->name.len > FC_MAX_META_PAYLOAD
+            || h->value.len > FC_MAX_META_PAYLOAD)
+        {
+            return FC_ETOOBIG;
+        }
+
+        size += fc_response_header_size(h->name.len, h->value.len);
     }
-    fc_response_key(&w, FC_RESP_KEY_INSTANCE);
-    fc_pack_str(&pk, &w, &resp->instance);
 
-    return fc_writer_finish(&w, written);
+    if (size > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
+    }
+
+    if (size > cap) {
+        return FC_ENOSPACE;
+    }
+
+    p = fc_response_put_head(buf, resp->status, resp->nheaders);
+
+    for (i = 0; i < resp->nheaders; i++) {
+        h = &resp->headers[i];
+        p = fc_response_put_header(p, h->name.data, h->name.len,
+                                   h->value.data, h->value.len);
+    }
+
+    p = fc_response_put_tail(p, resp->cold_start, resp->instance.data,
+                             resp->instance.len);
+
+    *written = (size_t) (p - buf);
+
+    return FC_OK;
 }
 
 
@@ -587,8 +744,13 @@ fc_error_size_bound(const fc_error_t *err)
  */
 #define FC_MSGPACK_MAX_DEPTH  16
 
+/*
+ * Skips the one object at buf[*pos], nested at most max_depth containers
+ * deep (<= FC_MSGPACK_MAX_DEPTH), with the same checks: the check of a
+ * whole payload, and the REQUEST decoder's skip of an unknown value.
+ */
 static int
-fc_msgpack_check(const uint8_t *buf, size_t len)
+fc_msgpack_skip(const uint8_t *buf, size_t len, size_t *at, size_t max_depth)
 {
     int       container;
     uint8_t   b;
@@ -596,7 +758,7 @@ fc_msgpack_check(const uint8_t *buf, size_t len)
     uint64_t  owed, count, v;
     uint64_t  left[FC_MSGPACK_MAX_DEPTH];  /* elements left per open level */
 
-    pos = 0;
+    pos = *at;
     depth = 0;
     owed = 1;           /* objects not yet started: the root */
 
@@ -698,7 +860,7 @@ fc_msgpack_check(const uint8_t *buf, size_t len)
         pos += skip;
 
         if (container) {
-            if (depth == FC_MSGPACK_MAX_DEPTH) {
+            if (depth == max_depth) {
                 return FC_EMSGPACK;     /* msgpack-c would refuse it too */
             }
 
@@ -727,6 +889,25 @@ fc_msgpack_check(const uint8_t *buf, size_t len)
         if (depth == 0) {
             break;
         }
+    }
+
+    *at = pos;
+
+    return FC_OK;
+}
+
+
+static int
+fc_msgpack_check(const uint8_t *buf, size_t len)
+{
+    int     rc;
+    size_t  pos;
+
+    pos = 0;
+
+    rc = fc_msgpack_skip(buf, len, &pos, FC_MSGPACK_MAX_DEPTH);
+    if (rc != FC_OK) {
+        return rc;
     }
 
     if (pos != len) {
@@ -1053,48 +1234,326 @@ fc_decode_fields(const msgpack_object *root, const uint8_t *payload,
 }
 
 
+/*
+ * The REQUEST decoder: one pass over the payload's bytes, straight into
+ * fc_request_t.  The runner decodes a REQUEST per request; the tree
+ * decoders' pre-check walk, msgpack-c's object tree in its zone and the
+ * walk over that tree were three passes where one does.  Nothing is
+ * allocated but the header array, last.  A payload this pass finds of the
+ * wrong shape is checked whole once more (fc_msgpack_check), so that it
+ * fails as the tree decoders fail: malformed msgpack anywhere in it is
+ * FC_EMSGPACK before any schema error.
+ */
+
+typedef struct {
+    const uint8_t  *pos;
+    const uint8_t  *end;
+} fc_cursor_t;
+
+
+/* A big-endian length or integer of n (1, 2, 4, 8) bytes after the type byte. */
 static int
-fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
-    size_t len, void *out)
+fc_read_be(fc_cursor_t *c, size_t n, uint64_t *out)
 {
-    uint64_t       u;
-    fc_request_t  *r = out;
+    size_t          i;
+    uint64_t        v;
+    const uint8_t  *p = c->pos + 1;
+
+    if ((size_t) (c->end - c->pos) <= n) {
+        return FC_EMSGPACK;
+    }
+
+    v = 0;
+    for (i = 0; i < n; i++) {
+        v = (v << 8) | p[i];
+    }
+
+    c->pos = p + n;
+    *out = v;
+
+    return FC_OK;
+}
+
+
+/* A str or bin, as a slice of the payload. */
+static int
+fc_read_str(fc_cursor_t *c, fc_str_t *out)
+{
+    int       rc;
+    uint8_t   b;
+    uint64_t  n;
+
+    if (c->pos == c->end) {
+        return FC_EMSGPACK;
+    }
+
+    b = *c->pos;
+
+    if (b >= 0xa0 && b <= 0xbf) {
+        n = b & 0x1f;
+        c->pos++;
+
+    } else {
+        switch (b) {
+        case 0xc4: case 0xd9: rc = fc_read_be(c, 1, &n); break;
+        case 0xc5: case 0xda: rc = fc_read_be(c, 2, &n); break;
+        case 0xc6: case 0xdb: rc = fc_read_be(c, 4, &n); break;
+        default:
+            return FC_ESCHEMA;
+        }
+
+        if (rc != FC_OK) {
+            return rc;
+        }
+    }
+
+    if (n > (uint64_t) (c->end - c->pos)) {
+        return FC_EMSGPACK;
+    }
+
+    out->data = (const char *) c->pos;
+    out->len = (size_t) n;
+    c->pos += n;
+
+    return FC_OK;
+}
+
+
+/*
+ * Any integer form.  As in msgpack-c, a signed form holding a value >= 0 is
+ * a positive integer: *negative is 0 and *u the value; else *negative is 1
+ * and *u the value's two's complement.
+ */
+static int
+fc_read_int(fc_cursor_t *c, uint64_t *u, int *negative)
+{
+    int       rc;
+    uint8_t   b;
+    int64_t   s;
+    uint64_t  v;
+
+    if (c->pos == c->end) {
+        return FC_EMSGPACK;
+    }
+
+    b = *c->pos;
+
+    if (b <= 0x7f) {
+        c->pos++;
+        *u = b;
+        *negative = 0;
+        return FC_OK;
+    }
+
+    if (b >= 0xe0) {
+        c->pos++;
+        *u = (uint64_t) (int64_t) (int8_t) b;
+        *negative = 1;
+        return FC_OK;
+    }
+
+    switch (b) {
+    case 0xcc: case 0xd0: rc = fc_read_be(c, 1, &v); break;
+    case 0xcd: case 0xd1: rc = fc_read_be(c, 2, &v); break;
+    case 0xce: case 0xd2: rc = fc_read_be(c, 4, &v); break;
+    case 0xcf: case 0xd3: rc = fc_read_be(c, 8, &v); break;
+    default:
+        return FC_ESCHEMA;
+    }
+
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    switch (b) {
+    case 0xd0: s = (int8_t) v; break;
+    case 0xd1: s = (int16_t) v; break;
+    case 0xd2: s = (int32_t) v; break;
+    case 0xd3: s = (int64_t) v; break;
+    default:
+        *u = v;
+        *negative = 0;
+        return FC_OK;
+    }
+
+    *u = (uint64_t) s;
+    *negative = s < 0;
+
+    return FC_OK;
+}
+
+
+static int
+fc_read_uint(fc_cursor_t *c, uint64_t max, uint64_t *out)
+{
+    int       rc, negative;
+    uint64_t  v;
+
+    rc = fc_read_int(c, &v, &negative);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    if (negative || v > max) {
+        return FC_ESCHEMA;
+    }
+
+    *out = v;
+
+    return FC_OK;
+}
+
+
+/* A map (first == 0x80) or array (0x90) header: its count. */
+static int
+fc_read_container(fc_cursor_t *c, uint8_t first, uint64_t *count)
+{
+    uint8_t  b;
+
+    if (c->pos == c->end) {
+        return FC_EMSGPACK;
+    }
+
+    b = *c->pos;
+
+    if ((b & 0xf0) == first) {
+        c->pos++;
+        *count = b & 0x0f;
+        return FC_OK;
+    }
+
+    /* 0xde, 0xdf: map16, map32; 0xdc, 0xdd: array16, array32 */
+    if (b == (first == 0x80 ? 0xde : 0xdc)) {
+        return fc_read_be(c, 2, count);
+    }
+
+    if (b == (first == 0x80 ? 0xdf : 0xdd)) {
+        return fc_read_be(c, 4, count);
+    }
+
+    return FC_ESCHEMA;
+}
+
+
+/* Skips one value nested in the root map. */
+static int
+fc_skip_value(fc_cursor_t *c, const uint8_t *payload)
+{
+    int     rc;
+    size_t  pos, len;
+
+    pos = (size_t) (c->pos - payload);
+    len = (size_t) (c->end - payload);
+
+    rc = fc_msgpack_skip(payload, len, &pos, FC_MSGPACK_MAX_DEPTH - 1);
+    c->pos = payload + pos;
+
+    return rc;
+}
+
+
+/* [[name, value], ...]: checked, counted and skipped; copied later. */
+static int
+fc_read_headers(fc_cursor_t *c, size_t *nheaders)
+{
+    int       rc;
+    uint64_t  i, n, pair;
+    fc_str_t  s;
+
+    rc = fc_read_container(c, 0x90, &n);
+    if (rc != FC_OK) {
+        return rc;
+    }
+
+    if (n > FC_MAX_HEADERS) {
+        return FC_ETOOMANY;
+    }
+
+    for (i = 0; i < n; i++) {
+        rc = fc_read_container(c, 0x90, &pair);
+        if (rc == FC_OK && pair != 2) {
+            rc = FC_ESCHEMA;
+        }
+        if (rc == FC_OK) {
+            rc = fc_read_str(c, &s);
+        }
+        if (rc == FC_OK) {
+            rc = fc_read_str(c, &s);
+        }
+        if (rc != FC_OK) {
+            return rc;
+        }
+    }
+
+    *nheaders = (size_t) n;
+
+    return FC_OK;
+}
+
+
+/* Copies the header array fc_read_headers() checked, from its start. */
+static void
+fc_copy_checked_headers(const uint8_t *at, const uint8_t *end,
+    fc_header_t *h, size_t n)
+{
+    size_t       i;
+    uint64_t     count;
+    fc_cursor_t  c;
+
+    c.pos = at;
+    c.end = end;
+
+    (void) fc_read_container(&c, 0x90, &count);
+
+    for (i = 0; i < n; i++) {
+        (void) fc_read_container(&c, 0x90, &count);
+        (void) fc_read_str(&c, &h[i].name);
+        (void) fc_read_str(&c, &h[i].value);
+    }
+}
+
+
+static int
+fc_request_read_field(int key, fc_cursor_t *c, fc_request_t *r)
+{
+    int       rc, negative;
+    uint64_t  u;
 
     switch (key) {
     case FC_REQ_FUNCTION:
-        return fc_get_str(v, payload, len, &r->function);
+        return fc_read_str(c, &r->function);
     case FC_REQ_METHOD:
-        return fc_get_str(v, payload, len, &r->method);
+        return fc_read_str(c, &r->method);
     case FC_REQ_URI:
-        return fc_get_str(v, payload, len, &r->uri);
+        return fc_read_str(c, &r->uri);
     case FC_REQ_VERSION:
-        return fc_get_str(v, payload, len, &r->version);
+        return fc_read_str(c, &r->version);
     case FC_REQ_REMOTE_ADDR:
-        return fc_get_str(v, payload, len, &r->remote_addr);
+        return fc_read_str(c, &r->remote_addr);
     case FC_REQ_REMOTE_PORT:
-        if (fc_get_uint(v, 65535, &u) != FC_OK) {
-            return FC_ESCHEMA;
+        rc = fc_read_uint(c, 65535, &u);
+        if (rc == FC_OK) {
+            r->remote_port = (uint32_t) u;
         }
-        r->remote_port = (uint32_t) u;
-        return FC_OK;
+        return rc;
     case FC_REQ_SCHEME:
-        return fc_get_str(v, payload, len, &r->scheme);
+        return fc_read_str(c, &r->scheme);
     case FC_REQ_HOST:
-        return fc_get_str(v, payload, len, &r->host);
+        return fc_read_str(c, &r->host);
     case FC_REQ_REQUEST_ID:
-        return fc_get_str(v, payload, len, &r->request_id);
+        return fc_read_str(c, &r->request_id);
     case FC_REQ_CONTENT_LENGTH:
-        if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER && v->via.i64 == -1) {
-            r->content_length = -1;
-            return FC_OK;
+        rc = fc_read_int(c, &u, &negative);
+        if (rc != FC_OK) {
+            return rc;
         }
-        if (fc_get_uint(v, INT64_MAX, &u) != FC_OK) {
+        if (negative ? (int64_t) u != -1 : u > INT64_MAX) {
             return FC_ESCHEMA;
         }
         r->content_length = (int64_t) u;
         return FC_OK;
     case FC_REQ_DEADLINE_MS:
-        return fc_get_uint(v, UINT64_MAX, &r->deadline_ms);
+        return fc_read_uint(c, UINT64_MAX, &r->deadline_ms);
     default:
         return FC_OK;
     }
@@ -1102,8 +1561,8 @@ fc_request_field(int key, const msgpack_object *v, const uint8_t *payload,
 
 
 int
-fc_request_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
-    size_t len, fc_request_t *req, fc_alloc_pt alloc, void *alloc_ctx)
+fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
+    fc_alloc_pt alloc, void *alloc_ctx)
 {
     static const fc_key_t     keys[FC_REQ_NKEYS] = {
         fc_key("function"), fc_key("method"), fc_key("uri"),
@@ -1116,55 +1575,130 @@ fc_request_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
                                          | (1u << FC_REQ_METHOD)
                                          | (1u << FC_REQ_URI);
 
-    int                    rc;
-    fc_request_t           r;
-    msgpack_object         root;
-    const msgpack_object  *headers;
+    int             rc, key, hint;
+    size_t          nheaders;
+    uint64_t        i, n;
+    unsigned        seen;
+    fc_str_t        name;
+    fc_cursor_t     c;
+    fc_request_t    r;
+    fc_header_t    *h;
+    const uint8_t  *headers_at;
 
-    rc = fc_unpack_map(payload, len, zone, &root);
-
-    if (rc == FC_OK) {
-        memset(&r, 0, sizeof(fc_request_t));
-        r.content_length = -1;
-        headers = NULL;
-
-        rc = fc_decode_fields(&root, payload, len, keys, FC_REQ_NKEYS,
-                              required, FC_REQ_HEADERS, fc_request_field, &r,
-                              &headers);
+    if (len > FC_MAX_META_PAYLOAD) {
+        return FC_ETOOBIG;
     }
 
-    if (rc == FC_OK) {
-        rc = fc_copy_headers(headers, payload, len, alloc, alloc_ctx,
-                             &r.headers, &r.nheaders);
+    c.pos = payload;
+    c.end = payload + len;
+
+    memset(&r, 0, sizeof(fc_request_t));
+    r.content_length = -1;
+    headers_at = NULL;
+    nheaders = 0;
+    seen = 0;
+    hint = 0;
+
+    rc = fc_read_container(&c, 0x80, &n);
+
+    for (i = 0; rc == FC_OK && i < n; i++) {
+
+        rc = fc_read_str(&c, &name);
+
+        if (rc == FC_ESCHEMA) {
+            /* a key that is not a string: unknown, skipped with its value */
+            rc = fc_skip_value(&c, payload);
+            if (rc == FC_OK) {
+                rc = fc_skip_value(&c, payload);
+            }
+            continue;
+        }
+
+        if (rc != FC_OK) {
+            break;
+        }
+
+        key = -1;
+
+        if (hint < FC_REQ_NKEYS
+            && fc_key_is(&keys[hint], name.data, name.len))
+        {
+            key = hint;
+
+        } else {
+            for (key = FC_REQ_NKEYS - 1; key >= 0; key--) {
+                if (fc_key_is(&keys[key], name.data, name.len)) {
+                    break;
+                }
+            }
+        }
+
+        if (key < 0) {
+            rc = fc_skip_value(&c, payload);
+            continue;
+        }
+
+        hint = key + 1;
+
+        if (seen & (1u << key)) {
+            rc = FC_ESCHEMA;        /* a repeated key is ambiguous */
+            break;
+        }
+        seen |= 1u << key;
+
+        if (key == FC_REQ_HEADERS) {
+            headers_at = c.pos;
+            rc = fc_read_headers(&c, &nheaders);
+
+        } else {
+            rc = fc_request_read_field(key, &c, &r);
+        }
     }
 
-    if (rc == FC_OK) {
-        *req = r;
+    if (rc == FC_OK && c.pos != c.end) {
+        rc = FC_EMSGPACK;           /* trailing bytes */
     }
 
-    msgpack_zone_clear(zone);
+    if (rc == FC_OK && (seen & required) != required) {
+        rc = FC_ESCHEMA;
+    }
 
-    return rc;
+    if (rc != FC_OK) {
+        if (rc != FC_EMSGPACK && fc_msgpack_check(payload, len) != FC_OK) {
+            return FC_EMSGPACK;
+        }
+        return rc;
+    }
+
+    if (nheaders > 0) {
+        if (alloc == NULL) {
+            return FC_ENOMEM;
+        }
+
+        h = alloc(alloc_ctx, nheaders * sizeof(fc_header_t));
+        if (h == NULL) {
+            return FC_ENOMEM;
+        }
+
+        fc_copy_checked_headers(headers_at, c.end, h, nheaders);
+        r.headers = h;
+        r.nheaders = nheaders;
+    }
+
+    *req = r;
+
+    return FC_OK;
 }
 
 
 int
-fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
-    fc_alloc_pt alloc, void *alloc_ctx)
+fc_request_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
+    size_t len, fc_request_t *req, fc_alloc_pt alloc, void *alloc_ctx)
 {
-    int           rc;
-    msgpack_zone  zone;
+    /* no zone needed (above); the entry point stays for its callers */
+    (void) zone;
 
-    if (!msgpack_zone_init(&zone, FC_ZONE_CHUNK_SIZE)) {
-        return FC_ENOMEM;
-    }
-
-    rc = fc_request_decode_in_zone(&zone, payload, len, req, alloc,
-                                   alloc_ctx);
-
-    msgpack_zone_destroy(&zone);
-
-    return rc;
+    return fc_request_decode(payload, len, req, alloc, alloc_ctx);
 }
 
 

@@ -166,6 +166,23 @@ int fc_response_encode(const fc_response_t *resp, uint8_t *buf, size_t cap,
 int fc_error_encode(const fc_error_t *err, uint8_t *buf, size_t cap,
     size_t *written);
 
+/*
+ * The RESPONSE payload in parts, for a caller whose headers are not an
+ * fc_header_t array (the runner's): the exact size of each part, summed by
+ * the caller, which makes room once and then writes head, nheaders header
+ * pairs and tail in this order; each returns where the next part goes.
+ * The same bytes as fc_response_encode().  The caller keeps the sum within
+ * FC_MAX_META_PAYLOAD and nheaders within FC_MAX_HEADERS.
+ */
+size_t fc_response_head_size(uint32_t status, size_t nheaders);
+size_t fc_response_header_size(size_t name_len, size_t value_len);
+size_t fc_response_tail_size(size_t instance_len);
+uint8_t *fc_response_put_head(uint8_t *out, uint32_t status, size_t nheaders);
+uint8_t *fc_response_put_header(uint8_t *out, const char *name,
+    size_t name_len, const char *value, size_t value_len);
+uint8_t *fc_response_put_tail(uint8_t *out, int cold_start,
+    const char *instance, size_t instance_len);
+
 /* Allocator for decoded header arrays: nginx passes its pool, the runner
  * malloc or an arena.  Returns NULL on failure. */
 typedef void *(*fc_alloc_pt)(void *ctx, size_t size);
@@ -173,7 +190,10 @@ typedef void *(*fc_alloc_pt)(void *ctx, size_t size);
 /* Decode a payload.  Unknown map keys are ignored (forward compatible);
  * missing required keys or wrong types give FC_ESCHEMA.  Required:
  * REQUEST: function, method, uri; RESPONSE: status; ERROR: status, code.
- * Absent optional strings decode as {NULL, 0}, content_length as -1. */
+ * Absent optional strings decode as {NULL, 0}, content_length as -1.
+ * Malformed msgpack anywhere in a payload is FC_EMSGPACK, before any
+ * schema error.  The REQUEST decoder reads the bytes in one pass and needs
+ * no msgpack-c zone (fc_request_decode_in_zone ignores its zone). */
 int fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
     fc_alloc_pt alloc, void *alloc_ctx);
 int fc_response_decode(const uint8_t *payload, size_t len,

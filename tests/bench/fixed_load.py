@@ -1,12 +1,19 @@
 """Sends exactly N keep-alive GET requests over C connections and checks that
-every answer is a 200: `fixed_load.py PORT PATH N C`. The instruction counts
-of `make bench` divide by N, so the count must be exact (wrk's is not)."""
+every answer is a 200: `fixed_load.py PORT PATH N C [BODY_BYTES]`; with
+BODY_BYTES, POSTs of that many bytes instead (the event functions' shape).
+The instruction counts of `make bench` divide by N, so the count must be
+exact (wrk's is not)."""
 import selectors
 import socket
 import sys
 
 port, path, total, conns = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fixed_load\r\n\r\n" % path).encode()
+body_bytes = int(sys.argv[5]) if len(sys.argv) > 5 else None
+if body_bytes is None:
+    request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fixed_load\r\n\r\n" % path).encode()
+else:
+    request = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: fixed_load\r\n"
+               "Content-Length: %d\r\n\r\n" % (path, body_bytes)).encode() + b"x" * body_bytes
 
 
 def response_end(buf):

@@ -13,6 +13,7 @@
 #                 the python rows, issue 7; no peer)
 #   middle hop    the middle nginx (2hop) against fc-runner (fc)
 # `instructions.sh [--profile DIR]` also keeps the callgrind files there.
+# BENCH_INSN_BODY=N: every request a POST of N body bytes instead of a GET.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -20,6 +21,7 @@ source "$here/common.sh" insn
 profile_dir=
 [ "${1:-}" = --profile ] && profile_dir=$2 && mkdir -p "$profile_dir"
 requests=${BENCH_INSN_REQUESTS:-2000}
+body=${BENCH_INSN_BODY:-}
 runner_bin=${FC_RUNNER:-$root/build/fc-runner}   # FC_RUNNER=path: another build (a baseline)
 front=$(free_port); backend=$(free_port)
 # The runner's instance guard is exec'd natively (FC_RUNNER_GUARD_EXE: under
@@ -68,10 +70,10 @@ dumps=0
 # insn TARGET PEER_NAME PEER_PID: prints "TARGET front_per_request peer_per_request"
 insn() {
   local t=$1 peer=$2 peer_pid=$3
-  python3 "$here/fixed_load.py" "$front" "/$t" 200 16 >/dev/null   # warm-up: pools, connections
+  python3 "$here/fixed_load.py" "$front" "/$t" 200 16 $body >/dev/null   # warm-up: pools, connections
   callgrind_control -z "$front_pid" >/dev/null 2>&1
   callgrind_control -z "$peer_pid" >/dev/null 2>&1
-  python3 "$here/fixed_load.py" "$front" "/$t" "$requests" 16 >/dev/null
+  python3 "$here/fixed_load.py" "$front" "/$t" "$requests" 16 $body >/dev/null
   callgrind_control -d "$front_pid" >/dev/null 2>&1
   callgrind_control -d "$peer_pid" >/dev/null 2>&1
   local f p
@@ -86,13 +88,16 @@ insn() {
   insn fc-python runner "$runner_pid"
 } > "$work/insn.txt"
 python3 - "$work/insn.txt" "$requests" <<'PY'
+import os
 import sys
 rows = {}
 for line in open(sys.argv[1]):
     t, f, p = line.split()
     rows[t] = (int(f), int(p))
 n = int(sys.argv[2])
-print("instructions per request (callgrind, %d requests, 16 connections)" % n)
+body = os.environ.get("BENCH_INSN_BODY")
+print("instructions per request (callgrind, %d requests%s, 16 connections)"
+      % (n, ", POST of %s bytes" % body if body else ""))
 print("%-12s %14s %14s" % ("target", "front nginx", "middle hop"))
 for t, (f, p) in rows.items():
     print("%-12s %14.0f %14.0f   (%s)" % (t, f / n, p / n, "middle nginx" if t == "2hop" else "fc-runner"))

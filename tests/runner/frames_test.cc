@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "fc_errors.h"
 
@@ -75,6 +77,59 @@ TEST(Frames, RejectsGarbageAsARequest) {
   RequestHead head;
   const uint8_t junk[] = {0xc1, 0x00, 0x12};
   EXPECT_NE(decode_request(junk, sizeof(junk), head), FC_OK);
+}
+
+// Written from the views without fc_response_t, the frame is byte for byte
+// what fc_response_encode() makes, appended after what the buffer held; at
+// most FC_MAX_HEADERS headers go.
+TEST(Frames, AppendedResponseIsTheEncodersBytes) {
+  std::vector<std::string> names;
+  for (int i = 0; i < FC_MAX_HEADERS + 2; i++) names.push_back("X-H" + std::to_string(i));
+  std::string long_value(300, 'v');
+  for (size_t count : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, size_t{FC_MAX_HEADERS}, size_t{FC_MAX_HEADERS + 2}}) {
+    HeaderViews views;
+    for (size_t i = 0; i < count; i++) views.emplace_back(names[i], i % 2 ? std::string_view(long_value) : "");
+    for (int status : {200, 101, 404, 599}) {
+      std::string out = "before";
+      ASSERT_TRUE(append_response_frame(out, status, views, status == 404, "fn-7"));
+      std::vector<fc_header_t> hs;
+      for (size_t i = 0; i < std::min<size_t>(count, FC_MAX_HEADERS); i++) {
+        hs.push_back({{views[i].first.data(), views[i].first.size()}, {views[i].second.data(), views[i].second.size()}});
+      }
+      fc_response_t resp{static_cast<uint32_t>(status), hs.data(), hs.size(), status == 404, {"fn-7", 4}};
+      std::string want(fc_response_size_bound(&resp), '\0');
+      size_t written = 0;
+      ASSERT_EQ(fc_response_encode(&resp, reinterpret_cast<uint8_t*>(want.data()), want.size(), &written), FC_OK);
+      want.resize(written);
+      ASSERT_EQ(out.substr(0, 6), "before");
+      fc_frame_header_t h = header_of(out.substr(6));
+      EXPECT_EQ(h.type, FC_FRAME_RESPONSE);
+      ASSERT_EQ(h.length, written) << count;
+      EXPECT_EQ(out.substr(6 + FC_FRAME_HEADER_SIZE), want) << count << " headers, status " << status;
+    }
+  }
+}
+
+// A head whose RESPONSE would pass FC_MAX_META_PAYLOAD is refused, the
+// buffer left as it was; one that fits exactly is not.
+TEST(Frames, ResponseOverTheMetaLimitIsRefused) {
+  HeaderViews views;
+  std::string value;
+  auto size_with = [&](size_t len) {
+    value.assign(len, 'v');
+    views = {{"X-Big", value}};
+    std::string out;
+    return append_response_frame(out, 200, views, false, "i") ? out.size() - FC_FRAME_HEADER_SIZE : 0;
+  };
+  size_t small = size_with(60000);  // a str16 value, as at the limit
+  ASSERT_GT(small, 0u);
+  size_t exact = 60000 + (FC_MAX_META_PAYLOAD - small);
+  EXPECT_EQ(size_with(exact), static_cast<size_t>(FC_MAX_META_PAYLOAD));
+  value.assign(exact + 1, 'v');
+  views = {{"X-Big", value}};
+  std::string out = "kept";
+  EXPECT_FALSE(append_response_frame(out, 200, views, false, "i"));
+  EXPECT_EQ(out, "kept");
 }
 
 }  // namespace

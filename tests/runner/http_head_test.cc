@@ -160,5 +160,100 @@ TEST(HttpHead, AnUpgradeIsForwardedAsConnectionUpgrade) {
   EXPECT_EQ(head.find("Connection", head.find("Connection") + 1), std::string::npos) << head;
 }
 
+// Every pair of byte values: equal, or one ASCII letter in two cases.
+TEST(HttpHead, IequalsFoldsAsciiLettersOnly) {
+  auto fold = [](int c) { return c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c; };
+  for (int x = 0; x < 256; x++) {
+    for (int y = 0; y < 256; y++) {
+      std::string a(1, static_cast<char>(x)), b(1, static_cast<char>(y));
+      ASSERT_EQ(iequals(a, b), fold(x) == fold(y)) << x << " " << y;
+    }
+  }
+  EXPECT_TRUE(iequals("Content-Length", "content-LENGTH"));
+  EXPECT_FALSE(iequals("Content-Length", "Content-Lengt"));
+  EXPECT_FALSE(iequals("x-fc-a", "x-fc-b"));
+  EXPECT_TRUE(iequals("", ""));
+}
+
+// ---- instance response heads read without http_parser ------------------------
+
+TEST(HttpHead, ReadsTheCommonResponseHead) {
+  std::string bytes =
+      "HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: text/plain\r\nContent-Length:  6 \r\n"
+      "Connection: keep-alive\r\nX-Dup: a\r\nX-Dup: b\r\nX-Empty:\r\n\r\nhello\n";
+  SimpleResponseHead head;
+  HeaderViews headers;
+  ASSERT_TRUE(parse_simple_response_head(bytes, head, headers));
+  EXPECT_EQ(head.status, 200);
+  EXPECT_TRUE(head.keep_alive);
+  EXPECT_EQ(head.content_length, 6u);
+  EXPECT_EQ(bytes.substr(head.head_len), "hello\n");
+  ASSERT_EQ(headers.size(), 7u);
+  EXPECT_EQ(headers[0].first, "Server");
+  EXPECT_EQ(headers[2].second, "6");
+  EXPECT_EQ(headers[5].second, "b");
+  EXPECT_EQ(headers[6].second, "");
+
+  ASSERT_TRUE(parse_simple_response_head("HTTP/1.1 404\r\ncontent-length: 0\r\nCONNECTION: Close\r\n\r\n", head,
+                                         headers));
+  EXPECT_EQ(head.status, 404);
+  EXPECT_FALSE(head.keep_alive);
+  EXPECT_EQ(head.content_length, 0u);
+  ASSERT_TRUE(parse_simple_response_head("HTTP/1.1 599 x\r\nContent-Length: 999999999999999999\r\n\r\n", head, headers));
+  EXPECT_EQ(head.content_length, 999999999999999999u);
+}
+
+// Whatever is not of the common shape is left to http_parser, which reads
+// it (or refuses it) as before: every case here must say false.
+TEST(HttpHead, LeavesEveryOtherResponseHeadToHttpParser) {
+  const char* const others[] = {
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",                  // not complete
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r",                // not complete
+      "HTTP/1.1 200 OK\r\n",                                       // not complete
+      "HTTP/1.1 20",                                               // not complete
+      "HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n",              // HTTP/1.0 keep-alive rules
+      "HTTP/1.1 200 OK\r\n\r\n",                                   // body until close
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",     // chunked
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",  // repeated
+      "HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 1234567890123456789\r\n\r\n",  // 19 digits
+      "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\n",
+      "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",  // interim
+      "HTTP/1.1 101 Switching Protocols\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",      // no body whatever it says
+      "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+      "HTTP/1.1 600 Bad\r\nContent-Length: 0\r\n\r\n",             // not a status
+      "HTTP/1.1 199 x\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200OK\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",                // bare LF
+      "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n",
+      "HTTP/1.1 200 OK\r\nX-A: a\rb\r\nContent-Length: 0\r\n\r\n",  // bare CR
+      "HTTP/1.1 200 OK\r\nX-A: a\tb\r\nContent-Length: 0\r\n\r\n",  // a tab
+      "HTTP/1.1 200 OK\r\nX-A: a\x7f\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nX-A: a\r\n folded\r\nContent-Length: 0\r\n\r\n",  // obs-fold
+      "HTTP/1.1 200 OK\r\nX A: a\r\nContent-Length: 0\r\n\r\n",    // not a token
+      "HTTP/1.1 200 OK\r\nX-A : a\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\n: a\r\nContent-Length: 0\r\n\r\n",       // no name
+      "HTTP/1.1 200 OK\r\nNo colon\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n",
+      "http/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+      "",
+  };
+  for (const char* bytes : others) {
+    SimpleResponseHead head;
+    HeaderViews headers;
+    EXPECT_FALSE(parse_simple_response_head(bytes, head, headers)) << bytes;
+  }
+  SimpleResponseHead head;
+  HeaderViews headers;
+  std::string nul("HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n", 49);
+  EXPECT_FALSE(parse_simple_response_head(nul, head, headers));
+}
+
 }  // namespace
 }  // namespace fc

@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 #include <msgpack.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -1313,6 +1316,309 @@ TEST(ResponseSpan, HeadersAllocatedOnceAndOnlyForAGoodMessage) {
   Arena failing;
   failing.fail = true;
   EXPECT_EQ(DecodeResponse(good, &out, &failing), FC_ENOMEM);
+}
+
+}  // namespace
+
+// ---- the one-pass REQUEST decoder against msgpack-c -------------------------
+
+namespace {
+namespace reference {
+
+// What fc_request_decode() must say, computed the long way: msgpack-c's
+// object tree, then the fields.  The rules of DESIGN §3 and fc_proto.h,
+// written once more independently of the decoder.
+int Depth(const msgpack_object &o) {
+  int deepest = 0;
+  if (o.type == MSGPACK_OBJECT_ARRAY) {
+    for (uint32_t i = 0; i < o.via.array.size; i++) deepest = std::max(deepest, Depth(o.via.array.ptr[i]));
+    return deepest + 1;
+  }
+  if (o.type == MSGPACK_OBJECT_MAP) {
+    for (uint32_t i = 0; i < o.via.map.size; i++) {
+      deepest = std::max({deepest, Depth(o.via.map.ptr[i].key), Depth(o.via.map.ptr[i].val)});
+    }
+    return deepest + 1;
+  }
+  return 0;
+}
+
+bool Str(const msgpack_object &o, std::string_view *out) {
+  if (o.type == MSGPACK_OBJECT_STR) {
+    *out = std::string_view(o.via.str.ptr, o.via.str.size);
+  } else if (o.type == MSGPACK_OBJECT_BIN) {
+    *out = std::string_view(o.via.bin.ptr, o.via.bin.size);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+struct Request {
+  std::map<std::string, std::string> strings;
+  std::vector<std::pair<std::string, std::string>> headers;
+  uint64_t remote_port = 0;
+  int64_t content_length = -1;
+  uint64_t deadline_ms = 0;
+};
+
+// Returns an fc_status_e, or 1: msgpack-c could not allocate (not comparable).
+int Decode(const Bytes &payload, Request *out) {
+  if (payload.size() > FC_MAX_META_PAYLOAD) return FC_ETOOBIG;
+  msgpack_zone zone;
+  msgpack_zone_init(&zone, 2048);
+  msgpack_object root;
+  size_t off = 0;
+  auto ret = msgpack_unpack(reinterpret_cast<const char *>(payload.data()), payload.size(), &off, &zone, &root);
+  struct Zone {
+    msgpack_zone *z;
+    ~Zone() { msgpack_zone_destroy(z); }
+  } guard{&zone};
+  if (ret == MSGPACK_UNPACK_NOMEM_ERROR) return 1;
+  if (ret != MSGPACK_UNPACK_SUCCESS || off != payload.size() || Depth(root) > 16) return FC_EMSGPACK;
+  if (root.type != MSGPACK_OBJECT_MAP) return FC_ESCHEMA;
+  static const std::set<std::string> kStrings = {"function", "method", "uri", "version", "remote_addr",
+                                                 "scheme", "host", "request_id"};
+  std::set<std::string> seen;
+  for (uint32_t i = 0; i < root.via.map.size; i++) {
+    std::string_view key;
+    if (!Str(root.via.map.ptr[i].key, &key)) continue;
+    std::string k(key);
+    const msgpack_object &v = root.via.map.ptr[i].val;
+    bool known = kStrings.count(k) || k == "headers" || k == "remote_port" || k == "content_length" ||
+                 k == "deadline_ms";
+    if (!known) continue;
+    if (!seen.insert(k).second) return FC_ESCHEMA;
+    std::string_view s;
+    if (kStrings.count(k)) {
+      if (!Str(v, &s)) return FC_ESCHEMA;
+      out->strings[k] = std::string(s);
+    } else if (k == "headers") {
+      if (v.type != MSGPACK_OBJECT_ARRAY) return FC_ESCHEMA;
+      if (v.via.array.size > FC_MAX_HEADERS) return FC_ETOOMANY;
+      for (uint32_t j = 0; j < v.via.array.size; j++) {
+        const msgpack_object &pair = v.via.array.ptr[j];
+        std::string_view name, value;
+        if (pair.type != MSGPACK_OBJECT_ARRAY || pair.via.array.size != 2 || !Str(pair.via.array.ptr[0], &name) ||
+            !Str(pair.via.array.ptr[1], &value)) {
+          return FC_ESCHEMA;
+        }
+        out->headers.emplace_back(name, value);
+      }
+    } else if (v.type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+      if (k != "content_length" || v.via.i64 != -1) return FC_ESCHEMA;
+      out->content_length = -1;
+    } else if (v.type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+      return FC_ESCHEMA;
+    } else if (k == "remote_port") {
+      if (v.via.u64 > 65535) return FC_ESCHEMA;
+      out->remote_port = v.via.u64;
+    } else if (k == "content_length") {
+      if (v.via.u64 > uint64_t(INT64_MAX)) return FC_ESCHEMA;
+      out->content_length = static_cast<int64_t>(v.via.u64);
+    } else {
+      out->deadline_ms = v.via.u64;
+    }
+  }
+  for (const char *k : {"function", "method", "uri"}) {
+    if (!seen.count(k)) return FC_ESCHEMA;
+  }
+  return FC_OK;
+}
+
+}  // namespace reference
+
+// Compares the decoder with the reference on one payload; false when they
+// disagree (the caller reports which payload).
+::testing::AssertionResult AgreesWithReference(const Bytes &payload) {
+  reference::Request want;
+  int want_rc = reference::Decode(payload, &want);
+  if (want_rc == 1) return ::testing::AssertionSuccess();
+  Arena arena;
+  fc_request_t got{};
+  int rc = DecodeRequest(payload, &got, &arena);
+  if (rc != want_rc) {
+    return ::testing::AssertionFailure() << "decoder " << fc_strerror(rc) << ", reference " << fc_strerror(want_rc);
+  }
+  if (rc != FC_OK) {
+    if (!arena.blocks.empty()) return ::testing::AssertionFailure() << "a failed decode allocated";
+    return ::testing::AssertionSuccess();
+  }
+  const std::pair<const char *, fc_str_t> strings[] = {
+      {"function", got.function}, {"method", got.method},   {"uri", got.uri},
+      {"version", got.version},   {"remote_addr", got.remote_addr}, {"scheme", got.scheme},
+      {"host", got.host},         {"request_id", got.request_id}};
+  for (const auto &[key, value] : strings) {
+    auto it = want.strings.find(key);
+    std::string expected = it == want.strings.end() ? std::string() : it->second;
+    if (V(value) != expected) return ::testing::AssertionFailure() << key << ": " << V(value);
+    if (it == want.strings.end() && value.data != nullptr) return ::testing::AssertionFailure() << key << " not null";
+  }
+  if (got.nheaders != want.headers.size()) return ::testing::AssertionFailure() << "nheaders " << got.nheaders;
+  for (size_t i = 0; i < got.nheaders; i++) {
+    if (V(got.headers[i].name) != want.headers[i].first || V(got.headers[i].value) != want.headers[i].second) {
+      return ::testing::AssertionFailure() << "header " << i;
+    }
+  }
+  if (got.remote_port != want.remote_port || got.content_length != want.content_length ||
+      got.deadline_ms != want.deadline_ms) {
+    return ::testing::AssertionFailure() << "integers";
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Every payload a one-byte change of a real REQUEST makes (each position,
+// each byte value), and every truncation: the one-pass decoder says what
+// msgpack-c's tree and the rules say, error for error, field for field.
+TEST(RequestOnePass, AgreesWithMsgpackCOnEveryOneByteChange) {
+  auto headers = SampleHeaders();
+  fc_request_t in = SampleRequest(headers);
+  in.content_length = -1;
+  in.deadline_ms = 30000;
+  Bytes good = EncodeRequest(in);
+  ASSERT_TRUE(AgreesWithReference(good));
+  for (size_t pos = 0; pos < good.size(); pos++) {
+    Bytes changed = good;
+    for (int b = 0; b < 256; b++) {
+      // 32-bit container counts would have msgpack-c allocate gigabytes
+      // (the decoder's refusal: HugeContainerCountsAreRejectedBeforeAllocating)
+      if (b == 0xdd || b == 0xdf) continue;
+      changed[pos] = static_cast<uint8_t>(b);
+      ASSERT_TRUE(AgreesWithReference(changed)) << "byte " << pos << " = " << b;
+    }
+    ASSERT_TRUE(AgreesWithReference(Bytes(good.begin(), good.begin() + pos))) << "cut at " << pos;
+  }
+}
+
+// Unknown keys of every shape (a container key, nested values at the depth
+// limit and one past it, every scalar form) around the known ones.
+TEST(RequestOnePass, UnknownKeysAndValuesOfEveryShapeAreSkipped) {
+  auto nested = [](int arrays) {
+    Mp m;
+    m.Map(4).Str("function").Str("f").Str("method").Str("GET").Str("uri").Str("/").Str("zone");
+    Bytes b = m.bytes();
+    for (int i = 0; i < arrays; i++) b.push_back(0x91);
+    b.push_back(0xc0);
+    return b;
+  };
+  // the map plus 15 arrays: 16 open containers, the most a decoder allows
+  EXPECT_TRUE(AgreesWithReference(nested(15)));
+  Arena arena;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(nested(15), &out, &arena), FC_OK);
+  EXPECT_EQ(DecodeRequest(nested(16), &out, &arena), FC_EMSGPACK);
+  EXPECT_TRUE(AgreesWithReference(nested(16)));
+
+  Bytes shapes = RequestWith(6, [](Mp &m) {
+    m.Map(1).Str("k").Str("v").Str("a map as a key");
+    m.Str("zone").Str("cn-hangzhou");
+    m.Nil().Array(2).Uint(1).Int(-70000);
+    m.Bin("bin key").Bool(false);
+    m.Str("floaty").Array(0);
+    m.Str("host").Str("h");
+  });
+  for (uint8_t b : {0xca, 0, 0, 0, 0}) shapes.push_back(b);  // a 7th pair: a float32 key ...
+  shapes.push_back(0x07);                                      // ... and its value
+  shapes[0] = 0x8a;                                            // 3 + 6 + 1 pairs
+  EXPECT_TRUE(AgreesWithReference(shapes));
+  ASSERT_EQ(DecodeRequest(shapes, &out, &arena), FC_OK);
+  EXPECT_EQ(V(out.host), "h");
+  EXPECT_EQ(V(out.function), "f");
+}
+
+// Each field in each of its msgpack forms, at the limits of its range.
+TEST(RequestOnePass, EveryFieldAtItsLimits) {
+  std::string long_value(60000, 'v');  // str16, the longest form a REQUEST can hold
+  Bytes payload = Mp()
+                      .Map(12)
+                      .Str("function").Str(std::string(FC_MAX_FUNCTION_NAME, 'f'))
+                      .Str("method").Bin("PATCH")
+                      .Str("uri").Str(std::string(255, 'u'))
+                      .Str("version").Str(std::string(256, 'v'))
+                      .Str("headers").Array(0)
+                      .Str("remote_addr").Str("::1")
+                      .Str("remote_port").Int(65535)
+                      .Str("scheme").Str("")
+                      .Str("host").Str(std::string(31, 'h'))
+                      .Str("request_id").Str(std::string(32, 'r'))
+                      .Str("content_length").Int(INT64_MAX)
+                      .Str("deadline_ms").Uint(UINT64_MAX)
+                      .bytes();
+  Arena arena;
+  fc_request_t out{};
+  ASSERT_EQ(DecodeRequest(payload, &out, &arena), FC_OK);
+  EXPECT_EQ(out.function.len, static_cast<size_t>(FC_MAX_FUNCTION_NAME));
+  EXPECT_EQ(V(out.method), "PATCH");
+  EXPECT_EQ(out.uri.len, 255u);
+  EXPECT_EQ(out.version.len, 256u);
+  EXPECT_EQ(out.headers, nullptr);
+  EXPECT_EQ(out.remote_port, 65535u);
+  EXPECT_EQ(V(out.scheme), "");
+  EXPECT_NE(out.scheme.data, nullptr) << "present but empty is not absent";
+  EXPECT_EQ(out.host.len, 31u);
+  EXPECT_EQ(out.content_length, INT64_MAX);
+  EXPECT_EQ(out.deadline_ms, UINT64_MAX);
+  EXPECT_TRUE(AgreesWithReference(payload));
+  EXPECT_TRUE(arena.blocks.empty()) << "no headers, no allocation";
+
+  // a header value of 60000 bytes within FC_MAX_META_PAYLOAD
+  Bytes big = RequestWith(1, [&](Mp &m) { m.Str("headers").Array(1).Header("X-Long", long_value); });
+  ASSERT_LE(big.size(), static_cast<size_t>(FC_MAX_META_PAYLOAD));
+  ASSERT_EQ(DecodeRequest(big, &out, &arena), FC_OK);
+  ASSERT_EQ(out.nheaders, 1u);
+  EXPECT_EQ(V(out.headers[0].value), long_value);
+  EXPECT_TRUE(AgreesWithReference(big));
+
+  // a payload of exactly FC_MAX_META_PAYLOAD bytes decodes, one more does not
+  auto sized = [](size_t total) {
+    Bytes b = RequestWith(1, [](Mp &m) { m.Str("host").Str(std::string(60000, 'x')); });
+    size_t overhead = b.size() - 60000;
+    return RequestWith(1, [&](Mp &m) { m.Str("host").Str(std::string(total - overhead, 'x')); });
+  };
+  Bytes at_limit = sized(FC_MAX_META_PAYLOAD);
+  ASSERT_EQ(at_limit.size(), static_cast<size_t>(FC_MAX_META_PAYLOAD));
+  EXPECT_EQ(DecodeRequest(at_limit, &out, &arena), FC_OK);
+  Bytes over = sized(FC_MAX_META_PAYLOAD + 1);
+  ASSERT_EQ(over.size(), static_cast<size_t>(FC_MAX_META_PAYLOAD) + 1);
+  EXPECT_EQ(DecodeRequest(over, &out, &arena), FC_ETOOBIG);
+
+  // header pairs in the array16 form, and the 16-bit and 32-bit array headers
+  Bytes wide = RequestWith(1, [](Mp &m) { m.Str("headers").Array(1).Array(2).Str("a").Str("b"); });
+  Bytes forms = wide;
+  size_t at = forms.size() - 6;  // 0x91 0x92 0xa1 'a' 0xa1 'b'
+  ASSERT_EQ(forms[at], 0x91);
+  forms.erase(forms.begin() + static_cast<long>(at), forms.begin() + static_cast<long>(at) + 2);
+  const uint8_t array32_of_1[] = {0xdd, 0, 0, 0, 1, 0xdc, 0, 2};
+  forms.insert(forms.begin() + static_cast<long>(at), std::begin(array32_of_1), std::end(array32_of_1));
+  ASSERT_EQ(DecodeRequest(forms, &out, &arena), FC_OK);
+  ASSERT_EQ(out.nheaders, 1u);
+  EXPECT_EQ(V(out.headers[0].name), "a");
+  EXPECT_EQ(V(out.headers[0].value), "b");
+  EXPECT_TRUE(AgreesWithReference(forms));
+}
+
+// Malformed or ill-typed input fails with the same status as the tree
+// decoders, whichever comes first in the bytes.
+TEST(RequestOnePass, MalformedBeatsASchemaErrorBeforeIt) {
+  // a wrong type early, then bytes that are not msgpack: malformed
+  Bytes payload = RequestWith(2, [](Mp &m) { m.Str("remote_port").Str("x").Str("host"); });
+  payload.push_back(0xc1);
+  Arena arena;
+  fc_request_t out{};
+  EXPECT_EQ(DecodeRequest(payload, &out, &arena), FC_EMSGPACK);
+  EXPECT_TRUE(AgreesWithReference(payload));
+  // too many headers, then a truncation: malformed
+  Bytes many = RequestWith(1, [](Mp &m) {
+    m.Str("headers").Array(FC_MAX_HEADERS + 1);
+    for (int i = 0; i <= FC_MAX_HEADERS; i++) m.Header("a", "b");
+  });
+  EXPECT_EQ(DecodeRequest(many, &out, &arena), FC_ETOOMANY);
+  many.pop_back();
+  EXPECT_EQ(DecodeRequest(many, &out, &arena), FC_EMSGPACK);
+  // a missing required key in well-formed msgpack: schema
+  Bytes missing = Mp().Map(2).Str("function").Str("f").Str("uri").Str("/").bytes();
+  EXPECT_EQ(DecodeRequest(missing, &out, &arena), FC_ESCHEMA);
+  EXPECT_TRUE(arena.blocks.empty());
 }
 
 }  // namespace
