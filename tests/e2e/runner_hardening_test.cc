@@ -103,6 +103,20 @@ void raise_own_open_file_limit(rlim_t want) {
   ASSERT_GE(lim.rlim_cur, want) << "the test needs " << want << " descriptors";
 }
 
+// Reads each socket once (waiting at most `wait` for it) and closes it;
+// returns how many the runner had closed (EOF or reset).
+size_t close_and_count_closed_by_peer(const std::vector<int>& fds, timeval wait) {
+  size_t closed = 0;
+  for (int fd : fds) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+    char buf[64];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno == ECONNRESET)) closed++;
+    close(fd);
+  }
+  return closed;
+}
+
 class RunnerHardeningTest : public GatewayFixture {
  protected:
   void add_lifecycle_function(const std::string& name, const std::string& extra = "") {
@@ -207,16 +221,7 @@ TEST_F(RunnerHardeningTest, IdleHalfFramesAtTheOpenFileLimitDoNotStopServiceAndA
 
   // After frameTimeout every half-frame connection is closed (EOF), none left.
   std::this_thread::sleep_for(4s);
-  size_t closed = 0;
-  for (int fd : idle) {
-    timeval tv{0, 200000};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char buf[64];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n == 0 || (n < 0 && errno == ECONNRESET)) closed++;
-    close(fd);
-  }
-  EXPECT_EQ(closed, idle.size());
+  EXPECT_EQ(close_and_count_closed_by_peer(idle, timeval{0, 200000}), idle.size());
   std::string log = gw_.runner_log();
   EXPECT_NE(log.find("frameTimeout"), std::string::npos);
   EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
@@ -264,16 +269,7 @@ TEST_F(RunnerHardeningTest, ConnectionsThatSentNoFrameTakeNoServedSlot) {
   EXPECT_LT(Clock::now() - started, 2500ms) << "the requests waited for frameTimeout";
 
   std::this_thread::sleep_for(3500ms);
-  size_t closed = 0;
-  for (int fd : silent) {
-    timeval tv{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char buf[64];
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n == 0 || (n < 0 && errno == ECONNRESET)) closed++;
-    close(fd);
-  }
-  EXPECT_EQ(closed, silent.size());
+  EXPECT_EQ(close_and_count_closed_by_peer(silent, timeval{1, 0}), silent.size());
   EXPECT_TRUE(gw_.runner_logged("no frame came within 3000 ms of connecting (frameTimeout)"));
   EXPECT_EQ(http_get(gw_.url("/fn/pid")).status, 200);
 }

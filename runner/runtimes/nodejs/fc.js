@@ -201,6 +201,26 @@ function defineRequestFields(proto) {
   }
 }
 
+// FC's resp.send(Buffer | string | stream), anything else as its String(),
+// on either response (node's ServerResponse or the lean server's).
+function sendBody(resp, body) {
+  if (body !== null && typeof body === 'object' && typeof body.pipe === 'function') {
+    body.on('error', (err) => {
+      process.stderr.write(`response stream failed: ${err && err.stack ? err.stack : err}\n`);
+      resp.destroy(err);
+    });
+    body.pipe(resp);
+    return;
+  }
+  if (body === undefined || body === null) {
+    resp.end();
+  } else if (typeof body === 'string' || body instanceof Uint8Array) {
+    resp.end(body);
+  } else {
+    resp.end(String(body));
+  }
+}
+
 // The request an HTTP function sees with node's http server (plain Node
 // handlers): node's own IncomingMessage, a readable stream of the body, with
 // FC's fields on top.
@@ -227,21 +247,7 @@ class FcResponse extends http.ServerResponse {
     return this;
   }
   send(body) {
-    if (body !== null && typeof body === 'object' && typeof body.pipe === 'function') {
-      body.on('error', (err) => {
-        process.stderr.write(`response stream failed: ${err && err.stack ? err.stack : err}\n`);
-        this.destroy(err);
-      });
-      body.pipe(this);
-      return;
-    }
-    if (body === undefined || body === null) {
-      this.end();
-    } else if (typeof body === 'string' || Buffer.isBuffer(body) || body instanceof Uint8Array) {
-      this.end(body);
-    } else {
-      this.end(String(body));
-    }
+    sendBody(this, body);
   }
 }
 
@@ -252,6 +258,7 @@ module.exports = {
   callUser,
   resultBytes,
   defineRequestFields,
+  sendBody,
   FcRequest,
   FcResponse,
 };

@@ -369,24 +369,10 @@ class LeanResponse extends EventEmitter {
     return this;
   }
 
-  // FC's send(Buffer | string | stream); anything else as its String().
   send(body) {
-    if (body !== null && typeof body === 'object' && typeof body.pipe === 'function') {
-      body.on('error', (err) => {
-        process.stderr.write(`response stream failed: ${err && err.stack ? err.stack : err}\n`);
-        this.destroy(err);
-      });
-      body.pipe(this);
-      return;
-    }
-    if (body === undefined || body === null) {
-      this.end();
-    } else if (typeof body === 'string' || body instanceof Uint8Array) {
-      this.end(body);
-    } else {
-      this.end(String(body));
-    }
+    fc.sendBody(this, body);
   }
+
 
   // The response cut short: the runner sees the connection close.
   destroy(err) {
