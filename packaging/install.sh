@@ -75,7 +75,8 @@ install_runner() {
   # The instance guard every cold start execs (fc-runner finds it here, relative to itself).
   install -D -m 0755 "$build/fc-instance-guard" "$(d "$PREFIX")/lib/fc-runner/fc-instance-guard"
   local rt; rt=$(d "$RUNTIMES_DIR")
-  install -D -m 0644 -t "$rt/nodejs" "$root/runner/runtimes/nodejs/bootstrap.js" "$root/runner/runtimes/nodejs/fc.js"
+  # Every module of the runtime: bootstrap.js requires the others by relative path.
+  install -D -m 0644 -t "$rt/nodejs" "$root"/runner/runtimes/nodejs/*.js
   install -D -m 0644 -t "$rt/python3" "$root/runner/runtimes/python3/bootstrap.py" \
       "$build/runtimes/python3/_fcbootstrap.py" "$build/runtimes/python3/_fcruntime.abi3.so"
   # Precompiled where an unprivileged runner could not write it.

@@ -88,6 +88,7 @@ TEST(Install, MakeInstallIntoADestdirGivesDebiansLayoutAndUninstallRemovesIt) {
       "usr/lib/fc-runner/fc-instance-guard",
       "usr/lib/fc-runner/runtimes/nodejs/bootstrap.js",
       "usr/lib/fc-runner/runtimes/nodejs/fc.js",
+      "usr/lib/fc-runner/runtimes/nodejs/lean_http.js",
       "usr/lib/fc-runner/runtimes/python3/bootstrap.py",
       "usr/lib/fc-runner/runtimes/python3/_fcbootstrap.py",
       "usr/lib/fc-runner/runtimes/python3/_fcruntime.abi3.so",
