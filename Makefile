@@ -55,10 +55,13 @@ deps:
 # Debian builds nginx itself (`nginx -V`): conf_flags has no --with-cc-opt,
 # and nginx's own default, -O, cost the module ~800 instructions a request.
 NGX_CC_OPT := -O2
+# Paths relative to the copy, where configure and make run: nginx's
+# auto/make turns any ".S", ".cc" or ".cpp" in a source path into an object
+# name, so a checkout under, say, /tmp/x.Sab12 would not build.
 $(NGX_OBJS)/Makefile: config $(NGX_SRC)/conf_flags Makefile
 	rm -rf $(NGX_COPY) && mkdir -p $(BUILD) && cp -r $(NGX_SRC) $(NGX_COPY)
 	cd $(NGX_COPY) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" --with-cc-opt="$(NGX_CC_OPT)" \
-		--with-compat --add-dynamic-module=$(ROOT) --builddir=$(NGX_OBJS) >$(BUILD)/nginx-configure.log \
+		--with-compat --add-dynamic-module=../.. --builddir=../nginx >$(BUILD)/nginx-configure.log \
 		|| { tail -30 $(BUILD)/nginx-configure.log; exit 1; }
 
 $(BUILD)/ngx_http_fc_module.so: $(NGX_OBJS)/Makefile $(MODULE_SOURCES)
