@@ -1691,17 +1691,6 @@ fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
 }
 
 
-int
-fc_request_decode_in_zone(struct msgpack_zone *zone, const uint8_t *payload,
-    size_t len, fc_request_t *req, fc_alloc_pt alloc, void *alloc_ctx)
-{
-    /* no zone needed (above); the entry point stays for its callers */
-    (void) zone;
-
-    return fc_request_decode(payload, len, req, alloc, alloc_ctx);
-}
-
-
 enum {
     FC_RESP_STATUS = 0,
     FC_RESP_HEADERS,

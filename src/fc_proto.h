@@ -193,7 +193,7 @@ typedef void *(*fc_alloc_pt)(void *ctx, size_t size);
  * Absent optional strings decode as {NULL, 0}, content_length as -1.
  * Malformed msgpack anywhere in a payload is FC_EMSGPACK, before any
  * schema error.  The REQUEST decoder reads the bytes in one pass and needs
- * no msgpack-c zone (fc_request_decode_in_zone ignores its zone). */
+ * no msgpack-c zone. */
 int fc_request_decode(const uint8_t *payload, size_t len, fc_request_t *req,
     fc_alloc_pt alloc, void *alloc_ctx);
 int fc_response_decode(const uint8_t *payload, size_t len,
@@ -252,9 +252,6 @@ struct msgpack_zone;
 struct msgpack_zone *fc_zone_create(void);
 void fc_zone_destroy(struct msgpack_zone *zone);
 
-int fc_request_decode_in_zone(struct msgpack_zone *zone,
-    const uint8_t *payload, size_t len, fc_request_t *req, fc_alloc_pt alloc,
-    void *alloc_ctx);
 int fc_response_decode_in_zone(struct msgpack_zone *zone,
     const uint8_t *payload, size_t len, fc_response_t *resp,
     fc_alloc_pt alloc, void *alloc_ctx);
